@@ -1,0 +1,28 @@
+"""paczero: PAC-private zeroth-order fine-tuning of language models with forward passes only.
+
+Heavy modules (torch, transformers) load on first use, so ``paczero privacy`` stays quick.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "train": "paczero.trainer",
+    "evaluate": "paczero.trainer",
+    "Result": "paczero.trainer",
+    "ZOOptimizer": "paczero.optim",
+    "StepResult": "paczero.optim",
+    "RunConfig": "paczero.config",
+    "load_config": "paczero.config",
+    "build_mechanism": "paczero.mechanisms",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'paczero' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

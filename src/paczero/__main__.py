@@ -1,0 +1,5 @@
+import sys
+
+from paczero.cli import main
+
+sys.exit(main())

@@ -1,0 +1,243 @@
+"""Typed run configuration: one flat, dotted set of keys, saved with every run.
+
+A config comes from a recipe name or a YAML file, then dotted ``key=value`` overrides.
+Every error is turned into one line that names the key (and a close match for typos).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from paczero.errors import UserError
+
+PRIVATE_MECHANISMS = ("paczero-zpl", "paczero-mi")
+ABLATIONS = ("full-mean", "full-sign", "secret-mean", "secret-sign", "random-sign")
+MECHANISMS = ("mezo", *PRIVATE_MECHANISMS, *ABLATIONS)
+SUBSET_MECHANISMS = (*PRIVATE_MECHANISMS, "secret-mean", "secret-sign")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(Section):
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "auto"
+    track: Literal["full", "lora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class TaskConfig(Section):
+    name: Literal["sst2"] = "sst2"
+    template: str = "mezo"
+    objective: Literal["ce"] = "ce"
+    max_length: int = Field(256, ge=8)
+
+
+class DataConfig(Section):
+    source: Literal["auto", "synthetic"] = "auto"
+    dir: str | None = Field(default_factory=lambda: os.environ.get("PACZERO_DATA_DIR") or None)
+    num_train: int = Field(1000, ge=1)
+    num_dev: int = Field(500, ge=1)
+    num_test: int = Field(1000, ge=1)
+    seed: int = 0
+
+
+class ZOConfig(Section):
+    eps: float = Field(1e-3, gt=0)
+    directions: int = Field(1, ge=1)
+    micro_batch: int = Field(32, ge=1)
+    restore: Literal["auto", "exact", "fused"] = "auto"
+
+
+class TrainConfig(Section):
+    steps: int = Field(1000, ge=1)
+    lr: float = Field(1e-6, gt=0)
+    schedule: Literal["constant", "linear"] = "constant"
+    batch_size: int | Literal["full"] = 16
+    eval_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0)
+    eval_batch: int = Field(32, ge=1)
+    eval_at_start: bool = True
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be a positive integer or 'full'")
+        return value
+
+
+class MechanismConfig(Section):
+    name: Literal[MECHANISMS] = "mezo"  # type: ignore[valid-type]
+    subsets: int = Field(128, ge=2)
+    construction: Literal["random-halves", "disjoint-pairs"] = "random-halves"
+    clip: float | None = Field(None, gt=0)
+    budget: float | None = Field(None, gt=0)
+    allocation: Literal["adaptive", "uniform"] = "adaptive"
+    release: Literal["gaussian", "randomized-response"] = "gaussian"
+    disagreement: Literal["coin", "skip"] = "coin"
+    skip_all_zero: bool = False
+
+    @field_validator("subsets")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even (each example sits in exactly M/2 subsets), got {value}")
+        return value
+
+
+class SeedConfig(Section):
+    public: int = 0
+    secret: int | None = None
+
+
+class RunConfig(Section):
+    description: str = ""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    zo: ZOConfig = Field(default_factory=ZOConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    mechanism: MechanismConfig = Field(default_factory=MechanismConfig)
+    seed: SeedConfig = Field(default_factory=SeedConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        pool = self.data.num_train
+        batch = self.train.batch_size
+        if isinstance(batch, int) and batch > pool:
+            raise ValueError(
+                f"train.batch_size ({batch}) is larger than the pool data.num_train ({pool})"
+            )
+        mech = self.mechanism
+        if mech.name in SUBSET_MECHANISMS and mech.subsets > pool:
+            raise ValueError(
+                f"data.num_train ({pool}) is smaller than mechanism.subsets ({mech.subsets})"
+            )
+        if mech.name == "paczero-mi" and mech.budget is None:
+            raise ValueError("mechanism.budget (nats) is required for paczero-mi")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @property
+    def private(self) -> bool:
+        return self.mechanism.name in PRIVATE_MECHANISMS
+
+
+# ---------------------------------------------------------------- loading
+
+
+def recipe_names() -> list[str]:
+    folder = resources.files("paczero") / "recipes"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_text(name: str) -> str:
+    return (resources.files("paczero") / "recipes" / f"{name}.yaml").read_text()
+
+
+def read_source(source: str | None) -> dict[str, Any]:
+    """A recipe name or a YAML path -> the raw mapping (empty for None)."""
+    if source is None:
+        return {}
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"config file not found: {source}")
+        text = path.read_text()
+    elif source in recipe_names():
+        text = recipe_text(source)
+    else:
+        hint = _suggest(source, recipe_names())
+        raise UserError(f"unknown recipe or config file '{source}'{hint}; see `paczero recipes`")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: a config must be a YAML mapping of sections")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Set ``a.b.c=value`` in a nested mapping; the value is parsed as YAML (numbers, lists)."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"--set expects key=value, got '{assignment}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set {key}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(source: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    data = read_source(source)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise UserError(_one_line(err)) from None
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "int", "literal")))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent, _, leaf = loc.rpartition(".")
+        hint = _suggest(leaf, _known_keys(parent))
+        return f"unknown config key '{loc}'{hint}"
+    msg = first["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and not loc:
+        return f"invalid config: {msg}"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"invalid value for '{loc}': {msg}{shown}"
+
+
+def _known_keys(parent: str) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in filter(None, parent.split(".")):
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

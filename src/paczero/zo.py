@@ -1,0 +1,113 @@
+"""Seeded perturbations and per-example directional derivatives (the SPSA estimator).
+
+z is never stored for the whole model: each trainable tensor's block of z is regenerated
+from a dedicated ``torch.Generator`` seeded by (direction seed, tensor index). A step costs
+two forward passes per direction and three z generations: +eps, -2eps, then the restore
+fused with the update. With ``restore="exact"`` the trainable tensors are snapshotted
+instead (cheap for LoRA), so restore is bit-exact and the update is a pure function of
+(theta, seed, coefficient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from paczero.privacy.randomness import tensor_seed
+
+LossFn = Callable[[], torch.Tensor]  # per-example losses (float32) at the current theta
+
+
+def direction_block(param: torch.Tensor, direction_seed: int, index: int) -> torch.Tensor:
+    """The z block of one tensor: standard normal, float32, on the tensor's device."""
+    gen = torch.Generator(device=param.device)
+    gen.manual_seed(tensor_seed(direction_seed, index))
+    return torch.randn(param.shape, generator=gen, device=param.device, dtype=torch.float32)
+
+
+@torch.no_grad()
+def add_direction(params: Sequence[torch.Tensor], direction_seed: int, scale: float) -> None:
+    """theta += scale * z(seed), one tensor at a time (one tensor-sized buffer)."""
+    for index, param in enumerate(params):
+        z = direction_block(param, direction_seed, index)
+        param.add_(z.to(param.dtype), alpha=scale)
+
+
+@dataclass
+class Estimate:
+    derivatives: np.ndarray  # g_i = (l_i(theta + eps z) - l_i(theta - eps z)) / 2 eps, float64
+    loss: float  # mean of (l+ + l-)/2: the loss estimate, free of an extra forward pass
+
+
+class ZOEstimator:
+    """Two forward passes per direction; restore fused with the update by default."""
+
+    def __init__(self, params: Sequence[torch.Tensor], eps: float, restore: str = "fused"):
+        if restore not in ("fused", "exact"):
+            raise ValueError(f"restore must be 'fused' or 'exact', got {restore!r}")
+        self.params = list(params)
+        self.eps = float(eps)
+        self.restore = restore
+        self._pending: int | None = None  # direction left at theta - eps z (fused mode)
+
+    def estimate(self, direction_seed: int, losses: LossFn, defer_restore: bool = False) -> Estimate:
+        """Per-example derivatives along one direction.
+
+        With ``defer_restore`` (fused mode) theta is left at theta - eps z and the next
+        ``update`` folds the restore into its own z pass.
+        """
+        if self._pending is not None:
+            raise RuntimeError("a deferred restore is pending; call update() first")
+        snapshot = self._snapshot()
+        add_direction(self.params, direction_seed, self.eps)
+        loss_plus = losses().to(torch.float64)
+        add_direction(self.params, direction_seed, -2.0 * self.eps)
+        loss_minus = losses().to(torch.float64)
+        self._restore(direction_seed, snapshot, defer_restore)
+        g = ((loss_plus - loss_minus) / (2.0 * self.eps)).cpu().numpy()
+        return Estimate(derivatives=g, loss=float(((loss_plus + loss_minus) / 2).mean()))
+
+    def update(self, steps: Sequence[tuple[int, float]]) -> None:
+        """theta -= a_k z_k for each (direction seed, a_k), folding in a deferred restore."""
+        pending = self._pending
+        self._pending = None
+        folded = False
+        for seed, amount in steps:
+            if seed == pending and not folded:
+                add_direction(self.params, seed, self.eps - amount)
+                folded = True
+            elif amount != 0.0:
+                add_direction(self.params, seed, -amount)
+        if pending is not None and not folded:
+            add_direction(self.params, pending, self.eps)
+
+    def replay(self, seeds: Sequence[int], amounts: Sequence[float]) -> None:
+        """Redo one logged step without a forward pass: the same float operations, in order.
+
+        Exact restores leave theta untouched, so only the updates are redone; fused
+        restores round, so their perturbations are redone too for a bit-identical result.
+        """
+        if self.restore == "fused":
+            for k, seed in enumerate(seeds):
+                add_direction(self.params, seed, self.eps)
+                add_direction(self.params, seed, -2.0 * self.eps)
+                self._restore(seed, None, defer=k == len(seeds) - 1)
+        self.update(list(zip(seeds, amounts, strict=True)))
+
+    def _snapshot(self) -> list[torch.Tensor] | None:
+        if self.restore == "exact":
+            return [p.detach().clone() for p in self.params]
+        return None
+
+    @torch.no_grad()
+    def _restore(self, seed: int, snapshot: list[torch.Tensor] | None, defer: bool) -> None:
+        if snapshot is not None:
+            for param, saved in zip(self.params, snapshot, strict=True):
+                param.copy_(saved)
+        elif defer:
+            self._pending = seed
+        else:
+            add_direction(self.params, seed, self.eps)
