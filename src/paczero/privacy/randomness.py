@@ -34,12 +34,12 @@ class RandomStream:
         return self._root
 
     def generator(self, purpose: str, *counters: int | str) -> np.random.Generator:
-        key = int.from_bytes(_digest(self._root, purpose, counters), "little")
+        key = int.from_bytes(_digest(self._root, f"{self.name}/{purpose}", counters), "little")
         return np.random.Generator(np.random.Philox(key=key))
 
     def seed(self, purpose: str, *counters: int | str) -> int:
         """An integer seed (e.g. for a torch.Generator) for one purpose and counter."""
-        digest = _digest(self._root, purpose, counters)
+        digest = _digest(self._root, f"{self.name}/{purpose}", counters)
         return int.from_bytes(digest[:8], "little") >> (64 - SEED_BITS)
 
     def __repr__(self) -> str:  # never print a secret root by accident
