@@ -1,0 +1,60 @@
+"""Release mechanisms: one class per mechanism name, built from the run config."""
+
+from __future__ import annotations
+
+from paczero.config import MechanismConfig
+from paczero.mechanisms.base import RELEASE_KINDS, Mechanism, Release, StepContext
+from paczero.mechanisms.nonprivate import (
+    FullMean,
+    FullSign,
+    MeZO,
+    RandomSign,
+    SecretMean,
+    SecretSign,
+)
+from paczero.mechanisms.paczero import PACZeroMI, PACZeroZPL
+
+REGISTRY: dict[str, type[Mechanism]] = {
+    cls.name: cls
+    for cls in (
+        MeZO,
+        PACZeroZPL,
+        PACZeroMI,
+        FullMean,
+        FullSign,
+        SecretMean,
+        SecretSign,
+        RandomSign,
+    )
+}
+
+
+def build_mechanism(
+    cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
+) -> Mechanism:
+    """The mechanism ``cfg.name`` for a pool of ``pool_size`` rows, T steps, K directions."""
+    try:
+        cls = REGISTRY[cfg.name]
+    except KeyError:
+        raise ValueError(
+            f"unknown mechanism '{cfg.name}'; available: {', '.join(REGISTRY)}"
+        ) from None
+    return cls(cfg, pool_size=pool_size, steps=steps, directions=directions)
+
+
+__all__ = [
+    "RELEASE_KINDS",
+    "REGISTRY",
+    "FullMean",
+    "FullSign",
+    "MeZO",
+    "Mechanism",
+    "PACZeroMI",
+    "PACZeroZPL",
+    "RandomSign",
+    "Release",
+    "SecretMean",
+    "SecretSign",
+    "StepContext",
+    "build_mechanism",
+]

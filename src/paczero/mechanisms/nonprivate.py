@@ -1,0 +1,154 @@
+"""MeZO and the non-private ablations that decompose PACZero (algorithms.md 4, 6.3).
+
+None of these carries a guarantee: they release gradient information without noise or
+accounting. The ablations isolate one ingredient each (clipping, sign quantisation, the
+half-size secret subset, the coin) so the paper's "mechanism decomposition" table can be
+reproduced. Values that depend on the secret subset go only to ``Release.private``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from paczero.config import MechanismConfig
+from paczero.mechanisms.base import Mechanism, Release, StepContext
+from paczero.mechanisms.subsets import (
+    SubsetMechanism,
+    prepare_derivatives,
+    subset_signs,
+    subset_summary,
+)
+
+
+def _sign(x: float) -> float:
+    return 1.0 if x >= 0 else -1.0  # ties read +1, as for subset signs
+
+
+def _mean(g: np.ndarray) -> float:
+    return float(g.mean()) if g.size else 0.0
+
+
+class _FullBatch(Mechanism):
+    """Shared by mechanisms that read the whole batch, not the candidate subsets."""
+
+    name = "full-batch"
+    private = False
+    clips = True
+
+    def __init__(
+        self,
+        cfg: MechanismConfig | None = None,
+        *,
+        pool_size: int,
+        steps: int,
+        directions: int = 1,
+    ):
+        super().__init__(pool_size=pool_size, steps=steps, directions=directions)
+        self.cfg = cfg or MechanismConfig(name=self.name)
+        self.clip = self.cfg.clip if self.clips else None
+        self.skip_all_zero = bool(self.cfg.skip_all_zero) and self.clips
+
+    def release(self, g: np.ndarray, ctx: StepContext) -> Release:
+        g = prepare_derivatives(g, ctx.indices, self.pool_size, self.clip)
+        mean = _mean(g)
+        if self.skip_all_zero and not np.any(g):
+            return Release(0.0, "skip", public={"mean": mean, "skip_reason": "all-zero"})
+        return Release(self._coeff(mean, ctx), "nonprivate", public={"mean": mean})
+
+    def _coeff(self, mean: float, ctx: StepContext) -> float:
+        raise NotImplementedError
+
+
+class MeZO(_FullBatch):
+    """The non-private baseline: the plain SPSA coefficient, mean of g (no clipping)."""
+
+    name = "mezo"
+    clips = False
+
+    def _coeff(self, mean: float, ctx: StepContext) -> float:
+        return mean
+
+
+class FullMean(_FullBatch):
+    """Mean of the clipped g over the whole batch (the paper's in-house MeZO reference)."""
+
+    name = "full-mean"
+
+    def _coeff(self, mean: float, ctx: StepContext) -> float:
+        return mean
+
+
+class FullSign(_FullBatch):
+    """Sign of the full-batch mean: sign quantisation without subsets."""
+
+    name = "full-sign"
+
+    def _coeff(self, mean: float, ctx: StepContext) -> float:
+        return _sign(mean)
+
+
+class RandomSign(_FullBatch):
+    """A fair public coin, independent of g: the negative control."""
+
+    name = "random-sign"
+
+    def _coeff(self, mean: float, ctx: StepContext) -> float:
+        coin = ctx.public.generator("random-sign", ctx.step, ctx.direction).integers(2)
+        return 1.0 if coin else -1.0
+
+
+class _SecretSubset(SubsetMechanism):
+    """Reads the secret subset S* without protection; S*-dependent values stay private."""
+
+    private = False
+
+    def __init__(
+        self,
+        cfg: MechanismConfig | None = None,
+        *,
+        pool_size: int,
+        steps: int,
+        directions: int = 1,
+    ):
+        cfg = cfg or MechanismConfig(name=self.name)
+        super().__init__(cfg, pool_size=pool_size, steps=steps, directions=directions)
+
+    def release(self, g: np.ndarray, ctx: StepContext) -> Release:
+        g = prepare_derivatives(g, ctx.indices, self.pool_size, self.clip)
+        means, counts = self._subset_stats(g, ctx.indices)
+        signs = subset_signs(means)
+        public: dict[str, Any] = {**subset_summary(signs, counts), "mean": _mean(g)}
+        if self.skip_all_zero and not np.any(means):
+            public["skip_reason"] = "all-zero"
+            return Release(0.0, "skip", public=public)
+        index = self._secret()
+        secret_mean = float(means[index])
+        private = {
+            "secret_index": index,
+            "secret_mean": secret_mean,
+            "secret_sign": int(signs[index]),
+        }
+        return Release(self._coeff(secret_mean), "nonprivate", public=public, private=private)
+
+    def _coeff(self, secret_mean: float) -> float:
+        raise NotImplementedError
+
+
+class SecretMean(_SecretSubset):
+    """Mean of the clipped g over S*'s subset: the half-size data without quantisation."""
+
+    name = "secret-mean"
+
+    def _coeff(self, secret_mean: float) -> float:
+        return secret_mean
+
+
+class SecretSign(_SecretSubset):
+    """s_{S*} released as is: PACZero's release with the privacy removed."""
+
+    name = "secret-sign"
+
+    def _coeff(self, secret_mean: float) -> float:
+        return _sign(secret_mean)

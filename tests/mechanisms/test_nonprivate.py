@@ -1,0 +1,155 @@
+"""MeZO, the non-private ablations, and the mechanism registry."""
+
+import json
+
+import numpy as np
+import pytest
+
+from paczero.config import MECHANISMS, MechanismConfig
+from paczero.mechanisms import REGISTRY, MeZO, StepContext, build_mechanism
+from paczero.privacy.randomness import RandomStream
+
+POOL = 30
+
+
+def make(name, *, secret=1, public=0, **fields):
+    mech = build_mechanism(
+        MechanismConfig(name=name, subsets=fields.pop("subsets", 6), **fields),
+        pool_size=POOL,
+        steps=10,
+        directions=1,
+    )
+    pub, sec = RandomStream(public, "public"), RandomStream(secret, "secret")
+    mech.setup(pub, sec)
+    return mech, pub, sec
+
+
+def ctx(pub, sec, step=0, indices=None):
+    indices = np.arange(POOL) if indices is None else np.asarray(indices)
+    return StepContext(step, 0, indices, pub, sec)
+
+
+@pytest.fixture
+def g():
+    out = np.random.default_rng(0).normal(0.2, 2.0, size=POOL)
+    out[0] = 50.0  # an outlier that clipping must tame
+    return out
+
+
+def test_registry_covers_every_configured_mechanism():
+    assert set(REGISTRY) == set(MECHANISMS)
+    for name in MECHANISMS:
+        fields = {"budget": 0.1} if name == "paczero-mi" else {}
+        mech = build_mechanism(
+            MechanismConfig(name=name, subsets=4, **fields), pool_size=8, steps=3, directions=2
+        )
+        assert mech.name == name and mech.directions == 2 and mech.steps == 3
+        assert mech.private == (name in ("paczero-zpl", "paczero-mi"))
+
+
+def test_mezo_releases_the_plain_mean_without_clipping(g):
+    mech, pub, sec = make("mezo", clip=1.0)
+    rel = mech.release(g, ctx(pub, sec))
+    assert rel.coeff == pytest.approx(g.mean(), rel=1e-15)
+    assert (rel.kind, rel.charge, rel.private) == ("nonprivate", 0.0, {})
+    assert rel.public == {"mean": rel.coeff}
+    assert MeZO(pool_size=POOL, steps=1).release(g, ctx(pub, sec)).coeff == rel.coeff
+    # A minibatch is averaged over its own rows.
+    rel = mech.release(g[:5], ctx(pub, sec, indices=np.arange(5)))
+    assert rel.coeff == pytest.approx(g[:5].mean())
+
+
+def test_full_mean_and_sign_clip_first(g):
+    clipped = np.clip(g, -1.0, 1.0)
+    mean, _, _ = make("full-mean", clip=1.0)
+    sign, pub, sec = make("full-sign", clip=1.0)
+    assert mean.release(g, ctx(pub, sec)).coeff == pytest.approx(clipped.mean(), rel=1e-15)
+    rel = sign.release(g, ctx(pub, sec))
+    assert rel.coeff == np.sign(clipped.mean()) and rel.kind == "nonprivate"
+    # The clip can flip the sign: a single large outlier against many small negatives.
+    h = np.full(POOL, -0.5)
+    h[0] = 100.0
+    unclipped, _, _ = make("full-sign")
+    assert unclipped.release(h, ctx(pub, sec)).coeff == 1.0
+    assert sign.release(h, ctx(pub, sec)).coeff == -1.0
+    # Ties read +1.
+    assert sign.release(np.zeros(POOL), ctx(pub, sec)).coeff == 1.0
+
+
+@pytest.mark.parametrize("name", ["secret-mean", "secret-sign"])
+def test_secret_ablations_use_the_secret_subset(name, g):
+    mech, pub, sec = make(name, clip=1.0, subsets=6)
+    star = mech.private_state_dict()["secret_index"]
+    assert star == int(sec.generator("secret-index").integers(6))
+    members = mech.membership[:, star]
+    clipped = np.clip(g, -1.0, 1.0)
+    expected = clipped[members].mean()
+    rel = mech.release(g, ctx(pub, sec))
+    want = expected if name == "secret-mean" else (1.0 if expected >= 0 else -1.0)
+    assert rel.coeff == pytest.approx(want, rel=1e-12)
+    assert rel.private["secret_index"] == star
+    assert rel.private["secret_mean"] == pytest.approx(expected, rel=1e-12)
+    assert not {"secret_index", "secret_mean", "secret_sign"} & set(rel.public)
+    assert "secret_index" not in mech.state_dict()
+    json.dumps(rel.public, allow_nan=False)
+    # Minibatch: the mean runs over batch ∩ S*'s subset.
+    idx = np.array([1, 4, 7, 8, 20, 25])
+    rel = mech.release(g[idx], ctx(pub, sec, indices=idx))
+    sub = clipped[idx][members[idx]]
+    expected = sub.mean() if sub.size else 0.0
+    assert rel.private["secret_mean"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_secret_index_comes_from_the_secret_stream():
+    drawn = {
+        make("secret-sign", secret=s)[0].private_state_dict()["secret_index"] for s in range(30)
+    }
+    assert len(drawn) > 3  # varies with the secret root
+    one = make("secret-sign", secret=5, public=0)[0]
+    two = make("secret-sign", secret=5, public=1)[0]
+    assert one.private_state_dict() == two.private_state_dict()  # not from the public stream
+
+
+def test_secret_ablation_state_round_trip():
+    mech, pub, sec = make("secret-mean")
+    fresh = build_mechanism(
+        MechanismConfig(name="secret-mean", subsets=6), pool_size=POOL, steps=10, directions=1
+    )
+    fresh.load_state_dict(mech.state_dict(), mech.private_state_dict())
+    fresh.setup(pub, RandomStream(1234, "secret"))  # a restored S* is never re-drawn
+    assert fresh.private_state_dict() == mech.private_state_dict()
+
+
+def test_random_sign_is_a_public_coin_independent_of_g(g):
+    mech, pub, sec = make("random-sign")
+    coins = []
+    for step in range(30):
+        one = mech.release(g, ctx(pub, sec, step=step))
+        two = mech.release(-g, ctx(pub, RandomStream(77, "secret"), step=step))
+        expected = pub.generator("random-sign", step, 0).integers(2)
+        assert one.coeff == two.coeff == (1.0 if expected else -1.0)
+        coins.append(one.coeff)
+    assert set(coins) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("name", ["full-sign", "secret-sign", "random-sign", "full-mean"])
+def test_ablations_skip_all_zero(name):
+    mech, pub, sec = make(name, skip_all_zero=True)
+    rel = mech.release(np.zeros(POOL), ctx(pub, sec))
+    assert (rel.coeff, rel.kind, rel.public["skip_reason"]) == (0.0, "skip", "all-zero")
+    plain, pub, sec = make(name)
+    assert plain.release(np.zeros(POOL), ctx(pub, sec)).kind == "nonprivate"
+
+
+def test_nonprivate_mechanisms_report_no_spend():
+    for name in ["mezo", "full-mean", "secret-sign", "random-sign"]:
+        mech = make(name)[0]
+        assert mech.private is False and mech.spent() == {} and not mech.exhausted
+
+
+def test_bad_input_rejected(g):
+    mech, pub, sec = make("mezo")
+    with pytest.raises(ValueError, match="non-finite"):
+        mech.release(np.full(POOL, np.inf), ctx(pub, sec))
+    with pytest.raises(ValueError, match="one length"):
+        mech.release(g[:3], ctx(pub, sec))
