@@ -98,7 +98,7 @@ class MechanismConfig(Section):
     @classmethod
     def _even(cls, value: int) -> int:
         if value % 2:
-            raise ValueError(f"must be even (each example sits in exactly M/2 subsets), got {value}")
+            raise ValueError(f"must be even (each example is in exactly M/2 subsets), got {value}")
         return value
 
 
@@ -197,7 +197,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(source: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+def load_config(
+    source: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
     data = read_source(source)
     for assignment in overrides:
         apply_override(data, assignment)
@@ -213,7 +215,8 @@ def validate_config(data: dict[str, Any]) -> RunConfig:
 
 def _one_line(err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "int", "literal")))
+    internal = ("function-", "int", "literal")
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(internal))
     kind = first["type"]
     if kind == "extra_forbidden":
         parent, _, leaf = loc.rpartition(".")

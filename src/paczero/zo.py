@@ -53,7 +53,9 @@ class ZOEstimator:
         self.restore = restore
         self._pending: int | None = None  # direction left at theta - eps z (fused mode)
 
-    def estimate(self, direction_seed: int, losses: LossFn, defer_restore: bool = False) -> Estimate:
+    def estimate(
+        self, direction_seed: int, losses: LossFn, defer_restore: bool = False
+    ) -> Estimate:
         """Per-example derivatives along one direction.
 
         With ``defer_restore`` (fused mode) theta is left at theta - eps z and the next

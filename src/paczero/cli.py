@@ -1,0 +1,115 @@
+"""`paczero ...`: parse, call, print. Bad input exits 2 with one line (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from paczero.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paczero",
+        description="PAC-private zeroth-order fine-tuning of language models, forward passes only.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="run one training run and write a run directory")
+    p.add_argument("config", nargs="?", help="a recipe name (see `paczero recipes`) or a YAML file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.steps=20 (repeatable)",
+    )
+    p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="evaluate a run directory's dev-best model, or a base model")
+    p.add_argument("target", help="a run directory, or a model name/path (zero-shot)")
+    p.add_argument("--split", choices=("test", "dev"), default="test")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser("recipes", help="list the built-in recipes")
+
+    p = sub.add_parser("privacy", help="MIA posterior bound of an MI budget or a DP epsilon")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--mi", type=float, help="mutual information budget in nats")
+    group.add_argument("--epsilon", type=float, help="DP epsilon")
+    p.add_argument("--delta", type=float, default=0.0, help="DP delta (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from paczero.trainer import train
+
+    result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
+    print(result)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from paczero.trainer import evaluate
+
+    metrics = evaluate(args.target, split=args.split, overrides=args.overrides)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{args.target} [{args.split}, {metrics['examples']} examples]: {shown}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    import yaml
+
+    from paczero.config import recipe_names, recipe_text
+
+    names = recipe_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        description = (yaml.safe_load(recipe_text(name)) or {}).get("description", "")
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from paczero.privacy.bounds import describe_summary, privacy_summary
+
+    try:
+        summary = privacy_summary(mi=args.mi, epsilon=args.epsilon, delta=args.delta)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(json.dumps(summary, indent=2) if args.json else describe_summary(summary))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "recipes": cmd_recipes, "privacy": cmd_privacy}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.debug:
+        warnings.filterwarnings("ignore", module="transformers|peft|torch")
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"paczero: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("paczero: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""SST-2 from local GLUE files or the HF hub, and the seeded pool / dev / test split.
+
+Examples are plain dicts ``{"sentence": str, "label": int}`` (0 negative, 1 positive),
+kept exactly as in GLUE (sentences end with a space; the task strips them). Sampling is
+public randomness: the pool, dev and test rows are a pure function of ``data.seed``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paczero.config import DataConfig
+from paczero.errors import UserError
+
+Example = dict  # {"sentence": str, "label": int}
+
+HUB_DATASET = ("nyu-mll/glue", "sst2")
+SETUP_HINT = "set PACZERO_DATA_DIR (e.g. PACZERO_DATA_DIR=../shared/data) or data.dir"
+
+
+def load_sst2(cfg: DataConfig) -> dict[str, list[dict]]:
+    """{"train": [...], "validation": [...]}; the lists are fresh, the dicts shared (read-only)."""
+    if cfg.source == "synthetic":
+        n_train = max(2 * (cfg.num_train + cfg.num_dev), 64)
+        return synthetic_sst2(n_train, max(cfg.num_test, 32), cfg.seed)
+    if cfg.dir:
+        train_path, dev_path = _sst2_files(Path(cfg.dir).expanduser())
+        return {"train": list(read_tsv(train_path)), "validation": list(read_tsv(dev_path))}
+    train, validation = _load_hub()
+    return {"train": list(train), "validation": list(validation)}
+
+
+def _sst2_files(root: Path) -> tuple[Path, Path]:
+    """Accept the data root (``<dir>/sst2/*.tsv``) or the sst2 folder itself."""
+    if not root.is_dir():
+        raise UserError(f"data directory {root} does not exist; {SETUP_HINT}")
+    folder = root / "sst2" if (root / "sst2").is_dir() else root
+    for name in ("train.tsv", "dev.tsv"):
+        if not (folder / name).is_file():
+            raise UserError(
+                f"SST-2 file {folder / name} not found; {SETUP_HINT} to a folder holding "
+                "sst2/train.tsv and sst2/dev.tsv"
+            )
+    return folder / "train.tsv", folder / "dev.tsv"
+
+
+def read_tsv(path: str | Path) -> tuple[dict, ...]:
+    """Parse a GLUE SST-2 TSV (header ``sentence<TAB>label``); cached per file and mtime."""
+    path = Path(path).resolve()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        raise UserError(f"SST-2 file {path} not found; {SETUP_HINT}") from None
+    return _read_tsv_cached(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_tsv_cached(path: str, _mtime_ns: int) -> tuple[dict, ...]:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != ["sentence", "label"]:
+            raise UserError(
+                f"{path} line 1: expected the header 'sentence<TAB>label', got {header!r}"
+            )
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue  # a blank line (e.g. at the end of the file)
+            if len(row) != 2:
+                raise UserError(
+                    f"{path} line {line}: expected 2 tab-separated fields (sentence, label), "
+                    f"got {len(row)}"
+                )
+            sentence, label = row
+            if label.strip() not in ("0", "1"):
+                raise UserError(f"{path} line {line}: label must be 0 or 1, got {label!r}")
+            rows.append({"sentence": sentence, "label": int(label)})
+    return tuple(rows)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_hub() -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(*HUB_DATASET)
+        splits = []
+        for split in ("train", "validation"):
+            part = loaded[split]
+            splits.append(
+                tuple(
+                    {"sentence": s, "label": int(y)}
+                    for s, y in zip(part["sentence"], part["label"], strict=True)
+                )
+            )
+    except Exception as err:  # noqa: BLE001 - any hub failure means the same thing to the user
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"SST-2: no local data (data.dir is unset) and the HF hub is not reachable ({first}); "
+            f"{SETUP_HINT}"
+        ) from None
+    return splits[0], splits[1]
+
+
+# ---------------------------------------------------------------- synthetic data
+
+_POSITIVE = ("good", "great", "wonderful", "excellent", "delightful", "charming", "brilliant")
+_POSITIVE += ("superb", "moving", "fun", "enjoyable")
+_NEGATIVE = ("bad", "terrible", "awful", "boring", "dull", "tedious", "weak", "horrible")
+_NEGATIVE += ("poor", "bland", "clumsy")
+_SUBJECTS = ("the film", "this movie", "the story", "the plot", "the acting", "the cast", "it")
+_VERBS = ("is", "was")
+_ADVERBS = ("", "really ", "quite ", "truly ", "very ", "so ", "just ")
+
+
+def synthetic_sst2(n_train: int, n_validation: int, seed: int) -> dict[str, list[dict]]:
+    """A balanced, separable SST-2-format set: the sentiment word decides the label."""
+    rng = np.random.default_rng([seed, 0x55_72])
+    return {
+        "train": _synthetic(n_train, rng),
+        "validation": _synthetic(n_validation, rng),
+    }
+
+
+def _synthetic(n: int, rng: np.random.Generator) -> list[dict]:
+    labels = np.arange(n) % 2
+    rng.shuffle(labels)
+    rows = []
+    for label in labels:
+        words = _POSITIVE if label else _NEGATIVE
+        subject = _SUBJECTS[rng.integers(len(_SUBJECTS))]
+        verb = _VERBS[rng.integers(len(_VERBS))]
+        adverb = _ADVERBS[rng.integers(len(_ADVERBS))]
+        first = words[rng.integers(len(words))]
+        if rng.random() < 0.5:
+            text = f"{subject} {verb} {adverb}{first} "
+        else:
+            second = words[rng.integers(len(words))]
+            text = f"{subject} {verb} {adverb}{first} and {second} . "
+        rows.append({"sentence": text, "label": int(label)})
+    return rows
+
+
+# ---------------------------------------------------------------- splits
+
+
+@dataclass
+class Splits:
+    """The private pool, the public dev set (disjoint from the pool), and the test set."""
+
+    pool: list[dict]
+    dev: list[dict]
+    test: list[dict]
+    pool_indices: np.ndarray = field(repr=False)  # rows of the train split
+    dev_indices: np.ndarray = field(repr=False)  # rows of the train split
+    test_indices: np.ndarray = field(repr=False)  # rows of the validation split
+    test_requested: int = 0
+    test_is_whole_split: bool = False  # validation was no larger than num_test (SST-2: 872)
+
+    def summary(self) -> dict:
+        return {
+            "pool": len(self.pool),
+            "dev": len(self.dev),
+            "test": len(self.test),
+            "test_requested": self.test_requested,
+            "test_is_whole_split": self.test_is_whole_split,
+        }
+
+
+def sample_splits(data: dict[str, list[dict]], cfg: DataConfig) -> Splits:
+    """Pool and dev from train without overlap, test from validation; seeded by data.seed."""
+    train, validation = data["train"], data["validation"]
+    need = cfg.num_train + cfg.num_dev
+    if len(train) < need:
+        raise UserError(
+            f"the SST-2 train split has {len(train)} rows, fewer than data.num_train + "
+            f"data.num_dev = {need}; lower them"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    perm = rng.permutation(len(train))
+    pool_idx = np.sort(perm[: cfg.num_train])
+    dev_idx = np.sort(perm[cfg.num_train : need])
+    whole = len(validation) <= cfg.num_test
+    if whole:
+        test_idx = np.arange(len(validation))
+    else:
+        test_idx = np.sort(rng.choice(len(validation), cfg.num_test, replace=False))
+    return Splits(
+        pool=[train[i] for i in pool_idx],
+        dev=[train[i] for i in dev_idx],
+        test=[validation[i] for i in test_idx],
+        pool_indices=pool_idx,
+        dev_indices=dev_idx,
+        test_indices=test_idx,
+        test_requested=cfg.num_test,
+        test_is_whole_split=whole,
+    )

@@ -1,0 +1,139 @@
+"""The privacy report, the end-of-run summary, and plots of a run directory."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from paczero.config import RunConfig
+from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
+
+GUARANTEE_PAC = (
+    "The bound covers membership of a pool example in the secret subset S* (the half of the "
+    "pool the model was trained on) against an attacker who knows the pool, the candidate "
+    "subsets and every public release; it is not a guarantee for the pool against the "
+    "outside world."
+)
+GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
+
+
+def privacy_report(
+    cfg: RunConfig,
+    mechanism,
+    kinds: Counter[str],
+    unanimous: list[bool],
+    secret_source: str,
+    steps_run: int,
+) -> dict[str, Any]:
+    """``result.json["privacy"]``: what was spent, what it bounds, how often subsets agreed."""
+    releases = sum(kinds.values())
+    report: dict[str, Any] = {
+        "mechanism": cfg.mechanism.name,
+        "private": bool(mechanism.private),
+        "budget": None,
+        "spent": None,
+        "posterior_bound": None,
+        "prior": 0.5,
+        "matched_epsilon": None,
+        "unanimity_fraction": (sum(unanimous) / len(unanimous)) if unanimous else None,
+        "release_kinds": dict(sorted(kinds.items())),
+        "releases": releases,
+        "steps": steps_run,
+        "secret_source": secret_source,
+        "guarantee": GUARANTEE_PAC if mechanism.private else GUARANTEE_NONE,
+    }
+    if mechanism.private:
+        spent_mi = float(mechanism.spent().get("mi", 0.0))
+        report.update(
+            budget=cfg.mechanism.budget if cfg.mechanism.name == "paczero-mi" else 0.0,
+            spent={"mi": spent_mi},
+            posterior_bound=mi_to_posterior_bound(spent_mi),
+            matched_epsilon=mi_to_epsilon(spent_mi),
+            subsets=cfg.mechanism.subsets,
+        )
+    return report
+
+
+def describe_privacy(privacy: dict[str, Any]) -> str:
+    lines = [f"Privacy report ({privacy['mechanism']})"]
+    if not privacy["private"]:
+        lines.append(f"  {GUARANTEE_NONE}")
+    else:
+        mi = privacy["spent"]["mi"]
+        budget = privacy["budget"]
+        spent = f"{mi:.4g} nats" + (f" of a {budget:g}-nat budget" if budget else "")
+        lines.append(f"  mutual information spent: {spent}")
+        if mi == 0.0:
+            lines.append(
+                "  I = 0: the released updates are independent of which candidate subset was "
+                "used, so no attacker does better than the prior 0.5 at telling whether an "
+                "example was in it."
+            )
+        bound = privacy["posterior_bound"]
+        lines.append(
+            f"  membership-inference success bound: {bound:.4f} (prior 0.5); "
+            f"matched DP epsilon: {privacy['matched_epsilon']:.3g}"
+        )
+        lines.append(f"  {privacy['guarantee']}")
+        lines.append(f"  secret source: {privacy['secret_source']}")
+    if privacy["unanimity_fraction"] is not None:
+        lines.append(f"  unanimous releases: {100 * privacy['unanimity_fraction']:.1f}%")
+    kinds = ", ".join(f"{k} {v}" for k, v in privacy["release_kinds"].items())
+    lines.append(f"  releases: {kinds} over {privacy['steps']} steps")
+    return "\n".join(lines)
+
+
+def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
+    metrics = result["metrics"]
+    metric = metrics["metric"]
+    history = metrics["dev_history"]
+    lines = []
+    if history:
+        first, best = history[0], metrics["dev_best"]
+        lines.append(
+            f"dev {metric}: {first[metric]:.4f} at step {first['step']} -> best "
+            f"{best[metric]:.4f} at step {metrics['best_step']}"
+        )
+    lines.append(f"test {metric} (dev-best model): {metrics['test'][metric]:.4f}")
+    timing = result["timing"]
+    lines.append(
+        f"time: {timing['total_s']:.1f} s total, {timing['step_s_median']} s per step (median); "
+        f"peak memory {result['memory']['peak_rss_mb']:.0f} MB RSS"
+    )
+    lines.append(describe_privacy(result["privacy"]))
+    if run_dir is not None:
+        lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)
+
+
+def plot_run(run_dir: Path, out: Path | None = None) -> Path:
+    """A PNG of the loss estimate and the running unanimity rate over the steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paczero.runs import RunDir
+
+    run = RunDir(Path(run_dir))
+    records = run.releases()
+    steps = [r["step"] + 1 for r in records]
+    losses = [r["loss"] for r in records]
+    agree = [sum(r["unanimous"]) / len(r["unanimous"]) for r in records]
+    running = [sum(agree[: i + 1]) / (i + 1) for i in range(len(agree))]
+    fig, (ax_loss, ax_unan) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    ax_loss.plot(steps, losses, lw=1, color="tab:blue")
+    ax_loss.set_ylabel("loss estimate")
+    ax_loss.grid(alpha=0.3)
+    ax_unan.plot(steps, running, lw=1.5, color="tab:green")
+    ax_unan.set_ylabel("unanimous (running)")
+    ax_unan.set_ylim(-0.02, 1.02)
+    ax_unan.set_xlabel("step")
+    ax_unan.grid(alpha=0.3)
+    fig.suptitle(f"{run.path.name}")
+    fig.tight_layout()
+    out = Path(out) if out else run.path / "training.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
