@@ -202,3 +202,10 @@ def sample_splits(data: dict[str, list[dict]], cfg: DataConfig) -> Splits:
         test_requested=cfg.num_test,
         test_is_whole_split=whole,
     )
+
+
+def load_splits(task_name: str, cfg: DataConfig) -> Splits:
+    """The pool / dev / test examples of a task (one entry point for every task)."""
+    if task_name == "sst2":
+        return sample_splits(load_sst2(cfg), cfg)
+    raise UserError(f"unknown task '{task_name}'; available: sst2")

@@ -69,15 +69,16 @@ class ZOOptimizer:
     ) -> StepResult:
         """``losses()`` returns per-example losses (rows ``indices`` of the pool) at theta."""
         step, k_total = self.step_index, self.directions
-        seeds, releases, loss = [], [], 0.0
-        for k in range(k_total):
-            seed = self.public.seed("direction", step, k)
-            estimate = self.estimator.estimate(seed, losses, defer_restore=k == k_total - 1)
-            rows = np.arange(len(estimate.derivatives)) if indices is None else indices
-            ctx = StepContext(step, k, rows, self.public, self.secret)
-            releases.append(self.mechanism.release(estimate.derivatives, ctx))
-            seeds.append(seed)
-            loss += estimate.loss / k_total
+        seeds = [self.public.seed("direction", step, k) for k in range(k_total)]
+        estimates = [
+            self.estimator.estimate(seed, losses, defer_restore=k == k_total - 1)
+            for k, seed in enumerate(seeds)
+        ]
+        derivatives = np.stack([e.derivatives for e in estimates])
+        rows = np.arange(derivatives.shape[1]) if indices is None else indices
+        ctx = StepContext(step, 0, rows, self.public, self.secret)
+        releases = self.mechanism.release_step(derivatives, ctx)
+        loss = sum(e.loss for e in estimates) / k_total
         result = StepResult(step, self.lr if lr is None else lr, seeds, releases, loss)
         if before_update is not None:
             before_update(result)  # write-ahead: the release is durable before theta moves

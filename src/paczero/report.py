@@ -7,13 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from paczero.config import RunConfig
-from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
+from paczero.privacy.bounds import (
+    epsilon_to_posterior_bound,
+    mi_to_epsilon,
+    mi_to_posterior_bound,
+    posterior_bound_to_mi,
+)
 
 GUARANTEE_PAC = (
     "The bound covers membership of a pool example in the secret subset S* (the half of the "
     "pool the model was trained on) against an attacker who knows the pool, the candidate "
     "subsets and every public release; it is not a guarantee for the pool against the "
     "outside world."
+)
+GUARANTEE_DP = (
+    "(epsilon, delta)-differential privacy for each pool example under the neighbouring "
+    "relation stated in the report; the MIA bound is the DP bound at prior 0.5."
 )
 GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
 
@@ -43,8 +52,19 @@ def privacy_report(
         "secret_source": secret_source,
         "guarantee": GUARANTEE_PAC if mechanism.private else GUARANTEE_NONE,
     }
-    if mechanism.private:
-        spent_mi = float(mechanism.spent().get("mi", 0.0))
+    spent = mechanism.spent()
+    if mechanism.private and "epsilon" in spent:
+        epsilon, delta = float(spent["epsilon"]), float(spent.get("delta", 0.0))
+        bound = epsilon_to_posterior_bound(epsilon, delta)
+        report.update(
+            budget={"epsilon": cfg.mechanism.epsilon, "delta": cfg.mechanism.delta},
+            spent={"epsilon": epsilon, "delta": delta},
+            posterior_bound=bound,
+            matched_mi=posterior_bound_to_mi(bound),
+            guarantee=GUARANTEE_DP,
+        )
+    elif mechanism.private:
+        spent_mi = float(spent.get("mi", 0.0))
         report.update(
             budget=cfg.mechanism.budget if cfg.mechanism.name == "paczero-mi" else 0.0,
             spent={"mi": spent_mi},
@@ -52,6 +72,7 @@ def privacy_report(
             matched_epsilon=mi_to_epsilon(spent_mi),
             subsets=cfg.mechanism.subsets,
         )
+    report.update(mechanism.report())
     return report
 
 
@@ -59,6 +80,14 @@ def describe_privacy(privacy: dict[str, Any]) -> str:
     lines = [f"Privacy report ({privacy['mechanism']})"]
     if not privacy["private"]:
         lines.append(f"  {GUARANTEE_NONE}")
+    elif "epsilon" in privacy["spent"]:
+        spent = privacy["spent"]
+        lines.append(f"  spent: epsilon {spent['epsilon']:.4g}, delta {spent['delta']:g}")
+        lines.append(
+            f"  membership-inference success bound: {privacy['posterior_bound']:.4f} "
+            f"(prior 0.5); matched MI: {privacy['matched_mi']:.4g} nats"
+        )
+        lines.append(f"  {privacy['guarantee']}")
     else:
         mi = privacy["spent"]["mi"]
         budget = privacy["budget"]

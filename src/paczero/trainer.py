@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from paczero.config import RunConfig, load_config, validate_config
-from paczero.data import load_sst2, sample_splits
+from paczero.data import load_splits
 from paczero.mechanisms import build_mechanism
 from paczero.models import load_model
 from paczero.optim import StepResult, ZOOptimizer
@@ -93,7 +93,7 @@ def train(
 
     public = public_stream(cfg.seed.public)
     secret, secret_source = secret_stream(cfg.seed.secret)
-    splits = sample_splits(load_sst2(cfg.data), cfg.data)
+    splits = load_splits(cfg.task.name, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     model, trainable = loaded.model, loaded.trainable
     task = build_task(cfg.task, loaded.tokenizer, device=loaded.device)
@@ -158,7 +158,9 @@ def train(
         bar = tqdm(range(steps), desc=cfg.mechanism.name, disable=not progress, dynamic_ncols=True)
         for step in bar:
             t0 = time.perf_counter()
-            indices = batch_indices(cfg, public, step, pool_size)
+            indices = mechanism.batch(step)
+            if indices is None:
+                indices = batch_indices(cfg, public, step, pool_size)
 
             def losses(indices=indices) -> torch.Tensor:
                 return pool_losses(model, task, pool, indices, cfg.zo.micro_batch)
@@ -331,7 +333,7 @@ def evaluate(
     else:
         cfg = load_config(None, [f"model.name={target}", *overrides])
     public = public_stream(cfg.seed.public)
-    splits = sample_splits(load_sst2(cfg.data), cfg.data)
+    splits = load_splits(cfg.task.name, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     if run_config.exists():
         _load_named(loaded.trainable, RunDir(Path(target)).load_tensors("best"))

@@ -9,7 +9,7 @@ under ``private/`` in the run directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,13 +56,30 @@ class Mechanism:
     def release(self, g: np.ndarray, ctx: StepContext) -> Release:
         raise NotImplementedError
 
+    def release_step(self, derivatives: np.ndarray, ctx: StepContext) -> list[Release]:
+        """All K releases of one step from the (K, n) derivatives taken at the same theta.
+
+        The default releases direction by direction; a mechanism that privatises the K
+        values of an example jointly (DP-AggZO) overrides this.
+        """
+        return [self.release(g, replace(ctx, direction=k)) for k, g in enumerate(derivatives)]
+
+    def batch(self, step: int) -> np.ndarray | None:
+        """Pool rows of this step when the mechanism must choose them (DP Poisson sampling
+        from the secret stream); None lets the trainer draw its public minibatch."""
+        return None
+
+    def report(self) -> dict[str, Any]:
+        """Extra fields for the privacy report (accountant, noise multiplier, ...)."""
+        return {}
+
     @property
     def exhausted(self) -> bool:
         """True when the privacy budget is spent and training must stop."""
         return False
 
     def spent(self) -> dict[str, Any]:
-        """What has been charged so far, for the report (e.g. {"mi": 0.12})."""
+        """What has been charged so far: {"mi": nats} for PAC, {"epsilon", "delta"} for DP."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
