@@ -48,8 +48,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Our progress bar and one-line errors are what a user reads: silence library chatter
+    (progress bars, hub retry warnings)."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    hub_logging.set_verbosity_error()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from paczero.trainer import train
+
+    _quiet_libraries()
 
     result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
     print(result)
@@ -58,6 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from paczero.trainer import evaluate
+
+    _quiet_libraries()
 
     metrics = evaluate(args.target, split=args.split, overrides=args.overrides)
     if args.json:

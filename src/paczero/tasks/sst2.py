@@ -265,7 +265,8 @@ class SST2Task:
             else:  # pragma: no cover - older transformers
                 full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
                 logits = torch.take_along_dim(full, batch.keep[..., None], dim=1)
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (rows, P, vocab)
+            wide = torch.promote_types(logits.dtype, torch.float32)  # float32 or float64
+            logp = torch.log_softmax(logits.to(wide), dim=-1)  # (rows, P, vocab)
             if self.single_token:
                 options = torch.tensor([o[0] for o in self.option_ids], device=logp.device)
                 scores = logp[:, 0, options]
