@@ -19,7 +19,8 @@ from paczero.errors import UserError
 
 PRIVATE_MECHANISMS = ("paczero-zpl", "paczero-mi")
 ABLATIONS = ("full-mean", "full-sign", "secret-mean", "secret-sign", "random-sign")
-MECHANISMS = ("mezo", *PRIVATE_MECHANISMS, *ABLATIONS)
+DP_MECHANISMS = ("dpzero", "dpzo", "dpaggzo")
+MECHANISMS = ("mezo", *PRIVATE_MECHANISMS, *ABLATIONS, *DP_MECHANISMS)
 SUBSET_MECHANISMS = (*PRIVATE_MECHANISMS, "secret-mean", "secret-sign")
 
 
@@ -42,11 +43,40 @@ class ModelConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
+TASK_MAX_LENGTH = {"sst2": 256, "squad": 2048}  # SQuAD: MeZO's OPT context (long contexts)
+
+
 class TaskConfig(Section):
-    name: Literal["sst2"] = "sst2"
-    template: str = "mezo"
-    objective: Literal["ce"] = "ce"
-    max_length: int = Field(256, ge=8)
+    name: Literal["sst2", "squad"] = "sst2"
+    template: str = "mezo"  # MeZO's prompt; valid for every task
+    objective: Literal["ce", "neg-f1"] = "ce"
+    max_length: int = Field(256, ge=8)  # default per task (TASK_MAX_LENGTH)
+    max_new_tokens: int = Field(50, ge=1)  # generation length for SQuAD answers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """SQuAD prompts need a longer context than SST-2 when max_length is not given."""
+        if isinstance(data, dict) and data.get("max_length") is None:
+            data = {k: v for k, v in data.items() if k != "max_length"}
+            name = data.get("name", "sst2")
+            if name in TASK_MAX_LENGTH:
+                data["max_length"] = TASK_MAX_LENGTH[name]
+        return data
+
+    @model_validator(mode="after")
+    def _objective_fits(self) -> TaskConfig:
+        if self.objective == "neg-f1" and self.name != "squad":
+            raise ValueError(
+                f"task.objective 'neg-f1' (negative F1 of a generated answer) is for task.name "
+                f"'squad' only; use 'ce' for '{self.name}'"
+            )
+        if self.name == "squad" and self.max_length <= self.max_new_tokens:
+            raise ValueError(
+                f"task.max_length ({self.max_length}) must exceed task.max_new_tokens "
+                f"({self.max_new_tokens}): the prompt and the answer share it"
+            )
+        return self
 
 
 class DataConfig(Section):
@@ -93,6 +123,40 @@ class MechanismConfig(Section):
     release: Literal["gaussian", "randomized-response"] = "gaussian"
     disagreement: Literal["coin", "skip"] = "coin"
     skip_all_zero: bool = False
+    # DP baselines (dpzero, dpzo, dpaggzo); delta 0 is only for dpzo's pure-DP Laplace noise.
+    epsilon: float | None = Field(None, gt=0, allow_inf_nan=False)
+    delta: float = Field(1e-5, ge=0, lt=1)
+    expected_batch: int | None = Field(None, ge=1)
+    noise: Literal["gaussian", "laplace"] = "gaussian"
+    denominator: Literal["expected", "noisy-count"] = "expected"
+    count_fraction: float = Field(0.05, gt=0, lt=1)
+    accountant: Literal["pld", "rdp"] = "pld"
+    match_mi: float | None = Field(None, gt=0, lt=0.6931471805599453)
+
+    @model_validator(mode="after")
+    def _dp_fields(self) -> MechanismConfig:
+        if self.name not in DP_MECHANISMS:
+            return self
+        if self.epsilon is None and self.match_mi is None:
+            raise ValueError(
+                f"{self.name} needs a target: set mechanism.epsilon or mechanism.match_mi (nats)"
+            )
+        if self.epsilon is not None and self.match_mi is not None:
+            raise ValueError("set only one of mechanism.epsilon and mechanism.match_mi")
+        if self.clip is None:
+            raise ValueError(f"mechanism.clip (C) is required for {self.name}")
+        if self.expected_batch is None:
+            raise ValueError(
+                f"mechanism.expected_batch is required for {self.name} "
+                "(Poisson rate q = expected_batch / data.num_train)"
+            )
+        if self.noise == "laplace" and self.name != "dpzo":
+            raise ValueError(f"mechanism.noise laplace is only for dpzo, not {self.name}")
+        if self.delta == 0 and self.noise != "laplace":
+            raise ValueError("mechanism.delta must be in (0, 1) for Gaussian noise, got 0")
+        if self.noise == "laplace" and self.accountant == "rdp" and self.delta > 0:
+            raise ValueError("mechanism.accountant rdp has no subsampled Laplace; use pld")
+        return self
 
     @field_validator("subsets")
     @classmethod
@@ -132,6 +196,11 @@ class RunConfig(Section):
             )
         if mech.name == "paczero-mi" and mech.budget is None:
             raise ValueError("mechanism.budget (nats) is required for paczero-mi")
+        if mech.name in DP_MECHANISMS and mech.expected_batch and mech.expected_batch > pool:
+            raise ValueError(
+                f"mechanism.expected_batch ({mech.expected_batch}) is larger than the pool "
+                f"data.num_train ({pool}): the Poisson sample rate would exceed 1"
+            )
         return self
 
     def to_yaml(self) -> str:
@@ -139,7 +208,7 @@ class RunConfig(Section):
 
     @property
     def private(self) -> bool:
-        return self.mechanism.name in PRIVATE_MECHANISMS
+        return self.mechanism.name in (*PRIVATE_MECHANISMS, *DP_MECHANISMS)
 
 
 # ---------------------------------------------------------------- loading

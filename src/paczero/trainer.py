@@ -259,7 +259,7 @@ def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
         "cumulative": float(mechanism.spent().get("mi", 0.0)),
         "unanimous": [bool(o.public.get("unanimous", False)) for o in outs],
         "frac_plus": [o.public.get("frac_plus") for o in outs],
-        "loss": result.loss,
+        "loss": result.loss if math.isfinite(result.loss) else None,  # None: empty batch
         "public": [_jsonable(o.public) for o in outs],
     }
 
@@ -276,7 +276,7 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _postfix(loss, unanimous, mechanism, best, metric) -> dict[str, str]:
-    post = {"loss": f"{loss:.4f}"}
+    post = {"loss": f"{loss:.4f}" if math.isfinite(loss) else "-"}
     if unanimous:
         post["unan"] = f"{100 * sum(unanimous) / max(len(unanimous), 1):.0f}%"
     if "mi" in mechanism.spent():

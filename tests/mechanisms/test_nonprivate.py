@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from paczero.config import MECHANISMS, MechanismConfig
+from paczero.config import DP_MECHANISMS, MECHANISMS, MechanismConfig
 from paczero.mechanisms import REGISTRY, MeZO, StepContext, build_mechanism
 from paczero.privacy.randomness import RandomStream
 
@@ -38,13 +38,15 @@ def g():
 
 def test_registry_covers_every_configured_mechanism():
     assert set(REGISTRY) == set(MECHANISMS)
+    dp = {"epsilon": 8.0, "clip": 1.0, "expected_batch": 4}
     for name in MECHANISMS:
         fields = {"budget": 0.1} if name == "paczero-mi" else {}
+        fields = dp if name in DP_MECHANISMS else fields
         mech = build_mechanism(
             MechanismConfig(name=name, subsets=4, **fields), pool_size=8, steps=3, directions=2
         )
         assert mech.name == name and mech.directions == 2 and mech.steps == 3
-        assert mech.private == (name in ("paczero-zpl", "paczero-mi"))
+        assert mech.private == (name in ("paczero-zpl", "paczero-mi", *DP_MECHANISMS))
 
 
 def test_mezo_releases_the_plain_mean_without_clipping(g):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from paczero.config import MechanismConfig
 from paczero.mechanisms.base import RELEASE_KINDS, Mechanism, Release, StepContext
+from paczero.mechanisms.dp import DPZO, DPAggZO, DPZero
 from paczero.mechanisms.nonprivate import (
     FullMean,
     FullSign,
@@ -25,6 +26,9 @@ REGISTRY: dict[str, type[Mechanism]] = {
         SecretMean,
         SecretSign,
         RandomSign,
+        DPZero,
+        DPZO,
+        DPAggZO,
     )
 }
 
@@ -45,6 +49,9 @@ def build_mechanism(
 __all__ = [
     "RELEASE_KINDS",
     "REGISTRY",
+    "DPAggZO",
+    "DPZO",
+    "DPZero",
     "FullMean",
     "FullSign",
     "MeZO",
