@@ -111,3 +111,15 @@ def test_python_dash_m_and_argparse_errors_exit_2():
         check=False,
     )
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+
+
+def test_a_malformed_data_file_names_the_file_and_line(tmp_path, capsys):
+    folder = tmp_path / "data" / "sst2"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("sentence\tlabel\na fine film \t1\nno label here\n")
+    (folder / "dev.tsv").write_text("sentence\tlabel\nok \t1\n")
+    args = ["train", "smoke", "--out", str(tmp_path / "run"), "--set", "data.source=auto"]
+    assert main([*args, "--set", f"data.dir={tmp_path / 'data'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.tsv line 3" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()

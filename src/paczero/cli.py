@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 
-from paczero.errors import UserError
+from paczero.errors import Interrupted, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("export", help="rebuild a run's model from the base model and its log")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--to", required=True, help="output folder (HF model or PEFT adapter)")
+    p.add_argument("--step", default="best", help="best (default), final, or a step number")
 
     p = sub.add_parser("eval", help="evaluate a run directory's dev-best model, or a base model")
     p.add_argument("target", help="a run directory, or a model name/path (zero-shot)")
@@ -66,6 +75,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
     print(result)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from paczero.trainer import resume
+
+    _quiet_libraries()
+    print(resume(args.run_dir, progress=not args.quiet))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from paczero.trainer import export
+
+    _quiet_libraries()
+    info = export(args.run_dir, args.to, step=args.step)
+    print(f"exported step {info['step']} of {info['run']} to {args.to}")
     return 0
 
 
@@ -107,7 +133,14 @@ def cmd_privacy(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "recipes": cmd_recipes, "privacy": cmd_privacy}
+COMMANDS = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "export": cmd_export,
+    "eval": cmd_eval,
+    "recipes": cmd_recipes,
+    "privacy": cmd_privacy,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"paczero: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except Interrupted as err:
+        print(f"paczero: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("paczero: interrupted", file=sys.stderr)

@@ -5,3 +5,14 @@ class UserError(Exception):
     """Bad input: the CLI prints the message on one line and exits with status 2."""
 
     exit_code = 2
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM: the current step finished and a checkpoint was written."""
+
+    def __init__(self, run_dir: object, step: int, signum: int):
+        super().__init__(
+            f"interrupted after step {step}; checkpoint written. "
+            f"Resume with: paczero resume {run_dir}"
+        )
+        self.exit_code = 128 + signum

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from paczero.config import RunConfig
 from paczero.errors import UserError
-from paczero.privacy.ledger import JsonlLog, read_jsonl
+from paczero.privacy.ledger import JsonlLog, read_jsonl, repair_jsonl
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -93,17 +96,15 @@ class RunDir:
     def write_private(self, name: str, obj: Any) -> None:
         write_json(self.private_dir / name, obj, mode=PRIVATE_FILE_MODE)
 
-    def save_tensors(self, name: str, named: list[tuple[str, torch.Tensor]]) -> Path:
+    def run_id(self) -> str:
+        """Identifies the run's config; private/ records it so a mismatch is caught."""
+        return hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
+
+    def save_tensors(
+        self, name: str, named: list[tuple[str, torch.Tensor]], step: int | None = None
+    ) -> Path:
         path = self.path / "checkpoints" / f"{name}.safetensors"
-        tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in named}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _save_safetensors(path, named, step)
         return path
 
     def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
@@ -112,13 +113,60 @@ class RunDir:
             raise UserError(f"{self.path} has no checkpoints/{name}.safetensors")
         return load_file(path)
 
+    def tensors_step(self, name: str) -> int | None:
+        """The step a tensors file holds (from its metadata), None if absent."""
+        path = self.path / "checkpoints" / f"{name}.safetensors"
+        if not path.exists():
+            return None
+        with safe_open(path, framework="pt") as handle:
+            step = (handle.metadata() or {}).get("step")
+        return None if step is None else int(step)
+
+    def save_checkpoint(self, step: int, named: list[tuple[str, torch.Tensor]], keep: int) -> None:
+        """checkpoints/step-NNNNNNN/ written whole or not at all; step 0 and the last few kept."""
+        final = self.path / "checkpoints" / f"step-{step:07d}"
+        if final.exists():
+            return
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".step-"))
+        _save_safetensors(tmp / "trainable.safetensors", named, step)
+        write_json(tmp / "state.json", {"step": step})
+        os.replace(tmp, final)
+        old = self.checkpoint_steps()[:-keep]
+        for stale in old:
+            if stale != 0:
+                shutil.rmtree(self.path / "checkpoints" / f"step-{stale:07d}")
+
+    def checkpoint_steps(self) -> list[int]:
+        folder = self.path / "checkpoints"
+        steps = []
+        for entry in folder.glob("step-*"):
+            if entry.is_dir() and (entry / "state.json").exists():
+                steps.append(int(entry.name.removeprefix("step-")))
+        return sorted(steps)
+
+    def load_checkpoint(self, at_most: int) -> tuple[int, dict[str, torch.Tensor] | None]:
+        """The newest complete checkpoint with step <= at_most (step 0 and None if none)."""
+        usable = [s for s in self.checkpoint_steps() if s <= at_most]
+        if not usable:
+            return 0, None
+        step = usable[-1]
+        return step, load_file(
+            self.path / "checkpoints" / f"step-{step:07d}" / "trainable.safetensors"
+        )
+
     def write_result(self, result: dict[str, Any]) -> None:
         write_json(self.path / "result.json", result)
 
-    def releases(self) -> list[dict[str, Any]]:
+    def releases(self, repair: bool = False) -> list[dict[str, Any]]:
+        """The release log; ``repair`` cuts a torn last line (a crash mid-write) off the file."""
+        if repair:
+            repair_jsonl(self.path / "releases.jsonl")
+            repair_jsonl(self.private_dir / "releases.jsonl")
         return read_jsonl(self.path / "releases.jsonl")
 
-    def metrics(self) -> list[dict[str, Any]]:
+    def metrics(self, repair: bool = False) -> list[dict[str, Any]]:
+        if repair:
+            repair_jsonl(self.path / "metrics.jsonl")
         return read_jsonl(self.path / "metrics.jsonl")
 
     def result(self) -> dict[str, Any]:
@@ -126,6 +174,19 @@ class RunDir:
         if not path.exists():
             raise UserError(f"{self.path} has no result.json (is it a finished paczero run?)")
         return json.loads(path.read_text())
+
+
+def _save_safetensors(path: Path, named: list[tuple[str, torch.Tensor]], step: int | None) -> None:
+    tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in named}
+    metadata = None if step is None else {"step": str(step)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def open_run(path: str | Path) -> RunDir:

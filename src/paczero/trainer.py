@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import platform
 import resource
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,13 +24,15 @@ from tqdm.auto import tqdm
 
 from paczero.config import RunConfig, load_config, validate_config
 from paczero.data import load_splits
+from paczero.errors import Interrupted, UserError
 from paczero.mechanisms import build_mechanism
 from paczero.models import load_model
 from paczero.optim import StepResult, ZOOptimizer
-from paczero.privacy.randomness import public_stream, secret_stream
+from paczero.privacy.randomness import RandomStream, public_stream, secret_stream
 from paczero.report import describe_result, privacy_report
-from paczero.runs import RunDir, check_new_run_dir, default_run_dir
+from paczero.runs import RunDir, check_new_run_dir, default_run_dir, open_run
 from paczero.tasks import build_task
+from paczero.zo import ZOEstimator
 
 LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
 
@@ -79,32 +85,41 @@ def restore_mode(cfg: RunConfig, model, trainable) -> str:
     return "exact" if small else "fused"
 
 
-def train(
-    config: RunConfig | dict | str | None = None,
-    out: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    progress: bool = True,
-) -> Result:
-    """Run one training run end to end and return its result (also in ``out/result.json``)."""
-    cfg = _as_config(config, overrides)
-    out_path = Path(out) if out is not None else default_run_dir(cfg)
-    check_new_run_dir(out_path)
-    started = time.perf_counter()
+@dataclass
+class Session:
+    """Everything a run builds from its config (and its secret stream)."""
 
+    cfg: RunConfig
+    public: RandomStream
+    secret: RandomStream
+    secret_source: str
+    loaded: Any
+    task: Any
+    pool: Any
+    dev: Any
+    test: Any
+    provenance: str
+    mechanism: Any
+    optimizer: ZOOptimizer
+    restore: str
+
+    @property
+    def trainable(self) -> list[tuple[str, torch.Tensor]]:
+        return self.loaded.trainable
+
+
+def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> Session:
     public = public_stream(cfg.seed.public)
-    secret, secret_source = secret_stream(cfg.seed.secret)
     splits = load_splits(cfg.task.name, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    model, trainable = loaded.model, loaded.trainable
     task = build_task(cfg.task, loaded.tokenizer, device=loaded.device)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
-    pool_size, steps = len(pool), cfg.train.steps
     mechanism = build_mechanism(
-        cfg.mechanism, pool_size=pool_size, steps=steps, directions=cfg.zo.directions
+        cfg.mechanism, pool_size=len(pool), steps=cfg.train.steps, directions=cfg.zo.directions
     )
-    restore = restore_mode(cfg, model, trainable)
+    restore = restore_mode(cfg, loaded.model, loaded.trainable)
     optimizer = ZOOptimizer(
-        [p for _, p in trainable],
+        [p for _, p in loaded.trainable],
         mechanism,
         cfg.train.lr,
         cfg.zo.eps,
@@ -113,123 +128,378 @@ def train(
         public=public,
         secret=secret,
     )
+    provenance = getattr(splits, "provenance", "official")
+    return Session(
+        cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
+        mechanism, optimizer, restore,
+    )  # fmt: skip
+
+
+def train(
+    config: RunConfig | dict | str | None = None,
+    out: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    progress: bool = True,
+) -> Result:
+    """Run one training run end to end and return its result (also in ``out/result.json``)."""
+    started = time.perf_counter()
+    cfg = _as_config(config, overrides)
+    out_path = Path(out) if out is not None else default_run_dir(cfg)
+    check_new_run_dir(out_path)
+    secret, secret_source = secret_stream(cfg.seed.secret)
+    session = build_session(cfg, secret, secret_source)
 
     run = RunDir.create(out_path, cfg)
-    run.write_private("secret.json", {"root": secret.root, "source": secret_source})
-    run.write_private("mechanism.json", mechanism.private_state_dict())
-    setup_s = time.perf_counter() - started
+    run.write_private(
+        "secret.json", {"root": secret.root, "source": secret_source, "run_id": run.run_id()}
+    )
+    run.write_private("mechanism.json", session.mechanism.private_state_dict())
+    trainer = Trainer(session, run, progress, started)
+    trainer.save_checkpoint(0)  # theta_0: every later state is a checkpoint plus a replay
+    return trainer.run()
 
-    def evaluate(encoded) -> dict[str, float]:
-        return task.evaluate(model, encoded, cfg.train.eval_batch)
 
-    kinds: Counter[str] = Counter()
-    unanimous: list[bool] = []
-    step_times: list[float] = []
-    best: dict[str, Any] = {"step": None, "dev": None}
-    history: list[dict[str, Any]] = []
-    eval_s = 0.0
-    last_step = -1
+def resume(path: str | Path, progress: bool = True) -> Result:
+    """Continue a killed or interrupted run exactly where its release log ends.
 
-    def evaluate_dev(step: int, metrics_log) -> None:
-        nonlocal eval_s
+    The model is rebuilt from the newest checkpoint plus a replay of the logged releases
+    (no forward pass); the mechanism's posterior and spend come from the last logged
+    release; the secret is read from private/, never re-drawn.
+    """
+    started = time.perf_counter()
+    run = open_run(path)
+    if (run.path / "result.json").exists():
+        raise UserError(f"{run.path} is a finished run (result.json exists); nothing to resume")
+    cfg = load_config(str(run.config_path))
+    secret_file = run.private_dir / "secret.json"
+    if not secret_file.exists():
+        raise UserError(
+            f"{run.path}/private/secret.json is missing: the secret cannot be re-drawn, "
+            "so this run cannot be resumed"
+        )
+    info = json.loads(secret_file.read_text())
+    if info.get("run_id") != run.run_id():
+        raise UserError(
+            f"{run.path}/private/ belongs to a different run (config.yaml changed or "
+            "private/ was copied from elsewhere); refusing to resume"
+        )
+    secret = RandomStream(int(info["root"]), "secret")
+    session = build_session(cfg, secret, info["source"])
+    trainer = Trainer(session, run, progress, started)
+    trainer.restore_from_log()
+    return trainer.run()
+
+
+class Trainer:
+    """The loop and its bookkeeping; ``restore_from_log`` rebuilds it for a resume."""
+
+    keep_checkpoints = 3
+
+    def __init__(self, session: Session, run: RunDir, progress: bool, started: float):
+        self.s = session
+        self.run_dir = run
+        self.progress = progress
+        self.started = started
+        self.kinds: Counter[str] = Counter()
+        self.unanimous: list[bool] = []
+        self.step_times: list[float] = []
+        self.best: dict[str, Any] = {"step": None, "dev": None}
+        self.history: list[dict[str, Any]] = []
+        self.eval_s = 0.0
+        self.next_step = 0
+        self.resumed_from: int | None = None
+        self._signal: int | None = None
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> Result:
+        s, cfg = self.s, self.s.cfg
+        setup_s = time.perf_counter() - self.started
+        with (
+            self.run_dir.open_releases() as releases,
+            self.run_dir.open_private_releases() as private_log,
+            self.run_dir.open_metrics() as metrics_log,
+            self._signals(),
+        ):
+            self.metrics_log = metrics_log
+
+            def log_release(result: StepResult) -> None:
+                releases.append(_release_record(result, s.mechanism))
+                secret_values = [_jsonable(r.private) for r in result.releases]
+                private_log.append({"step": result.step, "releases": secret_values})
+
+            fresh = self.next_step == 0 and not self.history
+            if fresh and (cfg.train.eval_at_start or cfg.train.eval_every):
+                self.evaluate_dev(0)
+            bar = tqdm(
+                range(self.next_step, cfg.train.steps),
+                initial=self.next_step,
+                total=cfg.train.steps,
+                desc=cfg.mechanism.name,
+                disable=not self.progress,
+                dynamic_ncols=True,
+            )
+            for step in bar:
+                if s.mechanism.exhausted:
+                    break
+                t0 = time.perf_counter()
+                result = self.step(step, log_release)
+                self.step_times.append(time.perf_counter() - t0)
+                self.next_step = step + 1
+                self._account(result.releases)
+                bar.set_postfix(self._postfix(result.loss), refresh=False)
+                self.after_step(self.next_step)
+            bar.close()
+            return self.finish(setup_s)
+
+    def step(self, step: int, log_release) -> StepResult:
+        s = self.s
+        indices = s.mechanism.batch(step)
+        if indices is None:
+            indices = batch_indices(s.cfg, s.public, step, len(s.pool))
+
+        def losses() -> torch.Tensor:
+            return pool_losses(s.loaded.model, s.task, s.pool, indices, s.cfg.zo.micro_batch)
+
+        return s.optimizer.step(losses, indices, learning_rate(s.cfg, step), log_release)
+
+    def after_step(self, done: int) -> None:
+        train = self.s.cfg.train
+        if train.eval_every and done % train.eval_every == 0 and done < train.steps:
+            self.evaluate_dev(done)
+        if train.checkpoint_every and done % train.checkpoint_every == 0:
+            self.save_checkpoint(done)
+        if self._signal is not None:
+            self.save_checkpoint(done)
+            raise Interrupted(self.run_dir.path, done, self._signal)
+
+    def finish(self, setup_s: float) -> Result:
+        s, run = self.s, self.run_dir
+        steps_run = self.next_step
+        if not self.history or self.history[-1]["step"] != steps_run:
+            self.evaluate_dev(steps_run)
+        self.save_checkpoint(steps_run)
+        run.save_tensors("final", s.trainable, step=steps_run)
+        _load_named(s.trainable, run.load_tensors("best"))
         t0 = time.perf_counter()
-        dev_metrics = evaluate(dev)
-        eval_s += time.perf_counter() - t0
-        metrics_log.append({"step": step, "split": "dev", **dev_metrics})
-        history.append({"step": step, **dev_metrics})
-        score = dev_metrics[task.metric]
-        if best["dev"] is None or score > best["dev"][task.metric]:
-            best.update(step=step, dev=dev_metrics)
-            run.save_tensors("best", trainable)
+        test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch)
+        self.eval_s += time.perf_counter() - t0
+        self.metrics_log.append({"step": self.best["step"], "split": "test", **test_metrics})
+        model_dir = run.path / "model"
+        s.loaded.model.save_pretrained(model_dir)
+        s.loaded.tokenizer.save_pretrained(model_dir)
+        result = self.result(test_metrics, steps_run, setup_s)
+        run.write_result(result)
+        return Result(run_dir=run.path, data=result)
 
-    with (
-        run.open_releases() as releases,
-        run.open_private_releases() as private_log,
-        run.open_metrics() as metrics_log,
-    ):
-        if cfg.train.eval_at_start or cfg.train.eval_every:
-            evaluate_dev(0, metrics_log)
+    # ------------------------------------------------------------ pieces
 
-        def log_release(result: StepResult) -> None:
-            releases.append(_release_record(result, mechanism))
-            secret_values = [_jsonable(r.private) for r in result.releases]
-            private_log.append({"step": result.step, "releases": secret_values})
-
-        bar = tqdm(range(steps), desc=cfg.mechanism.name, disable=not progress, dynamic_ncols=True)
-        for step in bar:
-            t0 = time.perf_counter()
-            indices = mechanism.batch(step)
-            if indices is None:
-                indices = batch_indices(cfg, public, step, pool_size)
-
-            def losses(indices=indices) -> torch.Tensor:
-                return pool_losses(model, task, pool, indices, cfg.zo.micro_batch)
-
-            result = optimizer.step(losses, indices, learning_rate(cfg, step), log_release)
-            outs, loss = result.releases, result.loss
-            last_step = step
-            step_times.append(time.perf_counter() - t0)
-
-            kinds.update(o.kind for o in outs)
-            unanimous.extend(bool(o.public["unanimous"]) for o in outs if "unanimous" in o.public)
-            bar.set_postfix(_postfix(loss, unanimous, mechanism, best, task.metric), refresh=False)
-            done = step + 1
-            if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < steps:
-                evaluate_dev(done, metrics_log)
-            if mechanism.exhausted:
-                break
-        bar.close()
-        steps_run = last_step + 1
-        if not history or history[-1]["step"] != steps_run:
-            evaluate_dev(steps_run, metrics_log)
-        run.save_tensors("final", trainable)
-
-        _load_named(trainable, run.load_tensors("best"))
+    def evaluate_dev(self, step: int) -> None:
+        s = self.s
         t0 = time.perf_counter()
-        test_metrics = evaluate(test)
-        eval_s += time.perf_counter() - t0
-        metrics_log.append({"step": best["step"], "split": "test", **test_metrics})
+        dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch)
+        self.eval_s += time.perf_counter() - t0
+        score = dev_metrics[s.task.metric]
+        if self.best["dev"] is None or score > self.best["dev"][s.task.metric]:
+            self.best.update(step=step, dev=dev_metrics)
+            self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
+        self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
+        self.history.append({"step": step, **dev_metrics})
 
-    model_dir = run.path / "model"
-    model.save_pretrained(model_dir)
-    loaded.tokenizer.save_pretrained(model_dir)
-    run.write_private("mechanism.json", mechanism.private_state_dict())
+    def save_checkpoint(self, step: int) -> None:
+        self.run_dir.save_checkpoint(step, self.s.trainable, keep=self.keep_checkpoints)
 
-    total_s = time.perf_counter() - started
-    result = {
-        "config": cfg.model_dump(mode="json"),
-        "metrics": {
-            "metric": task.metric,
-            "dev_best": best["dev"],
-            "best_step": best["step"],
-            "dev_history": history,
-            "test": test_metrics,
-            "splits": {"pool": len(pool), "dev": len(dev), "test": len(test)},
-        },
-        "privacy": privacy_report(
-            cfg, mechanism, kinds, unanimous, secret_source, steps_run=steps_run
-        ),
-        "training": {
-            "steps_run": steps_run,
-            "steps_planned": steps,
-            "stopped_early": steps_run < steps,
-            "restore": restore,
-            "trainable_parameters": int(sum(p.numel() for _, p in trainable)),
-            "model_source": loaded.source,
-        },
-        "timing": {
-            "total_s": round(total_s, 3),
-            "setup_s": round(setup_s, 3),
-            "eval_s": round(eval_s, 3),
-            "train_s": round(sum(step_times), 3),
-            "step_s_median": round(statistics.median(step_times), 4) if step_times else None,
-        },
-        "memory": _memory(),
-        "versions": _versions(),
-        "hardware": _hardware(loaded.device),
-    }
-    run.write_result(result)
-    return Result(run_dir=run.path, data=result)
+    def _account(self, releases) -> None:
+        self.kinds.update(r.kind for r in releases)
+        self.unanimous.extend(
+            bool(r.public["unanimous"]) for r in releases if "unanimous" in r.public
+        )
+
+    def _postfix(self, loss: float) -> dict[str, str]:
+        post = {"loss": f"{loss:.4f}" if math.isfinite(loss) else "-"}
+        if self.unanimous:
+            post["unan"] = f"{100 * sum(self.unanimous) / len(self.unanimous):.0f}%"
+        spent = self.s.mechanism.spent()
+        if "mi" in spent:
+            post["mi"] = f"{spent['mi']:.4g}"
+        if self.best["dev"] is not None:
+            metric = self.s.task.metric
+            post[f"dev_{metric[:3]}"] = f"{self.best['dev'][metric]:.3f}"
+        return post
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGINT/SIGTERM finish the current step, checkpoint, then stop (a second one kills)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self._signal = signum
+            signal.signal(signum, signal.SIG_DFL)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    # ------------------------------------------------------------ resume
+
+    def restore_from_log(self) -> None:
+        """Theta, mechanism state and bookkeeping at the end of the release log."""
+        s, run = self.s, self.run_dir
+        records = run.releases(repair=True)
+        done = len(records)
+        if [r["step"] for r in records] != list(range(done)):
+            raise UserError(f"{run.path}/releases.jsonl is not a gap-free step sequence")
+        self.rebuild(done, records)
+        if records:
+            private = json.loads((run.private_dir / "mechanism.json").read_text())
+            s.mechanism.load_state_dict(records[-1]["state"], private)
+            charged = math.fsum(r["charge"] for r in records)
+            logged = records[-1]["cumulative"]
+            if abs(charged - logged) > 1e-9 * max(1.0, abs(logged)):
+                raise UserError(
+                    f"{run.path}/releases.jsonl: charges add up to {charged!r} but the log "
+                    f"says {logged!r}; the ledger is inconsistent"
+                )
+        s.optimizer.step_index = done
+        self.next_step = done
+        self.resumed_from = done
+        for record in records:
+            self.kinds.update(record["kinds"])
+            self.unanimous.extend(
+                bool(p["unanimous"]) for p in record["public"] if "unanimous" in p
+            )
+        for line in run.metrics(repair=True):
+            if line["split"] == "dev" and line["step"] <= done:
+                metrics = {k: v for k, v in line.items() if k not in ("step", "split")}
+                self.history.append({"step": line["step"], **metrics})
+                if self.best["dev"] is None or (
+                    metrics[s.task.metric] > self.best["dev"][s.task.metric]
+                ):
+                    self.best.update(step=line["step"], dev=metrics)
+        if self.best["step"] is not None and run.tensors_step("best") != self.best["step"]:
+            current = [(n, p.detach().clone()) for n, p in s.trainable]
+            self.rebuild(self.best["step"], records)
+            run.save_tensors("best", s.trainable, step=self.best["step"])
+            _load_named(s.trainable, dict(current))
+        self.metrics_log = run.open_metrics()
+        try:
+            cfg = s.cfg.train
+            due = done and cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
+            if due and (not self.history or self.history[-1]["step"] != done):
+                self.evaluate_dev(done)  # the eval the kill interrupted
+        finally:
+            self.metrics_log.close()
+
+    def rebuild(self, step: int, records: list[dict[str, Any]]) -> None:
+        """Trainable tensors after ``step`` steps: newest checkpoint <= step, then replay."""
+        s = self.s
+        start, tensors = self.run_dir.load_checkpoint(at_most=step)
+        if tensors is not None:
+            _load_named(s.trainable, tensors)
+        replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
+
+    def result(self, test_metrics, steps_run: int, setup_s: float) -> dict[str, Any]:
+        s, cfg = self.s, self.s.cfg
+        total_s = time.perf_counter() - self.started
+        times = self.step_times
+        return {
+            "config": cfg.model_dump(mode="json"),
+            "metrics": {
+                "metric": s.task.metric,
+                "dev_best": self.best["dev"],
+                "best_step": self.best["step"],
+                "dev_history": self.history,
+                "test": test_metrics,
+                "splits": {
+                    "pool": len(s.pool),
+                    "dev": len(s.dev),
+                    "test": len(s.test),
+                    "provenance": s.provenance,
+                },
+            },
+            "privacy": privacy_report(
+                cfg, s.mechanism, self.kinds, self.unanimous, s.secret_source, steps_run
+            ),
+            "training": {
+                "steps_run": steps_run,
+                "steps_planned": cfg.train.steps,
+                "stopped_early": steps_run < cfg.train.steps,
+                "resumed_from_step": self.resumed_from,
+                "restore": s.restore,
+                "trainable_parameters": int(sum(p.numel() for _, p in s.trainable)),
+                "model_source": s.loaded.source,
+            },
+            "timing": {
+                "total_s": round(total_s, 3),
+                "setup_s": round(setup_s, 3),
+                "eval_s": round(self.eval_s, 3),
+                "train_s": round(sum(times), 3),
+                "step_s_median": round(statistics.median(times), 4) if times else None,
+            },
+            "memory": _memory(),
+            "versions": _versions(),
+            "hardware": _hardware(s.loaded.device),
+        }
+
+
+def replay(estimator, records: list[dict[str, Any]], directions: int) -> None:
+    """Apply logged steps to theta without a forward pass (the same float operations)."""
+    for record in records:
+        amounts = [record["lr"] * c / directions for c in record["coeffs"]]
+        estimator.replay(record["seeds"], amounts)
+
+
+def export(run_path: str | Path, to: str | Path, step: str | int = "best") -> dict[str, Any]:
+    """Rebuild a run's model from the base model and the release log alone, and save it.
+
+    ``step``: ``best`` (the dev-best step), ``final``, or a step number. Writes a PEFT
+    adapter (LoRA) or a full HF model directory, with the tokenizer.
+    """
+    run = open_run(run_path)
+    to = Path(to)
+    if to.exists() and any(to.iterdir()):
+        raise UserError(f"export target {to} is not empty; choose another --to")
+    cfg = load_config(str(run.config_path))
+    records = run.releases()
+    target = _export_step(run, step, len(records))
+    public = public_stream(cfg.seed.public)
+    loaded = load_model(cfg.model, seed=public.seed("model-init"))
+    estimator = ZOEstimator(
+        [p for _, p in loaded.trainable],
+        cfg.zo.eps,
+        restore=restore_mode(cfg, loaded.model, loaded.trainable),
+    )
+    replay(estimator, records[:target], cfg.zo.directions)
+    to.mkdir(parents=True, exist_ok=True)
+    loaded.model.save_pretrained(to)
+    loaded.tokenizer.save_pretrained(to)
+    info = {"run": str(run.path), "step": target, "base_model": cfg.model.name}
+    info["track"] = cfg.model.track
+    (to / "paczero_export.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _export_step(run: RunDir, step: str | int, logged: int) -> int:
+    if step == "final":
+        return logged
+    if step == "best":
+        dev = [m for m in run.metrics() if m["split"] == "dev" and m["step"] <= logged]
+        if not dev:
+            raise UserError(f"{run.path} has no dev evaluation; use --step final or a number")
+        metric = "f1" if "f1" in dev[0] else "accuracy"
+        return max(dev, key=lambda m: (m[metric], -m["step"]))["step"]
+    try:
+        number = int(step)
+    except ValueError:
+        raise UserError(f"--step must be best, final or a step number, got '{step}'") from None
+    if not 0 <= number <= logged:
+        raise UserError(f"--step {number} is outside the logged steps 0..{logged}")
+    return number
 
 
 def _as_config(config, overrides) -> RunConfig:
@@ -261,6 +531,7 @@ def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
         "frac_plus": [o.public.get("frac_plus") for o in outs],
         "loss": result.loss if math.isfinite(result.loss) else None,  # None: empty batch
         "public": [_jsonable(o.public) for o in outs],
+        "state": mechanism.state_dict(),  # public: the posterior and spend after this step
     }
 
 
@@ -273,17 +544,6 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
             value = str(value)
         out[key] = value
     return out
-
-
-def _postfix(loss, unanimous, mechanism, best, metric) -> dict[str, str]:
-    post = {"loss": f"{loss:.4f}" if math.isfinite(loss) else "-"}
-    if unanimous:
-        post["unan"] = f"{100 * sum(unanimous) / max(len(unanimous), 1):.0f}%"
-    if "mi" in mechanism.spent():
-        post["mi"] = f"{mechanism.spent()['mi']:.4g}"
-    if best["dev"] is not None:
-        post[f"dev_{metric[:3]}"] = f"{best['dev'][metric]:.3f}"
-    return post
 
 
 @torch.no_grad()
@@ -326,18 +586,28 @@ def _hardware(device: torch.device) -> dict[str, Any]:
 def evaluate(
     target: str | Path, split: str = "test", overrides: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Metrics of a run directory's dev-best model, or of a base model (zero-shot)."""
-    run_config = Path(target) / "config.yaml"
+    """Metrics of a run's dev-best model, an exported model, or a base model (zero-shot)."""
+    target = Path(target)
+    run_config, exported = target / "config.yaml", target / "paczero_export.json"
     if run_config.exists():
         cfg = load_config(str(run_config), overrides)
+    elif exported.exists():
+        info = json.loads(exported.read_text())
+        base = info["base_model"] if info["track"] == "lora" else str(target)
+        cfg = load_config(None, [f"model.name={base}", "model.track=full", *overrides])
     else:
         cfg = load_config(None, [f"model.name={target}", *overrides])
     public = public_stream(cfg.seed.public)
     splits = load_splits(cfg.task.name, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
+    model = loaded.model
     if run_config.exists():
-        _load_named(loaded.trainable, RunDir(Path(target)).load_tensors("best"))
+        _load_named(loaded.trainable, RunDir(target).load_tensors("best"))
+    elif exported.exists() and info["track"] == "lora":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, target)
     task = build_task(cfg.task, loaded.tokenizer, device=loaded.device)
     encoded = task.encode(splits.test if split == "test" else splits.dev)
-    metrics = task.evaluate(loaded.model, encoded, cfg.train.eval_batch)
+    metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
     return {**metrics, "examples": len(encoded), "split": split}
