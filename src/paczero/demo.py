@@ -1,0 +1,84 @@
+"""`paczero demo`: a private fine-tune end to end, sized for a laptop CPU.
+
+SmolLM2-135M (LoRA) learns SST-2 sentiment with PACZero-ZPL: the updates carry zero mutual
+information about which half of the private pool was used. The demo prints the zero-shot
+and fine-tuned dev accuracy on the same examples, the privacy report in plain words, and
+draws the loss estimate and unanimity over the steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from paczero.config import load_config
+from paczero.report import plot_run
+from paczero.runs import default_run_dir
+
+RECIPE = "demo"
+
+
+def demo_config(
+    steps: int | None = None,
+    mechanism: str | None = None,
+    model: str | None = None,
+    pool: int | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+):
+    options = []
+    if steps is not None:
+        options.append(f"train.steps={steps}")
+    if mechanism is not None:
+        options.append(f"mechanism.name={mechanism}")
+        if mechanism == "paczero-mi":
+            options.append("mechanism.budget=0.33")
+    if model is not None:
+        options.append(f"model.name={model}")
+    if pool is not None:
+        options.append(f"data.num_train={pool}")
+    return load_config(RECIPE, [*options, *overrides])
+
+
+def run_demo(
+    out: str | Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> tuple[Any, Path, str]:
+    """Train, plot, and return (result, plot path, the closing summary text)."""
+    from paczero.trainer import train
+
+    cfg = demo_config(**options)
+    out = Path(out) if out is not None else default_run_dir(cfg)
+    result = train(cfg, out=out, progress=progress)
+    plot = plot_run(result.run_dir)
+    return result, plot, summary(result.data, result.run_dir, plot)
+
+
+def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
+    from paczero.report import describe_privacy
+
+    history = result["metrics"]["dev_history"]
+    first, last = history[0], history[-1]
+    n_dev = result["metrics"]["splits"]["dev"]
+    timing = result["timing"]
+    privacy = result["privacy"]
+    lines = [
+        "",
+        f"Dev accuracy on the same {n_dev} SST-2 sentences:",
+        f"  zero-shot   {first['accuracy']:.3f}",
+        f"  fine-tuned  {last['accuracy']:.3f}  (after {last['step']} private steps)",
+        f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step",
+        "",
+        describe_privacy(privacy),
+    ]
+    if privacy["private"] and privacy["spent"].get("mi") == 0.0:
+        lines += [
+            "",
+            "In plain words: the pool was split at random into candidate halves and one half",
+            "was secretly chosen for training. The model's updates are exactly as likely",
+            "whichever half was chosen, so nobody (even knowing every pool sentence and every",
+            "candidate half) can tell better than a coin flip whether a sentence was in the",
+            "training half. It does not hide that the pool as a whole shaped the model.",
+        ]
+    lines += ["", f"Plot: {plot}", f"Run directory: {run_dir}"]
+    return "\n".join(lines)

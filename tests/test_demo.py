@@ -1,0 +1,47 @@
+"""The demo's code path on a tiny model: report, plot and summary are written."""
+
+import pytest
+import torch
+
+from paczero.cli import main
+from paczero.demo import demo_config, run_demo
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = {"model": "tiny-llama", "overrides": ["data.source=synthetic", "data.num_dev=32"]}
+
+
+def test_demo_defaults_are_the_private_smollm2_run():
+    cfg = demo_config()
+    assert cfg.model.name == "smollm2-135m" and cfg.model.track == "lora"
+    assert cfg.mechanism.name == "paczero-zpl" and cfg.task.template == "mezo"
+    assert cfg.train.eval_at_start  # the zero-shot accuracy is part of the story
+    assert demo_config(mechanism="paczero-mi").mechanism.budget == pytest.approx(0.33)
+    assert demo_config(steps=3, pool=32).train.steps == 3
+
+
+def test_demo_runs_end_to_end_and_draws_its_plot(tmp_path):
+    result, plot, text = run_demo(out=tmp_path / "demo", progress=False, steps=4, **TINY)
+    assert plot.is_file() and plot.stat().st_size > 10_000
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (result.run_dir / "result.json").is_file()
+    assert "zero-shot" in text and "fine-tuned" in text and "after 4 private steps" in text
+    assert "mutual information spent: 0 nats" in text and "coin flip" in text
+    assert str(plot) in text and str(result.run_dir) in text
+    history = result.data["metrics"]["dev_history"]
+    assert [h["step"] for h in history] == [0, 4]
+
+
+def test_demo_command(tmp_path, capsys):
+    args = ["demo", "--model", "tiny-llama", "--steps", "2", "--out", str(tmp_path / "d")]
+    args += ["--quiet", "--set", "data.source=synthetic", "--mechanism", "paczero-mi"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Privacy report (paczero-mi)" in out and "training.png" in out
