@@ -137,30 +137,54 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
 
 
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:
-    """A PNG of the loss estimate and the running unanimity rate over the steps."""
+    """A PNG a person reads at a glance: loss estimate, unanimity, dev metric over the steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import yaml
 
     from paczero.runs import RunDir
 
     run = RunDir(Path(run_dir))
+    cfg = yaml.safe_load(run.config_path.read_text())
     records = run.releases()
     steps = [r["step"] + 1 for r in records]
-    losses = [r["loss"] for r in records]
-    agree = [sum(r["unanimous"]) / len(r["unanimous"]) for r in records]
+    losses = [r["loss"] if r["loss"] is not None else float("nan") for r in records]
+    agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
     running = [sum(agree[: i + 1]) / (i + 1) for i in range(len(agree))]
-    fig, (ax_loss, ax_unan) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    ax_loss.plot(steps, losses, lw=1, color="tab:blue")
-    ax_loss.set_ylabel("loss estimate")
-    ax_loss.grid(alpha=0.3)
-    ax_unan.plot(steps, running, lw=1.5, color="tab:green")
-    ax_unan.set_ylabel("unanimous (running)")
-    ax_unan.set_ylim(-0.02, 1.02)
-    ax_unan.set_xlabel("step")
-    ax_unan.grid(alpha=0.3)
-    fig.suptitle(f"{run.path.name}")
+    window = max(1, len(losses) // 10)
+    smooth = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
+    dev = [m for m in run.metrics() if m["split"] == "dev"]
+
+    fig, axes = plt.subplots(3 if dev else 2, 1, figsize=(7.5, 7 if dev else 5.5), sharex=True)
+    ax = axes[0]
+    ax.plot(steps, losses, lw=0.8, color="tab:blue", alpha=0.45, label="per step")
+    ax.plot(steps, smooth, lw=2, color="tab:blue", label=f"mean of {window}")
+    ax.set_ylabel("loss estimate")
+    ax.legend(loc="upper right", fontsize=8)
+    ax = axes[1]
+    ax.scatter(steps, agree, s=8, color="tab:green", alpha=0.5, label="this step")
+    ax.plot(steps, running, lw=2, color="tab:green", label="running fraction")
+    ax.set_ylabel("subsets unanimous")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="center right", fontsize=8)
+    if dev:
+        metric = "f1" if "f1" in dev[0] else "accuracy"
+        ax = axes[2]
+        ax.plot([m["step"] for m in dev], [m[metric] for m in dev], "o-", color="tab:red")
+        ax.set_ylabel(f"dev {metric}")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    model = cfg["model"]
+    fig.suptitle(
+        f"{cfg['mechanism']['name']} on {model['name']} ({model['track']}), "
+        f"{cfg['task']['name']}, pool {cfg['data']['num_train']}"
+    )
     fig.tight_layout()
     out = Path(out) if out else run.path / "training.png"
     fig.savefig(out, dpi=110)
