@@ -5,18 +5,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from paczero.cli import main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 QUICK = ["--set", "train.steps=3", "--set", "data.num_train=16", "--set", "data.num_dev=8"]
 QUICK += ["--set", "data.num_test=8", "--set", "train.batch_size=4", "--set", "train.eval_every=0"]

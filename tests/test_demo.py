@@ -1,19 +1,9 @@
 """The demo's code path on a tiny model: report, plot and summary are written."""
 
 import pytest
-import torch
 
 from paczero.cli import main
 from paczero.demo import demo_config, run_demo
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TINY = {"model": "tiny-llama", "overrides": ["data.source=synthetic", "data.num_dev=32"]}
 

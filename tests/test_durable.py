@@ -27,14 +27,6 @@ CHAIN = [*MI, *SMALL, "seed.secret=11", "train.steps=60", "train.checkpoint_ever
 CHAIN += ["train.eval_every=20"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def launch(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "paczero", *args],

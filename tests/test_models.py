@@ -9,15 +9,6 @@ from paczero.errors import UserError
 from paczero.models import MODEL_ALIASES, load_model, resolve_device, tiny_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; OpenMP threads crawl when the CPUs are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(name="tiny-llama", **kw) -> ModelConfig:
     return ModelConfig(name=name, device="cpu", **kw)
 

@@ -21,14 +21,6 @@ QUICK = ["train.steps=6", "train.eval_every=3", "data.num_train=32", "data.num_d
 QUICK += ["data.num_test=16", "train.batch_size=8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(tmp_path, name, *overrides):
     return train("smoke", out=tmp_path / name, overrides=[*QUICK, *overrides], progress=False)
 
