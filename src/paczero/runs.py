@@ -122,14 +122,24 @@ class RunDir:
             step = (handle.metadata() or {}).get("step")
         return None if step is None else int(step)
 
-    def save_checkpoint(self, step: int, named: list[tuple[str, torch.Tensor]], keep: int) -> None:
-        """checkpoints/step-NNNNNNN/ written whole or not at all; step 0 and the last few kept."""
+    def save_checkpoint(
+        self,
+        step: int,
+        named: list[tuple[str, torch.Tensor]],
+        keep: int,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """checkpoints/step-NNNNNNN/ written whole or not at all; step 0 and the last few kept.
+
+        ``state`` is public state only (mechanism posterior, schedule); secret state lives in
+        private/ and does not change after setup.
+        """
         final = self.path / "checkpoints" / f"step-{step:07d}"
         if final.exists():
             return
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".step-"))
         _save_safetensors(tmp / "trainable.safetensors", named, step)
-        write_json(tmp / "state.json", {"step": step})
+        write_json(tmp / "state.json", {"step": step, **(state or {})})
         os.replace(tmp, final)
         old = self.checkpoint_steps()[:-keep]
         for stale in old:

@@ -307,7 +307,13 @@ class Trainer:
         self.history.append({"step": step, **dev_metrics})
 
     def save_checkpoint(self, step: int) -> None:
-        self.run_dir.save_checkpoint(step, self.s.trainable, keep=self.keep_checkpoints)
+        s = self.s
+        state = {
+            "next_lr": learning_rate(s.cfg, step) if step < s.cfg.train.steps else None,
+            "public_seed": s.cfg.seed.public,  # draws are keyed by (seed, step): no RNG state
+            "mechanism": s.mechanism.state_dict(),
+        }
+        self.run_dir.save_checkpoint(step, s.trainable, keep=self.keep_checkpoints, state=state)
 
     def _account(self, releases) -> None:
         self.kinds.update(r.kind for r in releases)
