@@ -104,17 +104,6 @@ class _SecretSubset(SubsetMechanism):
 
     private = False
 
-    def __init__(
-        self,
-        cfg: MechanismConfig | None = None,
-        *,
-        pool_size: int,
-        steps: int,
-        directions: int = 1,
-    ):
-        cfg = cfg or MechanismConfig(name=self.name)
-        super().__init__(cfg, pool_size=pool_size, steps=steps, directions=directions)
-
     def release(self, g: np.ndarray, ctx: StepContext) -> Release:
         g = prepare_derivatives(g, ctx.indices, self.pool_size, self.clip)
         means, counts = self._subset_stats(g, ctx.indices)

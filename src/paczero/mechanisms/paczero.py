@@ -74,17 +74,9 @@ class PACZeroZPL(_SubsetRelease):
     name = "paczero-zpl"
     private = True
 
-    def __init__(
-        self,
-        cfg: MechanismConfig | None = None,
-        *,
-        pool_size: int,
-        steps: int,
-        directions: int = 1,
-    ):
-        cfg = cfg or MechanismConfig(name=self.name)
-        super().__init__(cfg, pool_size=pool_size, steps=steps, directions=directions)
-        self.disagreement = cfg.disagreement
+    @property
+    def disagreement(self) -> str:
+        return self.cfg.disagreement
 
     def release_signs(
         self, signs: np.ndarray, ctx: StepContext, *, counts: np.ndarray | None = None
@@ -184,8 +176,8 @@ class PACZeroMI(_SubsetRelease):
         steps: int,
         directions: int = 1,
     ):
-        cfg = cfg or MechanismConfig(name=self.name)
         super().__init__(cfg, pool_size=pool_size, steps=steps, directions=directions)
+        cfg = self.cfg
         if cfg.budget is None or not cfg.budget > 0:
             raise ValueError("paczero-mi needs a positive mechanism.budget (nats)")
         if steps < 1 or directions < 1:

@@ -9,15 +9,13 @@ matrix-vector product, so a step costs the same for any M.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Mechanism
 from paczero.privacy.randomness import RandomStream
-
-if TYPE_CHECKING:
-    from paczero.config import MechanismConfig
 
 CONSTRUCTIONS = ("random-halves", "disjoint-pairs")
 
@@ -114,8 +112,16 @@ class SubsetMechanism(Mechanism):
     stream; a restored secret index (``load_state_dict``) is never re-drawn by ``setup``.
     """
 
-    def __init__(self, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int):
+    def __init__(
+        self,
+        cfg: MechanismConfig | None = None,
+        *,
+        pool_size: int,
+        steps: int,
+        directions: int = 1,
+    ):
         super().__init__(pool_size=pool_size, steps=steps, directions=directions)
+        cfg = cfg or MechanismConfig(name=self.name)
         if cfg.subsets % 2 or cfg.subsets < 2:
             raise ValueError(f"mechanism.subsets must be even and >= 2, got {cfg.subsets}")
         self.cfg = cfg
