@@ -1,4 +1,4 @@
-"""SST-2 from local GLUE files or the HF hub, and the seeded pool / dev / test split.
+"""SST-2 and SQuAD from local files or the HF hub, and the seeded pool / dev / test split.
 
 Examples are plain dicts ``{"sentence": str, "label": int}`` (0 negative, 1 positive),
 kept exactly as in GLUE (sentences end with a space; the task strips them). Sampling is
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,6 +164,9 @@ class Splits:
     test_indices: np.ndarray = field(repr=False)  # rows of the validation split
     test_requested: int = 0
     test_is_whole_split: bool = False  # validation was no larger than num_test (SST-2: 872)
+    # "official": pool/dev from the train split, test from validation; "dev-derived": all
+    # three from one split, divided by article (SQuAD offline, no train file)
+    provenance: str = "official"
 
     def summary(self) -> dict:
         return {
@@ -171,6 +175,7 @@ class Splits:
             "test": len(self.test),
             "test_requested": self.test_requested,
             "test_is_whole_split": self.test_is_whole_split,
+            "provenance": self.provenance,
         }
 
 
@@ -208,4 +213,170 @@ def load_splits(task_name: str, cfg: DataConfig) -> Splits:
     """The pool / dev / test examples of a task (one entry point for every task)."""
     if task_name == "sst2":
         return sample_splits(load_sst2(cfg), cfg)
-    raise UserError(f"unknown task '{task_name}'; available: sst2")
+    if task_name == "squad":
+        return squad_splits(load_squad(cfg), cfg)
+    raise UserError(f"unknown task '{task_name}'; available: sst2, squad")
+
+
+# ---------------------------------------------------------------- SQuAD v1.1
+#
+# Examples are dicts {"id", "title", "context", "question", "answers": [str, ...]}: the
+# answers in file order (duplicates kept, as the HF data set and MeZO keep them); the first
+# is the training target. ``title`` identifies the article (unique per article in v1.1).
+
+SQUAD_HUB = "rajpurkar/squad"
+SQUAD_FILES = ("train-v1.1.json", "dev-v1.1.json")
+ARTICLE_SHARES = (2, 1, 2)  # pool : dev : test questions in a dev-derived split
+
+
+def load_squad(cfg: DataConfig) -> dict[str, list[dict]]:
+    """{"validation": [...]} and, when available (hub, or a local train file), {"train": [...]}."""
+    if cfg.source == "synthetic":
+        raise UserError("data.source 'synthetic' is for sst2 only; squad needs real data")
+    if cfg.dir:
+        folder = _squad_folder(Path(cfg.dir).expanduser())
+        out = {"validation": list(read_squad_json(folder / SQUAD_FILES[1]))}
+        if (folder / SQUAD_FILES[0]).is_file():
+            out["train"] = list(read_squad_json(folder / SQUAD_FILES[0]))
+        return out
+    train, validation = _load_squad_hub()
+    return {"train": list(train), "validation": list(validation)}
+
+
+def _squad_folder(root: Path) -> Path:
+    """Accept the data root (``<dir>/squad/dev-v1.1.json``) or the squad folder itself."""
+    if not root.is_dir():
+        raise UserError(f"data directory {root} does not exist; {SETUP_HINT}")
+    folder = root / "squad" if (root / "squad").is_dir() else root
+    if not (folder / SQUAD_FILES[1]).is_file():
+        raise UserError(
+            f"SQuAD file {folder / SQUAD_FILES[1]} not found; {SETUP_HINT} to a folder holding "
+            "squad/dev-v1.1.json (and optionally squad/train-v1.1.json)"
+        )
+    return folder
+
+
+def read_squad_json(path: str | Path) -> tuple[dict, ...]:
+    """Flatten an official SQuAD v1.1 JSON file; cached per file and mtime."""
+    path = Path(path).resolve()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        raise UserError(f"SQuAD file {path} not found; {SETUP_HINT}") from None
+    return _read_squad_cached(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_squad_cached(path: str, _mtime_ns: int) -> tuple[dict, ...]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            articles = json.load(handle)["data"]
+        rows = []
+        for article in articles:
+            title = article["title"]
+            for paragraph in article["paragraphs"]:
+                context = paragraph["context"]
+                for qa in paragraph["qas"]:
+                    rows.append(
+                        {
+                            "id": qa["id"],
+                            "title": title,
+                            "context": context,
+                            "question": qa["question"],
+                            "answers": [a["text"] for a in qa["answers"]],
+                        }
+                    )
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path}: not an official SQuAD v1.1 JSON file ({type(err).__name__}: {err})"
+        ) from None
+    return tuple(rows)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_squad_hub() -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(SQUAD_HUB)
+        splits = []
+        for split in ("train", "validation"):
+            part = loaded[split]
+            columns = (part[c] for c in ("id", "title", "context", "question", "answers"))
+            splits.append(
+                tuple(
+                    {"id": i, "title": t, "context": c, "question": q, "answers": list(a["text"])}
+                    for i, t, c, q, a in zip(*columns, strict=True)
+                )
+            )
+    except Exception as err:  # noqa: BLE001 - any hub failure means the same thing to the user
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"SQuAD: no local data (data.dir is unset) and the HF hub is not reachable ({first}); "
+            f"{SETUP_HINT}"
+        ) from None
+    return splits[0], splits[1]
+
+
+def squad_splits(data: dict[str, list[dict]], cfg: DataConfig) -> Splits:
+    """Official (train -> pool/dev, validation -> test) or dev-derived (by article)."""
+    if "train" not in data:
+        return split_by_article(data["validation"], cfg)
+    need = cfg.num_train + cfg.num_dev
+    if len(data["train"]) < need:
+        raise UserError(
+            f"the SQuAD train split has {len(data['train'])} questions, fewer than "
+            f"data.num_train + data.num_dev = {need}; lower them"
+        )
+    return sample_splits(data, cfg)  # provenance "official"
+
+
+def split_by_article(rows: list[dict], cfg: DataConfig) -> Splits:
+    """Pool, dev and test from disjoint articles of one split, seeded by data.seed.
+
+    Shuffled articles are dealt, one at a time, to the part furthest behind its share of
+    the questions (2 : 1 : 2, MeZO's 1000 / 500 / 1000); then each part samples its
+    questions from its own stream. The article partition depends on the seed only, so
+    changing ``num_test`` at evaluation can never move a pool article into the test set,
+    and the pool sample does not depend on ``num_dev`` or ``num_test``.
+    """
+    by_article: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_article.setdefault(row["title"], []).append(i)
+    if len(by_article) < 3:
+        raise UserError(
+            f"a dev-derived SQuAD split needs at least 3 articles; the data has {len(by_article)}"
+        )
+    titles = list(by_article)
+    share = np.array(ARTICLE_SHARES, dtype=np.float64)
+    parts: list[list[int]] = [[], [], []]
+    have = np.zeros(3)
+    for a in np.random.default_rng([cfg.seed, 0x5_0AD]).permutation(len(titles)):
+        k = int(np.argmin(have / share))
+        parts[k].extend(by_article[titles[a]])
+        have[k] += len(by_article[titles[a]])
+    wanted = (cfg.num_train, cfg.num_dev, cfg.num_test)
+    names = ("data.num_train", "data.num_dev")
+    for k in (0, 1):
+        if have[k] < wanted[k]:
+            raise UserError(
+                f"the article-level split of {len(rows)} SQuAD questions ({len(titles)} articles) "
+                f"has {int(have[k])} questions for {names[k]} (asked {wanted[k]}); lower it, "
+                "or add squad/train-v1.1.json"
+            )
+    chosen = []
+    for k in (0, 1, 2):
+        pool = np.sort(np.asarray(parts[k], dtype=np.int64))
+        rng = np.random.default_rng([cfg.seed, 0x5_0AD, k + 1])
+        chosen.append(np.sort(rng.choice(pool, min(wanted[k], len(pool)), replace=False)))
+    return Splits(
+        pool=[rows[i] for i in chosen[0]],
+        dev=[rows[i] for i in chosen[1]],
+        test=[rows[i] for i in chosen[2]],
+        pool_indices=chosen[0],
+        dev_indices=chosen[1],
+        test_indices=chosen[2],
+        test_requested=cfg.num_test,
+        test_is_whole_split=len(chosen[2]) < cfg.num_test,
+        provenance="dev-derived",
+    )

@@ -15,11 +15,21 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
+from paczero.tasks.squad import SquadTask
 from paczero.tasks.sst2 import TEMPLATES, Batch, EncodedSet, SST2Task
 
-TASKS = {"sst2": SST2Task}
+TASKS = {"sst2": SST2Task, "squad": SquadTask}
 
-__all__ = ["TASKS", "TEMPLATES", "Batch", "EncodedSet", "SST2Task", "Task", "build_task"]
+__all__ = [
+    "TASKS",
+    "TEMPLATES",
+    "Batch",
+    "EncodedSet",
+    "SST2Task",
+    "SquadTask",
+    "Task",
+    "build_task",
+]
 
 
 class Task(Protocol):
