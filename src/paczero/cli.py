@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("bench", help="time a step against its floor (two forward passes)")
+    from paczero.bench import add_arguments
+
+    add_arguments(p)
+
     p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -103,6 +108,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from paczero.bench import format_table, run_bench
+
+    _quiet_libraries()
+    print(format_table(run_bench(args)))
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from paczero.trainer import resume
 
@@ -161,6 +174,7 @@ def cmd_privacy(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "demo": cmd_demo,
+    "bench": cmd_bench,
     "resume": cmd_resume,
     "export": cmd_export,
     "eval": cmd_eval,

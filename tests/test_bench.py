@@ -1,0 +1,88 @@
+"""The bench's code path on a tiny model: every field of the table is there (no timing checks)."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from paczero.bench import add_arguments, format_table, run_bench
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_are_the_issue_setting():
+    args = parse()
+    assert (args.model, args.track, args.pool, args.mechanism) == (
+        "smollm2-135m",
+        "lora",
+        128,
+        "paczero-zpl",
+    )
+    assert args.reference and args.memory and args.phase == "all"
+
+
+@pytest.mark.parametrize("track", ["lora", "full"])
+def test_quick_bench_reports_every_field(tmp_path, track):
+    out = tmp_path / "bench.json"
+    memory = "--memory" if track == "full" else "--no-memory"  # one track spawns the phases
+    result = run_bench(
+        parse(
+            "--quick",
+            "--track",
+            track,
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            memory,
+            "--json",
+            str(out),
+        )
+    )
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    config = result["config"]
+    assert config["model"] == "tiny-llama" and config["track"] == track
+    assert config["restore"] == ("exact" if track == "lora" else "fused")
+    assert config["sequences_per_example"] == 1
+    for key in ("floor", "step", "step_forward", "perturbation", "mechanism", "reference"):
+        assert result["seconds"][key] > 0, key
+        assert len(result["samples"][key]) == 1
+    assert result["ratios"]["step_over_floor"] > 0
+    assert result["ratios"]["reference_over_step"] > 0
+    tokens = result["tokens"]
+    assert 0 < tokens["pool_real"] <= tokens["pool_padded"] < tokens["reference_padded_per_pass"]
+    assert tokens["step_per_s"] > 0 and tokens["floor_per_s"] > 0
+    assert result["machine"]["torch"] == torch.__version__
+    assert set(result["targets"]) == {
+        "step_over_floor",
+        "train_over_inference_memory",
+        "reference_over_step",
+    }
+    if track == "full":
+        for phase in ("inference", "train"):
+            info = result["memory"][phase]
+            assert "error" not in info, info
+            assert info["phase"] == phase and info["peak_bytes"] >= info["base_bytes"] > 0
+        assert result["ratios"]["train_over_inference_memory"] > 0
+        assert result["targets"]["train_over_inference_memory"]["ok"] is not None
+    else:
+        assert "memory" not in result
+
+    table = format_table(result)
+    for text in ("floor", "full step", "perturbation", "mechanism", "reference-style", "tokens/s"):
+        assert text in table
+    assert ("peak memory train" in table) == (track == "full")
