@@ -20,7 +20,7 @@ A prompt longer than ``max_length - max_new_tokens`` loses the start of its *con
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -81,19 +81,12 @@ class SquadBatch:
         return self.input_ids.device
 
     def to(self, device: torch.device | str) -> SquadBatch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
-
-        return SquadBatch(
-            self.kind,
-            move(self.input_ids),
-            move(self.attention_mask),
-            move(self.keep),
-            move(self.targets),
-            move(self.target_mask),
-            self.golds,
-            self.n_examples,
-        )
+        moved = {
+            f.name: value.to(device, non_blocking=True)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
 
 
 class SquadTask:

@@ -13,7 +13,7 @@ Logits are computed only where the loss reads them (``logits_to_keep``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -81,18 +81,12 @@ class Batch:
         return self.input_ids.device
 
     def to(self, device: torch.device | str) -> Batch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
-
-        return Batch(
-            move(self.input_ids),
-            move(self.attention_mask),
-            move(self.keep),
-            move(self.targets),
-            move(self.target_mask),
-            move(self.labels),
-            self.n_examples,
-        )
+        moved = {
+            f.name: value.to(device, non_blocking=True)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
 
 
 class SST2Task:
