@@ -173,3 +173,14 @@ def test_mi_with_noise_spends_the_whole_budget_then_stops(tmp_path):
     result = run(tmp_path, "mi-uniform", *mi)
     assert result.privacy["spent"]["mi"] <= 1e-4
     assert result.data["training"]["steps_run"] <= 12
+
+
+def test_k_directions_release_k_signs_per_step_and_split_the_mi_budget(tmp_path):
+    mi = ["mechanism.name=paczero-mi", "mechanism.subsets=4", "mechanism.budget=1e-3"]
+    result = run(tmp_path, "k3", *mi, "zo.directions=3", "mechanism.allocation=uniform")
+    records = [json.loads(x) for x in (result.run_dir / "releases.jsonl").read_text().splitlines()]
+    for record in records:
+        assert len(record["seeds"]) == len(set(record["seeds"])) == 3
+        assert len(record["coeffs"]) == len(record["kinds"]) == 3
+        assert record["charge"] <= 1e-3 / 6 * (1 + 1e-9)  # B / T per step, shared by K
+    assert result.privacy["releases"] == 18 and result.privacy["spent"]["mi"] <= 1e-3
