@@ -43,3 +43,13 @@ def test_dpzero_run_reports_epsilon_and_differs_by_secret(tmp_path):
     assert all(x != y for x, y in zip(ca, cb, strict=True))  # same public seed, other secret
     public = [json.loads(line)["public"] for line in (a.run_dir / "releases.jsonl").open()]
     assert all(p == [{}] for p in public)  # no batch size, clean mean or noise in public
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_log_has_the_epsilon_spent_after_every_step(tmp_path):
+    result = train("smoke", out=tmp_path / "r", overrides=[*DP, "seed.secret=3"], progress=False)
+    lines = (result.run_dir / "releases.jsonl").read_text().splitlines()
+    spent = [json.loads(line)["epsilon"] for line in lines]
+    assert len(spent) == 5 and all(e > 0 for e in spent)
+    assert spent == sorted(spent) and spent[0] < spent[-1]
+    assert spent[-1] == pytest.approx(result.privacy["spent"]["epsilon"], rel=1e-12)

@@ -328,6 +328,8 @@ class Trainer:
         spent = self.s.mechanism.spent()
         if "mi" in spent:
             post["mi"] = f"{spent['mi']:.4g}"
+        if "epsilon" in spent:  # memoised per step: the log already computed it
+            post["eps"] = f"{spent['epsilon']:.3g}"
         if self.best["dev"] is not None:
             metric = self.s.task.metric
             post[f"dev_{metric[:3]}"] = f"{self.best['dev'][metric]:.3f}"
@@ -525,20 +527,24 @@ def _as_config(config, overrides) -> RunConfig:
 
 def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
     outs = result.releases
-    return {
+    spent = mechanism.spent()
+    record = {
         "step": result.step,
         "lr": result.lr,
         "seeds": result.seeds,
         "coeffs": result.coeffs,
         "kinds": [o.kind for o in outs],
         "charge": float(sum(o.charge for o in outs)),
-        "cumulative": float(mechanism.spent().get("mi", 0.0)),
+        "cumulative": float(spent.get("mi", 0.0)),
         "unanimous": [bool(o.public.get("unanimous", False)) for o in outs],
         "frac_plus": [o.public.get("frac_plus") for o in outs],
         "loss": result.loss if math.isfinite(result.loss) else None,  # None: empty batch
         "public": [_jsonable(o.public) for o in outs],
         "state": mechanism.state_dict(),  # public: the posterior and spend after this step
     }
+    if "epsilon" in spent:  # DP: epsilon spent so far (data-independent, so public)
+        record["epsilon"] = float(spent["epsilon"])
+    return record
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
