@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -197,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as err:
         print(f"paczero: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # e.g. `paczero recipes | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("paczero: interrupted", file=sys.stderr)
         return 130
