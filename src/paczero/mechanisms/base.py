@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from paczero.config import MechanismConfig
 from paczero.privacy.randomness import RandomStream
 
 RELEASE_KINDS = ("unanimous", "noisy", "coin", "skip", "free", "dp", "nonprivate")
@@ -45,10 +46,22 @@ class Mechanism:
     name = "mechanism"
     private = False  # does the run carry a privacy guarantee?
 
-    def __init__(self, *, pool_size: int, steps: int, directions: int):
+    def __init__(
+        self,
+        cfg: MechanismConfig | None = None,
+        *,
+        pool_size: int,
+        steps: int,
+        directions: int = 1,
+    ):
+        self.cfg = cfg or MechanismConfig(name=self.name)
         self.pool_size = pool_size
         self.steps = steps
         self.directions = directions
+        self.configure()
+
+    def configure(self) -> None:
+        """Read and check this mechanism's keys of ``self.cfg``, before any step runs."""
 
     def setup(self, public: RandomStream, secret: RandomStream) -> None:
         """Draw whatever the run needs once (membership matrix, secret index)."""

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from paczero.config import MechanismConfig
 from paczero.errors import UserError
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.privacy.accounting import NEIGHBOURING, DPAccountant
@@ -61,17 +60,8 @@ class _DPMechanism(Mechanism):
     joint = False  # DP-AggZO clips each example's K-vector jointly
     paper = ""
 
-    def __init__(
-        self,
-        cfg: MechanismConfig | None = None,
-        *,
-        pool_size: int,
-        steps: int,
-        directions: int = 1,
-    ):
-        super().__init__(pool_size=pool_size, steps=steps, directions=directions)
-        self.cfg = cfg or MechanismConfig(name=self.name)
-        c = self.cfg
+    def configure(self) -> None:
+        c, pool_size, steps = self.cfg, self.pool_size, self.steps
         if c.clip is None:
             raise UserError(f"mechanism.clip (C) is required for {self.name}")
         if c.expected_batch is None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.mechanisms.subsets import (
     SubsetMechanism,
@@ -37,16 +36,7 @@ class _FullBatch(Mechanism):
     private = False
     clips = True
 
-    def __init__(
-        self,
-        cfg: MechanismConfig | None = None,
-        *,
-        pool_size: int,
-        steps: int,
-        directions: int = 1,
-    ):
-        super().__init__(pool_size=pool_size, steps=steps, directions=directions)
-        self.cfg = cfg or MechanismConfig(name=self.name)
+    def configure(self) -> None:
         self.clip = self.cfg.clip if self.clips else None
         self.skip_all_zero = bool(self.cfg.skip_all_zero) and self.clips
 

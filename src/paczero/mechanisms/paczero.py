@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Release, StepContext
 from paczero.mechanisms.subsets import (
     SubsetMechanism,
@@ -168,19 +167,12 @@ class PACZeroMI(_SubsetRelease):
     name = "paczero-mi"
     private = True
 
-    def __init__(
-        self,
-        cfg: MechanismConfig | None = None,
-        *,
-        pool_size: int,
-        steps: int,
-        directions: int = 1,
-    ):
-        super().__init__(cfg, pool_size=pool_size, steps=steps, directions=directions)
+    def configure(self) -> None:
+        super().configure()
         cfg = self.cfg
         if cfg.budget is None or not cfg.budget > 0:
             raise ValueError("paczero-mi needs a positive mechanism.budget (nats)")
-        if steps < 1 or directions < 1:
+        if self.steps < 1 or self.directions < 1:
             raise ValueError("steps and directions must be >= 1")
         self.budget = float(cfg.budget)
         self.allocation = cfg.allocation

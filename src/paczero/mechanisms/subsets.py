@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Mechanism
 from paczero.privacy.randomness import RandomStream
 
@@ -112,19 +111,10 @@ class SubsetMechanism(Mechanism):
     stream; a restored secret index (``load_state_dict``) is never re-drawn by ``setup``.
     """
 
-    def __init__(
-        self,
-        cfg: MechanismConfig | None = None,
-        *,
-        pool_size: int,
-        steps: int,
-        directions: int = 1,
-    ):
-        super().__init__(pool_size=pool_size, steps=steps, directions=directions)
-        cfg = cfg or MechanismConfig(name=self.name)
+    def configure(self) -> None:
+        cfg = self.cfg
         if cfg.subsets % 2 or cfg.subsets < 2:
             raise ValueError(f"mechanism.subsets must be even and >= 2, got {cfg.subsets}")
-        self.cfg = cfg
         self.subsets = int(cfg.subsets)
         self.construction = cfg.construction
         self.clip = cfg.clip
