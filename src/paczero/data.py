@@ -50,14 +50,18 @@ def _sst2_files(root: Path) -> tuple[Path, Path]:
     return folder / "train.tsv", folder / "dev.tsv"
 
 
-def read_tsv(path: str | Path) -> tuple[dict, ...]:
-    """Parse a GLUE SST-2 TSV (header ``sentence<TAB>label``); cached per file and mtime."""
+def _stamped(path: str | Path, what: str) -> tuple[str, int]:
+    """(absolute path, modification time): the key of the parsed-file caches."""
     path = Path(path).resolve()
     try:
-        stamp = path.stat().st_mtime_ns
+        return str(path), path.stat().st_mtime_ns
     except OSError:
-        raise UserError(f"SST-2 file {path} not found; {SETUP_HINT}") from None
-    return _read_tsv_cached(str(path), stamp)
+        raise UserError(f"{what} file {path} not found; {SETUP_HINT}") from None
+
+
+def read_tsv(path: str | Path) -> tuple[dict, ...]:
+    """Parse a GLUE SST-2 TSV (header ``sentence<TAB>label``); cached per file and mtime."""
+    return _read_tsv_cached(*_stamped(path, "SST-2"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -258,12 +262,7 @@ def _squad_folder(root: Path) -> Path:
 
 def read_squad_json(path: str | Path) -> tuple[dict, ...]:
     """Flatten an official SQuAD v1.1 JSON file; cached per file and mtime."""
-    path = Path(path).resolve()
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        raise UserError(f"SQuAD file {path} not found; {SETUP_HINT}") from None
-    return _read_squad_cached(str(path), stamp)
+    return _read_squad_cached(*_stamped(path, "SQuAD"))
 
 
 @functools.lru_cache(maxsize=4)

@@ -20,7 +20,7 @@ A prompt longer than ``max_length - max_new_tokens`` loses the start of its *con
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
+from paczero.tasks.batch import TensorBatch
 from paczero.tasks.metrics import exact_match, f1_score
 from paczero.tasks.sst2 import _ROW_KEEP, _special_prefix
 
@@ -64,7 +65,7 @@ class SquadEncoded:
 
 
 @dataclass
-class SquadBatch:
+class SquadBatch(TensorBatch):
     """One micro-batch, already on ``device``; ``kind`` says which computation it feeds."""
 
     kind: str  # "ce": right-padded prompt+answer; "generate": left-padded prompts
@@ -75,18 +76,6 @@ class SquadBatch:
     target_mask: torch.Tensor | None  # (rows, P) float, 1 where the kept position is real
     golds: list[list[str]]
     n_examples: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.input_ids.device
-
-    def to(self, device: torch.device | str) -> SquadBatch:
-        moved = {
-            f.name: value.to(device, non_blocking=True)
-            for f in fields(self)
-            if isinstance(value := getattr(self, f.name), torch.Tensor)
-        }
-        return replace(self, **moved)
 
 
 class SquadTask:

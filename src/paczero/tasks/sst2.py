@@ -13,7 +13,7 @@ Logits are computed only where the loss reads them (``logits_to_keep``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
+from paczero.tasks.batch import TensorBatch
 
 try:  # transformers >= 5: logits_to_keep accepts per-row positions (a 2-D index tensor)
     from transformers.modeling_utils import slice_logits_to_keep as _slice_logits_to_keep  # noqa: F401
@@ -65,7 +66,7 @@ class EncodedSet:
 
 
 @dataclass
-class Batch:
+class Batch(TensorBatch):
     """Padded tensors of one micro-batch, already on ``device``; opaque to the engine."""
 
     input_ids: torch.Tensor  # (rows, length)
@@ -75,18 +76,6 @@ class Batch:
     target_mask: torch.Tensor | None  # (rows, P) float, 1 where the kept position is real
     labels: torch.Tensor  # (examples,)
     n_examples: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.input_ids.device
-
-    def to(self, device: torch.device | str) -> Batch:
-        moved = {
-            f.name: value.to(device, non_blocking=True)
-            for f in fields(self)
-            if isinstance(value := getattr(self, f.name), torch.Tensor)
-        }
-        return replace(self, **moved)
 
 
 class SST2Task:
