@@ -9,14 +9,6 @@ import torch
 from paczero.bench import add_arguments, format_table, run_bench
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def parse(*argv):
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -44,15 +44,6 @@ EXAMPLES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; OpenMP threads crawl when the CPUs are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _noisy(loaded):
     """Random init gives near-uniform predictions; larger weights make the checks sharper."""
     with torch.no_grad(), torch.random.fork_rng():

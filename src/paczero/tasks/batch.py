@@ -6,6 +6,13 @@ from dataclasses import fields, replace
 
 import torch
 
+try:  # transformers >= 5: logits_to_keep accepts per-row positions (a 2-D index tensor)
+    from transformers.modeling_utils import slice_logits_to_keep as _slice_logits_to_keep  # noqa: F401
+
+    _ROW_KEEP = True
+except ImportError:  # pragma: no cover - older transformers: full logits, then gather
+    _ROW_KEEP = False
+
 
 class TensorBatch:
     """Mixin for task batch dataclasses with an ``input_ids`` field."""
@@ -23,3 +30,22 @@ class TensorBatch:
             if isinstance(value := getattr(self, f.name), torch.Tensor)
         }
         return replace(self, **moved)
+
+
+def kept_log_probs(model: torch.nn.Module, batch: TensorBatch) -> torch.Tensor:
+    """Log-probabilities (rows, P, vocab) at the ``batch.keep`` positions only.
+
+    The LM head runs on those positions alone; the softmax is float32 for half-precision
+    models and float64 for float64 ones. Call under ``torch.inference_mode()``.
+    """
+    if _ROW_KEEP:
+        logits = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            logits_to_keep=batch.keep,
+        ).logits
+    else:  # pragma: no cover - older transformers
+        full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = torch.take_along_dim(full, batch.keep[..., None], dim=1)
+    wide = torch.promote_types(logits.dtype, torch.float32)
+    return torch.log_softmax(logits.to(wide), dim=-1)

@@ -28,9 +28,9 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
-from paczero.tasks.batch import TensorBatch
+from paczero.tasks.batch import TensorBatch, kept_log_probs
 from paczero.tasks.metrics import exact_match, f1_score
-from paczero.tasks.sst2 import _ROW_KEEP, _special_prefix
+from paczero.tasks.sst2 import _special_prefix
 
 TEMPLATES = ("mezo",)
 
@@ -249,16 +249,7 @@ class SquadTask:
         batch = self._prepare(model, batch, "ce")
         self._check_length(model, batch.input_ids.shape[1])
         with torch.inference_mode():
-            if _ROW_KEEP:
-                logits = model(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.attention_mask,
-                    logits_to_keep=batch.keep,
-                ).logits
-            else:  # pragma: no cover - older transformers
-                full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                logits = torch.take_along_dim(full, batch.keep[..., None], dim=1)
-            logp = torch.log_softmax(logits.float(), dim=-1)
+            logp = kept_log_probs(model, batch)
             token_lp = logp.gather(-1, batch.targets[..., None]).squeeze(-1)
             count = batch.target_mask.sum(1).clamp_min(1.0)
             loss = -(token_lp * batch.target_mask).sum(1) / count

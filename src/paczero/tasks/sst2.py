@@ -21,14 +21,7 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
-from paczero.tasks.batch import TensorBatch
-
-try:  # transformers >= 5: logits_to_keep accepts per-row positions (a 2-D index tensor)
-    from transformers.modeling_utils import slice_logits_to_keep as _slice_logits_to_keep  # noqa: F401
-
-    _ROW_KEEP = True
-except ImportError:  # pragma: no cover - older transformers: full logits, then gather
-    _ROW_KEEP = False
+from paczero.tasks.batch import TensorBatch, kept_log_probs
 
 
 @dataclass(frozen=True)
@@ -239,17 +232,7 @@ class SST2Task:
             model.eval()
         batch = _on_model_device(model, batch)
         with torch.inference_mode():
-            if _ROW_KEEP:
-                logits = model(
-                    input_ids=batch.input_ids,
-                    attention_mask=batch.attention_mask,
-                    logits_to_keep=batch.keep,
-                ).logits
-            else:  # pragma: no cover - older transformers
-                full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                logits = torch.take_along_dim(full, batch.keep[..., None], dim=1)
-            wide = torch.promote_types(logits.dtype, torch.float32)  # float32 or float64
-            logp = torch.log_softmax(logits.to(wide), dim=-1)  # (rows, P, vocab)
+            logp = kept_log_probs(model, batch)  # (rows, P, vocab)
             if self.single_token:
                 options = torch.tensor([o[0] for o in self.option_ids], device=logp.device)
                 scores = logp[:, 0, options]
