@@ -34,6 +34,27 @@ def test_z_is_standard_normal():
     assert abs(z.std().item() - 1) < 0.01
 
 
+def test_parallel_perturbation_is_bit_identical_to_one_thread(monkeypatch):
+    """Large CPU models perturb tensors in threads; z must not depend on that."""
+    import paczero.zo as zo
+
+    params = [p.requires_grad_() for p in make_params(3)]  # as a full-parameter model's
+    serial = [p.detach().clone() for p in params]
+    add_direction(serial, 77, 1e-3)  # conftest: one torch thread, so the plain loop
+    assert zo._perturbation_workers(serial) is None
+
+    monkeypatch.setattr(zo, "PARALLEL_MIN_NUMEL", 0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert zo._perturbation_workers(params) is not None
+        add_direction(params, 77, 1e-3)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(params, serial, strict=True):
+        assert torch.equal(a.detach(), b)
+
+
 def test_exact_restore_returns_the_exact_tensors_in_float32():
     params = make_params()
     original = [p.clone() for p in params]

@@ -261,6 +261,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "mechanism": s.cfg.mechanism.name,
             "subsets": s.cfg.mechanism.subsets,
             "micro_batch": mb,
+            "micro_batch_tokens": task.max_batch_tokens,
             "restore": s.restore,
             "repeats": args.repeats,
             "warmup": args.warmup,
@@ -463,7 +464,8 @@ def format_table(result: dict) -> str:
     lines = [
         f"paczero bench: {c['model']} {c['track']} ({c['trainable']:,} trainable of "
         f"{c['parameters']:,}), {c['dtype']} on {c['device']}, sst2 pool {c['pool']}, "
-        f"{c['mechanism']} M={c['subsets']}, micro-batch {c['micro_batch']}, "
+        f"{c['mechanism']} M={c['subsets']}, micro-batch {c['micro_batch']} sequences / "
+        f"{c.get('micro_batch_tokens') or 'any'} tokens, "
         f"restore {c['restore']}",
         f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
         f"torch {m['torch']}" + (f", load {m['load_average']}" if "load_average" in m else ""),

@@ -92,7 +92,17 @@ class ZOConfig(Section):
     eps: float = Field(1e-3, gt=0)
     directions: int = Field(1, ge=1)
     micro_batch: int = Field(32, ge=1)
+    # padded tokens per micro-batch at most; auto: 512 on CPU (short sentences are not
+    # padded to a long one's length), no cap on accelerators (they want wide batches)
+    micro_batch_tokens: int | Literal["auto", "off"] = "auto"
     restore: Literal["auto", "exact", "fused"] = "auto"
+
+    @field_validator("micro_batch_tokens")
+    @classmethod
+    def _positive_tokens(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be a positive integer, 'auto' or 'off'")
+        return value
 
 
 class TrainConfig(Section):

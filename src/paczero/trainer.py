@@ -108,11 +108,24 @@ class Session:
         return self.loaded.trainable
 
 
+CPU_BATCH_TOKENS = 512  # measured on SmolLM2: pool 32 x1.5, pool 128 x1.1 faster than no cap
+
+
+def build_task_for(cfg: RunConfig, loaded):
+    """The run's task, batching for the model's device (``zo.micro_batch_tokens``)."""
+    budget = cfg.zo.micro_batch_tokens
+    if budget == "auto":
+        budget = CPU_BATCH_TOKENS if loaded.device.type == "cpu" else None
+    elif budget == "off":
+        budget = None
+    return build_task(cfg.task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
+
+
 def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> Session:
     public = public_stream(cfg.seed.public)
     splits = load_splits(cfg.task.name, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    task = build_task(cfg.task, loaded.tokenizer, device=loaded.device)
+    task = build_task_for(cfg, loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
     mechanism = build_mechanism(
         cfg.mechanism, pool_size=len(pool), steps=cfg.train.steps, directions=cfg.zo.directions
@@ -619,7 +632,7 @@ def evaluate(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, target)
-    task = build_task(cfg.task, loaded.tokenizer, device=loaded.device)
+    task = build_task_for(cfg, loaded)
     encoded = task.encode(splits.test if split == "test" else splits.dev)
     metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
     return {**metrics, "examples": len(encoded), "split": split}

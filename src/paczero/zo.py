@@ -11,6 +11,7 @@ instead (cheap for LoRA), so restore is bit-exact and the update is a pure funct
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,46 @@ def direction_block(param: torch.Tensor, direction_seed: int, index: int) -> tor
     return torch.randn(param.shape, generator=gen, device=param.device, dtype=torch.float32)
 
 
-@torch.no_grad()
 def add_direction(params: Sequence[torch.Tensor], direction_seed: int, scale: float) -> None:
-    """theta += scale * z(seed), one tensor at a time (one tensor-sized buffer)."""
-    for index, param in enumerate(params):
-        z = direction_block(param, direction_seed, index)
-        param.add_(z.to(param.dtype), alpha=scale)
+    """theta += scale * z(seed), at most one tensor-sized z buffer per worker alive.
+
+    Generating z on a CPU runs on one core and costs ~10x the add, so large CPU models
+    perturb their tensors in parallel threads (torch releases the GIL inside ops). Each
+    tensor has its own generator, so the result is bit-identical in any order.
+    """
+
+    def perturb(index: int) -> None:
+        with torch.no_grad():  # grad mode is per thread
+            param = params[index]
+            z = direction_block(param, direction_seed, index)
+            param.add_(z.to(param.dtype), alpha=scale)
+
+    workers = _perturbation_workers(params)
+    if workers is None:
+        for index in range(len(params)):
+            perturb(index)
+    else:  # largest first, so a long tensor does not start last
+        order = sorted(range(len(params)), key=lambda i: -params[i].numel())
+        list(workers.map(perturb, order))
+
+
+PARALLEL_MIN_NUMEL = 1 << 22  # below ~4 M trainable values (LoRA) threads save nothing
+_workers: dict[int, ThreadPoolExecutor] = {}  # one pool per thread count, made once
+
+
+def _perturbation_workers(params: Sequence[torch.Tensor]) -> ThreadPoolExecutor | None:
+    """A thread pool sized to torch's CPU threads, or None where one thread is best."""
+    threads = torch.get_num_threads()
+    if (
+        threads < 2
+        or len(params) < 2
+        or any(p.device.type != "cpu" for p in params)
+        or sum(p.numel() for p in params) < PARALLEL_MIN_NUMEL
+    ):
+        return None
+    if threads not in _workers:
+        _workers[threads] = ThreadPoolExecutor(threads, thread_name_prefix="paczero-z")
+    return _workers[threads]
 
 
 @dataclass

@@ -7,6 +7,7 @@ from paczero.config import ModelConfig, TaskConfig
 from paczero.errors import UserError
 from paczero.models import load_model, tiny_tokenizer
 from paczero.tasks import build_task, sst2
+from paczero.tasks.batch import length_sorted_groups
 
 SENTENCE = "it 's a charming and often affecting journey . "
 EXAMPLES = [
@@ -252,3 +253,39 @@ def test_encode_stores_labels_and_lengths():
     with pytest.raises(UserError, match="labels must be in 0..1"):
         task.encode([{"sentence": "x", "label": 2}])
     assert (task.name, task.metric, task.metric_mode) == ("sst2", "accuracy", "max")
+
+
+def test_length_groups_respect_the_token_budget_and_cover_every_row():
+    lengths = np.array([30, 3, 4, 5, 3, 40, 6, 4, 2, 5])
+    groups = list(length_sorted_groups(lengths, max_rows=4, max_tokens=20))
+    flat = np.concatenate(groups)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert lengths[flat].tolist() == sorted(lengths.tolist())
+    for group in groups:
+        assert len(group) <= 4
+        assert len(group) == 1 or len(group) * lengths[group].max() <= 20
+    # the 30- and 40-token rows exceed the budget and each get a batch of their own
+    assert [lengths[g].tolist() for g in groups[-2:]] == [[30], [40]]
+    # without a budget only the row cap applies
+    assert [len(g) for g in length_sorted_groups(lengths, max_rows=4)] == [4, 4, 2]
+    # sequences per item count against both caps
+    two = list(length_sorted_groups(lengths, max_rows=4, max_tokens=20, rows_per_item=2))
+    assert all(len(g) <= 2 and (len(g) == 1 or 2 * len(g) * lengths[g].max() <= 20) for g in two)
+
+
+def test_token_budget_changes_batching_but_not_losses(tiny_opt):
+    capped = build_task(TaskConfig(), tiny_opt.tokenizer, max_batch_tokens=12)
+    plain = build_task(TaskConfig(), tiny_opt.tokenizer)
+    encoded = plain.encode(EXAMPLES)
+    rows = np.arange(len(encoded))
+    shapes = [b.input_ids.shape for _, b in capped.batches(encoded, rows, 8)]
+    assert len(shapes) > 1 and all(s[0] * s[1] <= 12 or s[0] == 1 for s in shapes)
+    assert len(list(plain.batches(encoded, rows, 8))) == 1
+
+    def losses(task):
+        out = torch.empty(len(rows))
+        for positions, batch in task.batches(encoded, rows, 8):
+            out[positions] = task.losses(tiny_opt.model, batch)
+        return out
+
+    torch.testing.assert_close(losses(capped), losses(plain), atol=1e-5, rtol=0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields, replace
 
+import numpy as np
 import torch
 
 try:  # transformers >= 5: logits_to_keep accepts per-row positions (a 2-D index tensor)
@@ -49,3 +51,27 @@ def kept_log_probs(model: torch.nn.Module, batch: TensorBatch) -> torch.Tensor:
         logits = torch.take_along_dim(full, batch.keep[..., None], dim=1)
     wide = torch.promote_types(logits.dtype, torch.float32)
     return torch.log_softmax(logits.to(wide), dim=-1)
+
+
+def length_sorted_groups(
+    lengths: np.ndarray, max_rows: int, max_tokens: int | None = None, rows_per_item: int = 1
+) -> Iterator[np.ndarray]:
+    """Positions into ``lengths``, shortest first, cut into micro-batches.
+
+    A micro-batch is padded to its longest sequence, so one long sentence among short ones
+    multiplies the work. A batch holds at most ``max_rows`` sequences and, when
+    ``max_tokens`` is set, at most that many padded tokens (sequences x longest length);
+    a single item longer than the budget still gets a batch of its own.
+    """
+    per_batch = max(1, int(max_rows) // rows_per_item)
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < per_batch:
+            padded = (end + 1 - start) * rows_per_item * int(lengths[order[end]])
+            if max_tokens is not None and padded > max_tokens:
+                break
+            end += 1
+        yield order[start:end]
+        start = end

@@ -28,7 +28,7 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
-from paczero.tasks.batch import TensorBatch, kept_log_probs
+from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import exact_match, f1_score
 from paczero.tasks.sst2 import _special_prefix
 
@@ -83,7 +83,15 @@ class SquadTask:
     metric = "f1"
     metric_mode = "max"
 
-    def __init__(self, cfg: TaskConfig, tokenizer: Any, *, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        cfg: TaskConfig,
+        tokenizer: Any,
+        *,
+        device: torch.device | str = "cpu",
+        max_batch_tokens: int | None = None,
+    ):
+        """``max_batch_tokens`` caps the padded prompt tokens of a micro-batch."""
         if cfg.template not in TEMPLATES:
             raise UserError(
                 f"unknown task.template '{cfg.template}' for squad: choose one of "
@@ -95,6 +103,7 @@ class SquadTask:
         self.objective = cfg.objective
         self.tokenizer = tokenizer
         self.device = torch.device(device)
+        self.max_batch_tokens = max_batch_tokens
         if tokenizer.pad_token_id is None:
             raise UserError("the tokenizer has no pad token; load it through paczero.load_model")
         self.pad_id = int(tokenizer.pad_token_id)
@@ -196,11 +205,11 @@ class SquadTask:
         into ``indices``."""
         kind = kind or ("ce" if self.objective == "ce" else "generate")
         indices = np.asarray(indices, dtype=np.int64)
-        per_batch = max(1, int(max_sequences))
-        order = np.argsort(encoded.lengths[indices], kind="stable")
         target = self.device if device is None else torch.device(device)
-        for start in range(0, len(order), per_batch):
-            positions = order[start : start + per_batch]
+        groups = length_sorted_groups(
+            encoded.lengths[indices], max_sequences, self.max_batch_tokens
+        )
+        for positions in groups:
             yield positions, self.collate(encoded, indices[positions], target, kind)
 
     def collate(

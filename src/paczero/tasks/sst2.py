@@ -21,7 +21,7 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
-from paczero.tasks.batch import TensorBatch, kept_log_probs
+from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,10 @@ class SST2Task:
         *,
         device: torch.device | str = "cpu",
         single_token: bool | None = None,
+        max_batch_tokens: int | None = None,
     ):
-        """``single_token=False`` forces one sequence per option (for tests and checks)."""
+        """``single_token=False`` forces one sequence per option (for tests and checks);
+        ``max_batch_tokens`` caps the padded tokens of a micro-batch."""
         if cfg.template not in TEMPLATES:
             raise UserError(
                 f"unknown task.template '{cfg.template}' for sst2: choose one of "
@@ -94,6 +96,7 @@ class SST2Task:
         self.template = TEMPLATES[cfg.template]
         self.tokenizer = tokenizer
         self.device = torch.device(device)
+        self.max_batch_tokens = max_batch_tokens
         if tokenizer.pad_token_id is None:
             raise UserError("the tokenizer has no pad token; load it through paczero.load_model")
         self.pad_id = int(tokenizer.pad_token_id)
@@ -174,11 +177,14 @@ class SST2Task:
     ) -> Iterator[tuple[np.ndarray, Batch]]:
         """Length-sorted micro-batches; ``positions`` index into ``indices``."""
         indices = np.asarray(indices, dtype=np.int64)
-        per_batch = max(1, int(max_sequences) // self.sequences_per_example)
-        order = np.argsort(encoded.lengths[indices], kind="stable")
         target = self.device if device is None else torch.device(device)
-        for start in range(0, len(order), per_batch):
-            positions = order[start : start + per_batch]
+        groups = length_sorted_groups(
+            encoded.lengths[indices],
+            max_sequences,
+            self.max_batch_tokens,
+            rows_per_item=self.sequences_per_example,
+        )
+        for positions in groups:
             yield positions, self.collate(encoded, indices[positions], target)
 
     def collate(self, encoded: EncodedSet, rows: np.ndarray, device: torch.device) -> Batch:
