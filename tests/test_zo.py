@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from paczero.privacy.randomness import tensor_seed
 from paczero.zo import ZOEstimator, add_direction, direction_block
 
 
@@ -38,12 +39,12 @@ def test_parallel_perturbation_is_bit_identical_to_one_thread(monkeypatch):
     """Large CPU models perturb tensors in threads; z must not depend on that."""
     import paczero.zo as zo
 
+    monkeypatch.setattr(zo, "PARALLEL_MIN_NUMEL", 0)
+    monkeypatch.setattr(zo, "Z_BLOCK", 500)  # several blocks per tensor, in any order
     params = [p.requires_grad_() for p in make_params(3)]  # as a full-parameter model's
     serial = [p.detach().clone() for p in params]
-    add_direction(serial, 77, 1e-3)  # conftest: one torch thread, so the plain loop
-    assert zo._perturbation_workers(serial) is None
-
-    monkeypatch.setattr(zo, "PARALLEL_MIN_NUMEL", 0)
+    assert zo._perturbation_workers(serial) is None  # conftest: one torch thread
+    add_direction(serial, 77, 1e-3)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -53,6 +54,25 @@ def test_parallel_perturbation_is_bit_identical_to_one_thread(monkeypatch):
         torch.set_num_threads(previous)
     for a, b in zip(params, serial, strict=True):
         assert torch.equal(a.detach(), b)
+
+
+def test_large_tensors_are_perturbed_block_by_block(monkeypatch):
+    """Blocks bound the z buffer; their union is the tensor's z, and blocks differ."""
+    import paczero.zo as zo
+
+    monkeypatch.setattr(zo, "Z_BLOCK", 1000)
+    big = torch.zeros(50, 47)  # 2350 values: blocks of 1000, 1000, 350
+    strided = torch.zeros(47, 50).t()  # not contiguous: perturbed whole
+    add_direction([big, strided], 5, 1.0)
+    assert torch.equal(big, direction_block(big, 5, 0))
+    assert torch.equal(strided, direction_block(strided, 5, 1))
+    flat = big.flatten()
+    assert not torch.equal(flat[:350], flat[1000:1350])
+    assert not torch.equal(flat[:350], flat[2000:])
+    small = torch.zeros(7)  # one block: the same z as before blocks existed
+    add_direction([small], 5, 1.0)
+    gen = torch.Generator().manual_seed(tensor_seed(5, 0))
+    assert torch.equal(small, torch.randn(7, generator=gen))
 
 
 def test_exact_restore_returns_the_exact_tensors_in_float32():

@@ -10,6 +10,7 @@ instead (cheap for LoRA), so restore is bit-exact and the update is a pure funct
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,34 +23,89 @@ from paczero.privacy.randomness import tensor_seed
 LossFn = Callable[[], torch.Tensor]  # per-example losses (float32) at the current theta
 
 
-def direction_block(param: torch.Tensor, direction_seed: int, index: int) -> torch.Tensor:
-    """The z block of one tensor: standard normal, float32, on the tensor's device."""
+Z_BLOCK = 1 << 22  # z values per generator: bounds the buffer (16 MB float32), balances threads
+
+
+def _z_block(
+    param: torch.Tensor, direction_seed: int, index: int, block: int, reuse: bool = False
+) -> torch.Tensor:
+    """Block ``block`` of one tensor's flattened z: its own generator, float32.
+
+    With ``reuse`` the values land in this thread's buffer, valid until its next call:
+    freeing a fresh 16 MB block per call in several threads leaves glibc arenas holding
+    ~100 MB of RSS on a 135 M model.
+    """
+    size = min(Z_BLOCK, param.numel() - block * Z_BLOCK)
     gen = torch.Generator(device=param.device)
-    gen.manual_seed(tensor_seed(direction_seed, index))
-    return torch.randn(param.shape, generator=gen, device=param.device, dtype=torch.float32)
+    gen.manual_seed(tensor_seed(direction_seed, index, block))
+    out = _thread_buffer(size, param.device) if reuse else None
+    return torch.randn(size, generator=gen, device=param.device, dtype=torch.float32, out=out)
+
+
+_buffers = threading.local()
+
+
+def _thread_buffer(size: int, device: torch.device) -> torch.Tensor:
+    buffer = getattr(_buffers, "z", None)
+    if buffer is None or buffer.device != device or buffer.numel() < size:
+        buffer = _buffers.z = torch.empty(size, device=device)  # at most Z_BLOCK values
+    return buffer[:size]
+
+
+def _block_count(param: torch.Tensor) -> int:
+    return -(-param.numel() // Z_BLOCK)
+
+
+def direction_block(param: torch.Tensor, direction_seed: int, index: int) -> torch.Tensor:
+    """The whole z of one tensor: standard normal, float32, on the tensor's device."""
+    blocks = [_z_block(param, direction_seed, index, b) for b in range(_block_count(param))]
+    flat = torch.cat(blocks) if blocks else torch.empty(0, device=param.device)
+    return flat.view(param.shape)
 
 
 def add_direction(params: Sequence[torch.Tensor], direction_seed: int, scale: float) -> None:
-    """theta += scale * z(seed), at most one tensor-sized z buffer per worker alive.
+    """theta += scale * z(seed), one block of at most ``Z_BLOCK`` values at a time.
 
     Generating z on a CPU runs on one core and costs ~10x the add, so large CPU models
-    perturb their tensors in parallel threads (torch releases the GIL inside ops). Each
-    tensor has its own generator, so the result is bit-identical in any order.
+    perturb blocks in parallel threads (torch releases the GIL inside ops). Each block has
+    its own generator, so the result is bit-identical in any order, and no buffer is ever
+    the size of a whole embedding matrix.
     """
 
-    def perturb(index: int) -> None:
+    def perturb(item: tuple[int, int, int]) -> None:
+        index, block, _ = item
         with torch.no_grad():  # grad mode is per thread
             param = params[index]
-            z = direction_block(param, direction_seed, index)
-            param.add_(z.to(param.dtype), alpha=scale)
+            if block == WHOLE:
+                z = direction_block(param, direction_seed, index)
+                param.add_(z.to(param.dtype), alpha=scale)
+            else:
+                z = _z_block(param, direction_seed, index, block, reuse=True)
+                start = block * Z_BLOCK
+                param.view(-1)[start : start + z.numel()].add_(z.to(param.dtype), alpha=scale)
 
+    items = _work_items(params)
     workers = _perturbation_workers(params)
     if workers is None:
-        for index in range(len(params)):
-            perturb(index)
-    else:  # largest first, so a long tensor does not start last
-        order = sorted(range(len(params)), key=lambda i: -params[i].numel())
-        list(workers.map(perturb, order))
+        for item in items:
+            perturb(item)
+    else:  # largest first, so a long block does not start last
+        list(workers.map(perturb, sorted(items, key=lambda item: -item[2])))
+
+
+WHOLE = -1  # a work item covering a whole (non-contiguous) tensor
+
+
+def _work_items(params: Sequence[torch.Tensor]) -> list[tuple[int, int, int]]:
+    """(tensor index, block, values): contiguous tensors by block, others whole."""
+    items = []
+    for index, param in enumerate(params):
+        if param.is_contiguous():
+            n = param.numel()
+            items += [(index, b, min(Z_BLOCK, n - b * Z_BLOCK)) for b in range(_block_count(param))]
+        else:  # rare: no flat view to add a block into
+            items.append((index, WHOLE, param.numel()))
+    return items
 
 
 PARALLEL_MIN_NUMEL = 1 << 22  # below ~4 M trainable values (LoRA) threads save nothing

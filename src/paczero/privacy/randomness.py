@@ -62,7 +62,8 @@ def secret_stream(seed: int | None) -> tuple[RandomStream, str]:
     return RandomStream(seed, "secret"), "seeded"
 
 
-def tensor_seed(direction_seed: int, tensor_index: int) -> int:
-    """Seed of the z block for one trainable tensor under one direction."""
-    digest = _digest(direction_seed, "z", (tensor_index,))
+def tensor_seed(direction_seed: int, tensor_index: int, block: int = 0) -> int:
+    """Seed of one block of z for one trainable tensor under one direction."""
+    parts = (tensor_index,) if block == 0 else (tensor_index, block)
+    digest = _digest(direction_seed, "z", parts)
     return int.from_bytes(digest[:8], "little") >> (64 - SEED_BITS)
