@@ -187,3 +187,17 @@ def test_smollm2_lora():
     loaded = load_model(_cfg("smollm2-135m", dtype="bfloat16"), seed=0)
     assert len(loaded.trainable) == 30 * 2 * 2
     assert {p.dtype for _, p in loaded.trainable} == {torch.float32}
+
+
+def test_auto_dtype_is_float16_only_for_full_parameter_on_cuda():
+    from paczero.models import resolve_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_dtype("auto", cpu, "full") == torch.float32
+    assert resolve_dtype("auto", cpu, "lora") == torch.float32
+    assert resolve_dtype("auto", cuda, "full") == torch.float16
+    assert resolve_dtype("auto", cuda, "lora") == torch.float32  # LoRA derivatives need it
+    assert resolve_dtype("bfloat16", cpu, "lora") == torch.bfloat16
+    loaded = load_model(ModelConfig(name="tiny-llama", device="cpu"), seed=0)
+    assert loaded.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())

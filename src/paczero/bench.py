@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=128, help="pool size N (one step = all N)")
     parser.add_argument("--mechanism", default="paczero-zpl")
     parser.add_argument("--subsets", type=int, default=None, help="M (default min(128, N))")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    parser.add_argument(
+        "--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--micro-batch", type=int, default=32, help="sequences per forward")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (medians)")
@@ -255,7 +257,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "config": {
             "model": s.cfg.model.name,
             "track": s.cfg.model.track,
-            "dtype": s.cfg.model.dtype,
+            "dtype": str(s.loaded.dtype).removeprefix("torch."),
             "device": str(device),
             "pool": len(pool),
             "mechanism": s.cfg.mechanism.name,

@@ -37,7 +37,8 @@ class LoraConfig(Section):
 
 class ModelConfig(Section):
     name: str = "smollm2-135m"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # auto: float16 for full-parameter on CUDA, else float32 (docs/performance.md)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     track: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
