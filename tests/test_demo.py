@@ -35,3 +35,12 @@ def test_demo_command(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Privacy report (paczero-mi)" in out and "training.png" in out
+
+
+def test_demo_help_states_the_recipe_defaults(capsys):
+    cfg = demo_config()
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"training steps (default {cfg.train.steps})" in text
+    assert f"private pool size (default {cfg.data.num_train})" in text
