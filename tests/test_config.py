@@ -52,6 +52,8 @@ def test_every_recipe_validates():
         (["mechanism.subsets=7"], "must be even"),
         (["mechanism.budget=0"], "invalid value for 'mechanism.budget'"),
         (["model.dtype=float8"], "invalid value for 'model.dtype'"),
+        (["zo.micro_batch_tokens=0"], "invalid value for 'zo.micro_batch_tokens'"),
+        (["zo.micro_batch_tokens=some"], "invalid value for 'zo.micro_batch_tokens'"),
         (["train.batch_size=2000"], "larger than the pool"),
         (["mechanism.name=paczero-zpl", "mechanism.subsets=300"], "smaller than mechanism.subsets"),
         (["mechanism.name=paczero-mi", "mechanism.subsets=4"], "mechanism.budget"),

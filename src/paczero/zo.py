@@ -35,7 +35,7 @@ def _z_block(
     freeing a fresh 16 MB block per call in several threads leaves glibc arenas holding
     ~100 MB of RSS on a 135 M model.
     """
-    size = min(Z_BLOCK, param.numel() - block * Z_BLOCK)
+    size = _block_size(param, block)
     gen = torch.Generator(device=param.device)
     gen.manual_seed(tensor_seed(direction_seed, index, block))
     out = _thread_buffer(size, param.device) if reuse else None
@@ -54,6 +54,10 @@ def _thread_buffer(size: int, device: torch.device) -> torch.Tensor:
 
 def _block_count(param: torch.Tensor) -> int:
     return -(-param.numel() // Z_BLOCK)
+
+
+def _block_size(param: torch.Tensor, block: int) -> int:
+    return min(Z_BLOCK, param.numel() - block * Z_BLOCK)
 
 
 def direction_block(param: torch.Tensor, direction_seed: int, index: int) -> torch.Tensor:
@@ -101,8 +105,7 @@ def _work_items(params: Sequence[torch.Tensor]) -> list[tuple[int, int, int]]:
     items = []
     for index, param in enumerate(params):
         if param.is_contiguous():
-            n = param.numel()
-            items += [(index, b, min(Z_BLOCK, n - b * Z_BLOCK)) for b in range(_block_count(param))]
+            items += [(index, b, _block_size(param, b)) for b in range(_block_count(param))]
         else:  # rare: no flat view to add a block into
             items.append((index, WHOLE, param.numel()))
     return items
