@@ -141,7 +141,7 @@ class MechanismConfig(Section):
     noise: Literal["gaussian", "laplace"] = "gaussian"
     denominator: Literal["expected", "noisy-count"] = "expected"
     count_fraction: float = Field(0.05, gt=0, lt=1)
-    accountant: Literal["pld", "rdp"] = "pld"
+    accountant: Literal["pld", "rdp", "opacus-rdp"] = "pld"
     match_mi: float | None = Field(None, gt=0, lt=0.6931471805599453)
 
     @model_validator(mode="after")

@@ -120,3 +120,75 @@ def test_accountant_object_memoises_and_round_trips():
     again = DPAccountant.from_state_dict(acc.state_dict())
     assert again.state_dict() == acc.state_dict()
     assert again.epsilon(500) == eps[-1]
+
+
+# Published calibrations: opacus.accountants.utils.get_noise_multiplier (Opacus 1.4.0, default
+# accountant "rdp", epsilon_tolerance 0.01) at target_epsilon = 0.95 eps (DP-AggZO's code, the
+# other 0.05 eps on the Laplace count) or at eps itself (DPZero paper's code, no count).
+# Computed with opacus 1.4.0 itself, not with this module.
+PUBLISHED = [
+    # (eps, q, T, count eps, Opacus's multiplier)
+    (2.0, 0.064, 20000, 0.1, 20.46875),  # PACZero's DPZero K=1 at eps 2 (PLD: 18.40)
+    (0.2, 0.064, 20000, 0.01, 180.0),
+    (0.5, 0.064, 1000, 0.025, 16.5625),  # DP-AggZO K=64 at eps 0.5
+    (6.0, 0.064, 1000, 0.3, 1.904296875),
+    (2.0, 0.008, 20000, 0.0, 2.548828125),  # DPZero paper, eps 2, batch 8 of 1000
+]
+
+
+@pytest.mark.parametrize("epsilon, q, steps, count, published", PUBLISHED)
+def test_opacus_rdp_reproduces_the_published_multiplier(epsilon, q, steps, count, published):
+    mu = calibrate_noise_multiplier(
+        epsilon, 1e-5, q, steps, accountant="opacus-rdp", count_epsilon=count
+    )
+    assert mu == pytest.approx(published, abs=1e-3)
+    spent = epsilon_spent(mu, 1e-5, q, steps, accountant="opacus-rdp", count_epsilon=count)
+    assert spent <= epsilon  # the published noise meets its target...
+    assert spent > epsilon - 0.02  # ...within Opacus's tolerance (0.01 on the Gaussian part)
+
+
+def test_opacus_rdp_gives_more_noise_than_pld_at_the_same_target():
+    # The issue's example: DPZero eps 2, q = 64/1000, T = 20000, delta 1e-5, noisy count.
+    args = (2.0, 1e-5, 0.064, 20000)
+    ours = calibrate_noise_multiplier(*args, count_epsilon=0.1)  # the default, pld
+    published = calibrate_noise_multiplier(*args, accountant="opacus-rdp", count_epsilon=0.1)
+    assert ours == pytest.approx(18.40, abs=0.01)
+    assert published == pytest.approx(20.47, abs=0.01)
+    assert epsilon_spent(ours, *args[1:], count_epsilon=0.1) <= 2.0
+    # Both meet eps 2; the published noise is what PLD would have given at a smaller epsilon.
+    assert epsilon_spent(published, *args[1:], count_epsilon=0.1) < 1.8
+
+
+def test_opacus_rdp_epsilon_is_gaussian_rdp_at_opacus_orders_plus_the_count():
+    mu, q, steps = 20.46875, 0.064, 20000
+    orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+    acc = rdp.RdpAccountant(orders, dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+    acc.compose(
+        dp_accounting.SelfComposedDpEvent(
+            dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(mu)), steps
+        )
+    )
+    gaussian = acc.get_epsilon(1e-5)
+    assert gaussian == pytest.approx(1.8930490129, abs=1e-8)  # Opacus 1.4.0's get_epsilon
+    spent = epsilon_spent(mu, 1e-5, q, steps, accountant="opacus-rdp", count_epsilon=0.1)
+    assert spent == pytest.approx(gaussian + 0.1, rel=1e-12)  # basic composition
+    assert epsilon_spent(mu, 1e-5, q, 0, accountant="opacus-rdp", count_epsilon=0.1) == 0.1
+
+
+def test_opacus_rdp_accountant_round_trips_and_reports_what_it_spent():
+    acc = DPAccountant.calibrate(
+        0.5, 1e-5, 0.064, 1000, accountant="opacus-rdp", count_epsilon=0.025
+    )
+    assert acc.method == "opacus-rdp" and acc.noise_multiplier == pytest.approx(16.5625)
+    again = DPAccountant.from_state_dict(acc.state_dict())
+    assert again.state_dict() == acc.state_dict()
+    assert again.epsilon(1000) == acc.epsilon(1000) <= 0.5
+    assert acc.epsilon(1000) == pytest.approx(0.4932522, abs=1e-6)  # 0.4682522 + 0.025
+    assert acc.epsilon(1) < acc.epsilon(500) < acc.epsilon(1000)
+
+
+def test_opacus_rdp_rejects_subsampled_laplace_but_keeps_pure_dp():
+    with pytest.raises(ValueError, match="opacus-rdp accountant has no Poisson-subsampled"):
+        calibrate_noise_multiplier(1.0, 1e-5, 0.1, 10, noise="laplace", accountant="opacus-rdp")
+    pure = calibrate_noise_multiplier(1.0, 0.0, 0.1, 10, noise="laplace", accountant="opacus-rdp")
+    assert pure == calibrate_noise_multiplier(1.0, 0.0, 0.1, 10, noise="laplace")

@@ -11,6 +11,23 @@ Pure epsilon-DP (Laplace noise with delta = 0) cannot come from a PLD or RDP acc
 (both leave a delta tail), so it uses the closed form: Poisson subsampling turns an
 eps0-DP step into a log(1 + q(e^eps0 - 1))-DP step under add-or-remove (Balle et al. 2018),
 and pure DP composes additively.
+
+Three accountants for the Gaussian steps:
+
+* ``pld`` (the default): dp_accounting's PLDAccountant, the tightest; the calibration
+  returns the smallest multiplier whose epsilon is <= the target, to a relative tolerance.
+* ``rdp``: dp_accounting's RdpAccountant at ``RDP_ORDERS``, same search; looser than PLD.
+* ``opacus-rdp``: RDP with Opacus's orders and Opacus's ``get_noise_multiplier`` search,
+  as the published DP baselines were calibrated (docs/dp-calibration.md). Opacus 1.4's
+  RDPAccountant.DEFAULT_ALPHAS (1.1, 1.2, ..., 10.9, 12, ..., 63), the same Balle et al.
+  (2020) RDP -> (epsilon, delta) conversion (dp_accounting's RdpAccountant uses it too), and
+  the same search: start at 10, double until epsilon <= the target, then bisect on [0, high]
+  until target - epsilon(high) <= 0.01 (an absolute tolerance in epsilon) and return high.
+  The RDP of the subsampled Gaussian comes from dp_accounting. With a noisy count, the
+  Gaussian part alone is calibrated to epsilon - count_epsilon (DP-AggZO's code: Gaussian at
+  0.95 eps, the Laplace count at 0.05 eps, basic composition); without one, to the whole
+  epsilon, as the DPZero paper's code calls get_noise_multiplier(target_epsilon). The epsilon
+  reported is the Gaussian RDP epsilon at the same orders plus the count's epsilon.
 """
 
 from __future__ import annotations
@@ -22,7 +39,8 @@ from typing import Any
 import dp_accounting
 from dp_accounting import pld, rdp
 
-ACCOUNTANTS = ("pld", "rdp")
+ACCOUNTANTS = ("pld", "rdp", "opacus-rdp")
+OPACUS = "opacus-rdp"
 NOISES = ("gaussian", "laplace")
 NEIGHBOURING = "add-or-remove-one"
 PURE = "pure-dp"  # the closed-form accountant of Laplace noise at delta = 0
@@ -31,6 +49,10 @@ MAX_NOISE_MULTIPLIER = 1e4
 # Opacus-style orders: the library default adds fractional orders 1.1..1.9 whose series
 # converge slowly at small noise (5x slower calls for a ~0.2% tighter epsilon).
 RDP_ORDERS = (1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5, *range(5, 64), 128, 256, 512)
+# Opacus 1.4 RDPAccountant.DEFAULT_ALPHAS, written the same way so the floats are identical.
+OPACUS_RDP_ORDERS = (*(1 + x / 10.0 for x in range(1, 100)), *range(12, 64))
+OPACUS_START = 10.0  # get_noise_multiplier's sigma_high before its first doubling
+OPACUS_EPSILON_TOLERANCE = 0.01  # get_noise_multiplier's default epsilon_tolerance
 
 __all__ = [
     "ACCOUNTANTS",
@@ -80,10 +102,10 @@ def _check_common(delta, sample_rate, steps, noise, accountant, count_epsilon) -
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if not (math.isfinite(count_epsilon) and count_epsilon >= 0):
         raise ValueError(f"the noisy count's epsilon must be >= 0, got {count_epsilon!r}")
-    if noise == "laplace" and accountant == "rdp" and delta > 0:
+    if noise == "laplace" and accountant in ("rdp", OPACUS) and delta > 0:
         raise ValueError(
-            "the RDP accountant has no Poisson-subsampled Laplace; use accountant pld "
-            "(or delta 0 for pure epsilon-DP)"
+            f"the {accountant} accountant has no Poisson-subsampled Laplace; use accountant "
+            "pld (or delta 0 for pure epsilon-DP)"
         )
 
 
@@ -123,7 +145,8 @@ def _fresh(accountant: str) -> dp_accounting.PrivacyAccountant:
     relation = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
     if accountant == "pld":
         return pld.PLDAccountant(neighboring_relation=relation)
-    return rdp.RdpAccountant(RDP_ORDERS, neighboring_relation=relation)
+    orders = OPACUS_RDP_ORDERS if accountant == OPACUS else RDP_ORDERS
+    return rdp.RdpAccountant(orders, neighboring_relation=relation)
 
 
 def _pure_epsilon(noise_multiplier: float, sample_rate: float, steps: int, count_eps: float):
@@ -149,6 +172,9 @@ def epsilon_spent(
         raise ValueError(f"the noise multiplier must be > 0, got {noise_multiplier!r}")
     if accountant_name(accountant, noise, delta) == PURE:
         return _pure_epsilon(noise_multiplier, sample_rate, steps, count_epsilon)
+    if accountant == OPACUS:  # the Gaussian steps in RDP, the count by basic composition
+        steps_only = dp_event(noise_multiplier, sample_rate, steps, noise=noise)
+        return float(_fresh(accountant).compose(steps_only).get_epsilon(delta)) + count_epsilon
     event = dp_event(noise_multiplier, sample_rate, steps, noise=noise, count_epsilon=count_epsilon)
     return float(_fresh(accountant).compose(event).get_epsilon(delta))
 
@@ -174,7 +200,8 @@ def calibrate_noise_multiplier(
     """The smallest noise multiplier (to a relative tolerance) whose epsilon is <= the target.
 
     The answer is on the conservative side: epsilon_spent(result) <= epsilon always holds,
-    and result is within ``rtol`` (relative) of the exact root.
+    and result is within ``rtol`` (relative) of the exact root. For ``opacus-rdp`` the
+    answer is Opacus's get_noise_multiplier instead (its own tolerance; ``rtol`` unused).
     """
     check_target(
         epsilon,
@@ -192,6 +219,9 @@ def calibrate_noise_multiplier(
         while _pure_epsilon(mu, sample_rate, steps, count_epsilon) > epsilon:
             mu = math.nextafter(mu, math.inf)
         return _cap(mu, epsilon, delta, sample_rate, steps, max_noise_multiplier)
+    if accountant == OPACUS:
+        cap = max_noise_multiplier
+        return _opacus_search(epsilon, delta, sample_rate, steps, count_epsilon, cap)
 
     def gap(mu: float) -> float:
         return epsilon_spent(mu, delta, sample_rate, steps, **kw) - epsilon
@@ -214,6 +244,35 @@ def calibrate_noise_multiplier(
     guess = min(guess, max_noise_multiplier)
     lo, hi = _bracket(gap, guess, epsilon, delta, sample_rate, steps, max_noise_multiplier)
     return hi[0] if lo is None else _solve(gap, lo, hi, epsilon, rtol)
+
+
+def _opacus_search(epsilon, delta, rate, steps, count_epsilon, cap) -> float:
+    """Opacus's get_noise_multiplier for the Gaussian steps, at epsilon - count_epsilon.
+
+    Double from OPACUS_START while epsilon(high) > target, then bisect on [0, high], keeping
+    only midpoints whose epsilon is strictly below the target, until the target is within
+    OPACUS_EPSILON_TOLERANCE of epsilon(high); return high. The result is always on the
+    private side: epsilon(high) <= target.
+    """
+    target = epsilon - count_epsilon
+
+    def gaussian_epsilon(mu: float) -> float:
+        return epsilon_spent(mu, delta, rate, steps, accountant=OPACUS)
+
+    low, high, eps_high = 0.0, OPACUS_START, math.inf
+    while eps_high > target:
+        high *= 2.0
+        if high > cap:
+            _unreachable(epsilon, delta, rate, steps, cap)
+        eps_high = gaussian_epsilon(high)
+    while target - eps_high > OPACUS_EPSILON_TOLERANCE:
+        mid = (low + high) / 2.0
+        eps_mid = gaussian_epsilon(mid)
+        if eps_mid < target:
+            high, eps_high = mid, eps_mid
+        else:
+            low = mid
+    return high
 
 
 def _bracket(gap, guess, epsilon, delta, rate, steps, cap):
