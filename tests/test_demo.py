@@ -23,7 +23,7 @@ def test_demo_runs_end_to_end_and_draws_its_plot(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (result.run_dir / "result.json").is_file()
     assert "zero-shot" in text and "fine-tuned" in text and "after 4 private steps" in text
-    assert "mutual information spent: 0 nats" in text and "coin flip" in text
+    assert "I(S*; releases) = 0 nats" in text and "coin flip" in text
     assert str(plot) in text and str(result.run_dir) in text
     history = result.data["metrics"]["dev_history"]
     assert [h["step"] for h in history] == [0, 4]

@@ -62,16 +62,18 @@ def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
     n_dev = result["metrics"]["splits"]["dev"]
     timing = result["timing"]
     privacy = result["privacy"]
+    kind = "private " if privacy["private"] else ""
     lines = [
         "",
         f"Dev accuracy on the same {n_dev} SST-2 sentences:",
         f"  zero-shot   {first['accuracy']:.3f}",
-        f"  fine-tuned  {last['accuracy']:.3f}  (after {last['step']} private steps)",
+        f"  fine-tuned  {last['accuracy']:.3f}  (after {last['step']} {kind}steps)",
         f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step",
         "",
         describe_privacy(privacy),
     ]
-    if privacy["private"] and privacy["spent"].get("mi") == 0.0:
+    bound = privacy.get("mi_bound")
+    if bound == 0.0:
         lines += [
             "",
             "In plain words: the pool was split at random into candidate halves and one half",
@@ -79,6 +81,16 @@ def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
             "whichever half was chosen, so nobody (even knowing every pool sentence and every",
             "candidate half) can tell better than a coin flip whether a sentence was in the",
             "training half. It does not hide that the pool as a whole shaped the model.",
+        ]
+    elif bound:
+        lines += [
+            "",
+            "In plain words: the pool was split at random into candidate halves and one half",
+            f"was secretly chosen for training. The updates reveal at most {bound:g} nats about",
+            "which half it was (the budget, whatever path the run took), so nobody can tell",
+            "whether a sentence was in the training half with probability above "
+            f"{privacy['posterior_bound']:.3f}",
+            "(a coin flip is 0.5). It does not hide that the pool as a whole shaped the model.",
         ]
     lines += ["", f"Plot: {plot}", f"Run directory: {run_dir}"]
     return "\n".join(lines)

@@ -2,15 +2,17 @@
 
     opt = ZOOptimizer(params, PACZeroZPL(pool_size=N, steps=T, directions=1), lr=1e-3)
     for _ in range(T):
-        opt.step(lambda: my_per_example_losses(model, pool))   # a float tensor of shape (N,)
+        opt.step(lambda rows: my_per_example_losses(model, pool[rows]))  # shape (len(rows),)
 
-The step reads top to bottom: direction seeds from the public stream, per-example
-derivatives from two forward passes, one release per direction, the release logged (if a
-``before_update`` hook is given) before theta moves, then the update fused with the restore.
+The step reads top to bottom: the rows of the step (chosen here, in one place), direction
+seeds from the public stream, per-example derivatives from two forward passes, one release
+per direction, the release logged (if a ``before_update`` hook is given) before theta
+moves, then the update fused with the restore.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,9 @@ import torch
 
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.privacy.randomness import RandomStream, public_stream, secret_stream
-from paczero.zo import LossFn, ZOEstimator
+from paczero.zo import ZOEstimator
+
+RowLosses = Callable[[np.ndarray], torch.Tensor]  # pool rows -> their per-example losses
 
 
 @dataclass
@@ -28,14 +32,35 @@ class StepResult:
     lr: float
     seeds: list[int]
     releases: list[Release]
-    loss: float  # mean of (l+ + l-)/2 over the batch and the directions
+    loss: float  # mean of (l+ + l-)/2 over the rows and the directions
+    rows: np.ndarray  # the pool rows the step used
+    rows_secret: bool  # chosen from the secret stream: rows, loss and their count are secret
 
     @property
     def coeffs(self) -> list[float]:
         return [float(r.coeff) for r in self.releases]
 
 
+def public_minibatch(
+    public: RandomStream, step: int, pool_size: int, batch_size: int | None
+) -> np.ndarray:
+    """The step's rows from the public stream; None (or >= N) is the whole pool."""
+    if batch_size is None or batch_size >= pool_size:
+        return np.arange(pool_size)
+    rng = public.generator("batch", step)
+    return np.sort(rng.choice(pool_size, size=batch_size, replace=False))
+
+
 class ZOOptimizer:
+    """Zeroth-order steps released through ``mechanism``.
+
+    Where a step's rows come from is decided here and nowhere else: a mechanism that must
+    choose them (DP Poisson sampling from the secret stream) does; otherwise a public
+    minibatch of ``batch_size`` rows (None: the whole pool) or the caller's ``indices``.
+    The loss function is called with those rows, so it can never compute over other rows
+    than the ones the mechanism accounts for.
+    """
+
     def __init__(
         self,
         params: Sequence[torch.Tensor],
@@ -44,13 +69,20 @@ class ZOOptimizer:
         eps: float = 1e-3,
         *,
         directions: int = 1,
+        batch_size: int | None = None,
         restore: str = "exact",
         public: RandomStream | int = 0,
         secret: RandomStream | int | None = None,
     ):
+        if directions != mechanism.directions:
+            raise ValueError(
+                f"the optimizer takes {directions} directions per step but the mechanism "
+                f"was built for {mechanism.directions}"
+            )
         self.mechanism = mechanism
         self.lr = lr
         self.directions = directions
+        self.batch_size = batch_size
         self.estimator = ZOEstimator(params, eps, restore=restore)
         self.public = public if isinstance(public, RandomStream) else public_stream(public)
         if isinstance(secret, RandomStream):
@@ -60,29 +92,69 @@ class ZOOptimizer:
         self.step_index = 0
         mechanism.setup(self.public, self.secret)
 
+    def rows(self, step: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+        """(pool rows of ``step``, whether they are secret)."""
+        sampled = self.mechanism.batch(step)
+        if sampled is not None:
+            if indices is not None:
+                raise ValueError(
+                    f"{self.mechanism.name} chooses each step's rows itself (Poisson sampling "
+                    "from the secret stream, which its accounting assumes); do not pass indices"
+                )
+            return np.asarray(sampled), True
+        if indices is not None:
+            return np.asarray(indices), False
+        pool = self.mechanism.pool_size
+        return public_minibatch(self.public, step, pool, self.batch_size), False
+
     def step(
         self,
-        losses: LossFn,
+        losses: RowLosses,
         indices: np.ndarray | None = None,
         lr: float | None = None,
         before_update: Callable[[StepResult], None] | None = None,
     ) -> StepResult:
-        """``losses()`` returns per-example losses (rows ``indices`` of the pool) at theta."""
+        """``losses(rows)`` returns the per-example losses of those pool rows at theta."""
+        _check_takes_rows(losses)
         step, k_total = self.step_index, self.directions
+        rows, secret_rows = self.rows(step, indices)
+
+        def row_losses() -> torch.Tensor:
+            out = losses(rows)
+            if tuple(out.shape) != (len(rows),):
+                raise ValueError(
+                    f"the loss function returned shape {tuple(out.shape)} for {len(rows)} rows; "
+                    "it must return one loss per row it is given"
+                )
+            return out
+
         seeds = [self.public.seed("direction", step, k) for k in range(k_total)]
         estimates = [
-            self.estimator.estimate(seed, losses, defer_restore=k == k_total - 1)
+            self.estimator.estimate(seed, row_losses, defer_restore=k == k_total - 1)
             for k, seed in enumerate(seeds)
         ]
         derivatives = np.stack([e.derivatives for e in estimates])
-        rows = np.arange(derivatives.shape[1]) if indices is None else indices
         ctx = StepContext(step, 0, rows, self.public, self.secret)
         releases = self.mechanism.release_step(derivatives, ctx)
         loss = sum(e.loss for e in estimates) / k_total
-        result = StepResult(step, self.lr if lr is None else lr, seeds, releases, loss)
+        lr = self.lr if lr is None else lr
+        result = StepResult(step, lr, seeds, releases, loss, rows, secret_rows)
         if before_update is not None:
             before_update(result)  # write-ahead: the release is durable before theta moves
         amounts = [result.lr * c / k_total for c in result.coeffs]
         self.estimator.update(list(zip(seeds, amounts, strict=True)))
         self.step_index += 1
         return result
+
+
+def _check_takes_rows(losses: Callable) -> None:
+    try:
+        params = inspect.signature(losses).parameters.values()
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: let the call itself decide
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        raise TypeError(
+            "the loss function must take the step's pool rows (an index array) and return "
+            "their per-example losses: opt.step(lambda rows: losses(model, pool[rows]))"
+        )

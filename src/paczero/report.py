@@ -7,24 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from paczero.config import RunConfig
-from paczero.privacy.bounds import (
-    epsilon_to_posterior_bound,
-    mi_to_epsilon,
-    mi_to_posterior_bound,
-    posterior_bound_to_mi,
-)
-
-GUARANTEE_PAC = (
-    "The bound covers membership of a pool example in the secret subset S* (the half of the "
-    "pool the model was trained on) against an attacker who knows the pool, the candidate "
-    "subsets and every public release; it is not a guarantee for the pool against the "
-    "outside world."
-)
-GUARANTEE_DP = (
-    "(epsilon, delta)-differential privacy for each pool example under the neighbouring "
-    "relation stated in the report; the MIA bound is the DP bound at prior 0.5."
-)
-GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
 
 
 def privacy_report(
@@ -35,82 +17,78 @@ def privacy_report(
     secret_source: str,
     steps_run: int,
 ) -> dict[str, Any]:
-    """``result.json["privacy"]``: what was spent, what it bounds, how often subsets agreed."""
-    releases = sum(kinds.values())
+    """``result.json["privacy"]``: the run's bookkeeping plus the mechanism's own section
+    (its guarantee, budget and cost; ``Mechanism.privacy_report``)."""
     report: dict[str, Any] = {
         "mechanism": cfg.mechanism.name,
         "private": bool(mechanism.private),
-        "budget": None,
-        "spent": None,
-        "posterior_bound": None,
         "prior": 0.5,
-        "matched_epsilon": None,
         "unanimity_fraction": (sum(unanimous) / len(unanimous)) if unanimous else None,
         "release_kinds": dict(sorted(kinds.items())),
-        "releases": releases,
+        "releases": sum(kinds.values()),
         "steps": steps_run,
         "secret_source": secret_source,
-        "guarantee": GUARANTEE_PAC if mechanism.private else GUARANTEE_NONE,
     }
-    spent = mechanism.spent()
-    if mechanism.private and "epsilon" in spent:
-        epsilon, delta = float(spent["epsilon"]), float(spent.get("delta", 0.0))
-        bound = epsilon_to_posterior_bound(epsilon, delta)
-        report.update(
-            budget={"epsilon": cfg.mechanism.epsilon, "delta": cfg.mechanism.delta},
-            spent={"epsilon": epsilon, "delta": delta},
-            posterior_bound=bound,
-            matched_mi=posterior_bound_to_mi(bound),
-            guarantee=GUARANTEE_DP,
-        )
-    elif mechanism.private:
-        spent_mi = float(spent.get("mi", 0.0))
-        report.update(
-            budget=cfg.mechanism.budget if cfg.mechanism.name == "paczero-mi" else 0.0,
-            spent={"mi": spent_mi},
-            posterior_bound=mi_to_posterior_bound(spent_mi),
-            matched_epsilon=mi_to_epsilon(spent_mi),
-            subsets=cfg.mechanism.subsets,
-        )
-    report.update(mechanism.report())
+    report.update(mechanism.privacy_report())
     return report
 
 
 def describe_privacy(privacy: dict[str, Any]) -> str:
+    """The report in plain words, from its fields (the framework decides the wording)."""
     lines = [f"Privacy report ({privacy['mechanism']})"]
-    if not privacy["private"]:
-        lines.append(f"  {GUARANTEE_NONE}")
-    elif "epsilon" in privacy["spent"]:
-        spent = privacy["spent"]
-        lines.append(f"  spent: epsilon {spent['epsilon']:.4g}, delta {spent['delta']:g}")
-        lines.append(
-            f"  membership-inference success bound: {privacy['posterior_bound']:.4f} "
-            f"(prior 0.5); matched MI: {privacy['matched_mi']:.4g} nats"
-        )
-        lines.append(f"  {privacy['guarantee']}")
+    framework = privacy.get("framework", "none")
+    if framework == "dp":
+        lines += _describe_dp(privacy)
+    elif framework == "pac":
+        lines += _describe_pac(privacy)
     else:
-        mi = privacy["spent"]["mi"]
-        budget = privacy["budget"]
-        spent = f"{mi:.4g} nats" + (f" of a {budget:g}-nat budget" if budget else "")
-        lines.append(f"  mutual information spent: {spent}")
-        if mi == 0.0:
-            lines.append(
-                "  I = 0: the released updates are independent of which candidate subset was "
-                "used, so no attacker does better than the prior 0.5 at telling whether an "
-                "example was in it."
-            )
-        bound = privacy["posterior_bound"]
-        lines.append(
-            f"  membership-inference success bound: {bound:.4f} (prior 0.5); "
-            f"matched DP epsilon: {privacy['matched_epsilon']:.3g}"
-        )
         lines.append(f"  {privacy['guarantee']}")
-        lines.append(f"  secret source: {privacy['secret_source']}")
     if privacy["unanimity_fraction"] is not None:
         lines.append(f"  unanimous releases: {100 * privacy['unanimity_fraction']:.1f}%")
     kinds = ", ".join(f"{k} {v}" for k, v in privacy["release_kinds"].items())
     lines.append(f"  releases: {kinds} over {privacy['steps']} steps")
     return "\n".join(lines)
+
+
+def _describe_dp(privacy: dict[str, Any]) -> list[str]:
+    spent = privacy["spent"]
+    return [
+        f"  spent: epsilon {spent['epsilon']:.4g}, delta {spent['delta']:g} "
+        f"({privacy['accountant']} accountant)",
+        f"  neighbouring relation: {privacy['neighbouring_relation']}",
+        f"  membership-inference success bound: {privacy['posterior_bound']:.4f} "
+        f"(prior 0.5); matched MI: {privacy['matched_mi']:.4g} nats",
+        f"  {privacy['guarantee']}",
+        f"  secret source: {privacy['secret_source']}",
+    ]
+
+
+def _describe_pac(privacy: dict[str, Any]) -> list[str]:
+    bound, charged = privacy["mi_bound"], privacy["spent"]["charged"]
+    lines = []
+    if bound == 0.0:
+        lines.append("  mutual information: I(S*; releases) = 0 nats")
+        lines.append(
+            "  I = 0: the released updates are independent of which candidate subset was "
+            "used, so no attacker does better than the prior 0.5 at telling whether an "
+            "example was in it."
+        )
+    else:
+        lines.append(
+            f"  mutual information bound: I(S*; releases) <= {bound:g} nats, the budget "
+            "(every path's charges add up to at most it, and the MI is their expectation)"
+        )
+        lines.append(
+            f"  charges summed on this run's path: {charged:.4g} nats (depends on the path; "
+            "not the mutual information, not a bound)"
+        )
+    lines.append(
+        f"  membership-inference success bound: {privacy['posterior_bound']:.4f} (prior 0.5); "
+        f"matched DP epsilon: {privacy['matched_epsilon']:.3g}"
+    )
+    lines.append(f"  {privacy['guarantee']}")
+    lines.append(f"  secret source: {privacy['secret_source']}")
+    return lines
 
 
 def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
@@ -150,28 +128,39 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     cfg = yaml.safe_load(run.config_path.read_text())
     records = run.releases()
     steps = [r["step"] + 1 for r in records]
-    losses = [r["loss"] if r["loss"] is not None else float("nan") for r in records]
     agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
     running = [sum(agree[: i + 1]) / (i + 1) for i in range(len(agree))]
-    window = max(1, len(losses) // 10)
-    smooth = [
-        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
-        for i in range(len(losses))
-    ]
     dev = [m for m in run.metrics() if m["split"] == "dev"]
 
     fig, axes = plt.subplots(3 if dev else 2, 1, figsize=(7.5, 7 if dev else 5.5), sharex=True)
     ax = axes[0]
-    ax.plot(steps, losses, lw=0.8, color="tab:blue", alpha=0.45, label="per step")
-    ax.plot(steps, smooth, lw=2, color="tab:blue", label=f"mean of {window}")
-    ax.set_ylabel("loss estimate")
+    if all("loss" in r for r in records):
+        losses = [r["loss"] for r in records]
+        window = max(1, len(losses) // 10)
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1]) / min(window, i + 1)
+            for i in range(len(losses))
+        ]
+        ax.plot(steps, losses, lw=0.8, color="tab:blue", alpha=0.45, label="per step")
+        ax.plot(steps, smooth, lw=2, color="tab:blue", label=f"mean of {window}")
+        ax.set_ylabel("loss estimate")
+    else:
+        # A step on secret rows (DP sampling) keeps its loss private: show the public dev loss.
+        dev_steps, dev_loss = [m["step"] for m in dev], [m["loss"] for m in dev]
+        label = "dev loss (the sampled batch's loss is secret)"
+        ax.plot(dev_steps, dev_loss, "o-", color="tab:blue", label=label)
+        ax.set_ylabel("dev loss")
     ax.legend(loc="upper right", fontsize=8)
     ax = axes[1]
-    ax.scatter(steps, agree, s=8, color="tab:green", alpha=0.5, label="this step")
-    ax.plot(steps, running, lw=2, color="tab:green", label="running fraction")
-    ax.set_ylabel("subsets unanimous")
-    ax.set_ylim(-0.05, 1.05)
-    ax.legend(loc="center right", fontsize=8)
+    if records and all("epsilon" in r for r in records):  # DP: no subsets, show the spend
+        ax.plot(steps, [r["epsilon"] for r in records], lw=2, color="tab:purple")
+        ax.set_ylabel("epsilon spent")
+    else:
+        ax.scatter(steps, agree, s=8, color="tab:green", alpha=0.5, label="this step")
+        ax.plot(steps, running, lw=2, color="tab:green", label="running fraction")
+        ax.set_ylabel("subsets unanimous")
+        ax.set_ylim(-0.05, 1.05)
+        ax.legend(loc="center right", fontsize=8)
     if dev:
         metric = "f1" if "f1" in dev[0] else "accuracy"
         ax = axes[2]

@@ -88,7 +88,7 @@ class RunDir:
         return JsonlLog(self.path / "releases.jsonl", durable=True)
 
     def open_private_releases(self) -> JsonlLog:
-        return JsonlLog(self.private_dir / "releases.jsonl", durable=True, mode=PRIVATE_FILE_MODE)
+        return JsonlLog(self.private_releases_path, durable=True, mode=PRIVATE_FILE_MODE)
 
     def open_metrics(self) -> JsonlLog:
         return JsonlLog(self.path / "metrics.jsonl")
@@ -168,11 +168,37 @@ class RunDir:
         write_json(self.path / "result.json", result)
 
     def releases(self, repair: bool = False) -> list[dict[str, Any]]:
-        """The release log; ``repair`` cuts a torn last line (a crash mid-write) off the file."""
+        """The public release log. ``repair`` (before writing to the run again) cuts torn
+        last lines off both logs and makes the private log match the public one."""
+        public_path = self.path / "releases.jsonl"
         if repair:
-            repair_jsonl(self.path / "releases.jsonl")
-            repair_jsonl(self.private_dir / "releases.jsonl")
-        return read_jsonl(self.path / "releases.jsonl")
+            repair_jsonl(public_path)
+            repair_jsonl(self.private_releases_path)
+            self._reconcile_release_logs(read_jsonl(public_path))
+        return read_jsonl(public_path)
+
+    @property
+    def private_releases_path(self) -> Path:
+        return self.private_dir / "releases.jsonl"
+
+    def _reconcile_release_logs(self, public: list[dict[str, Any]]) -> None:
+        """The private record of a step is written before the public one, so after a crash
+        the private log may hold one record more: a release that was never published nor
+        applied, dropped here (the step is redone with the same keyed draws). Anything
+        else means the pair was damaged or mixed up: refuse."""
+        path = self.private_releases_path
+        private = read_jsonl(path)
+        n = len(public)
+        if len(private) == n + 1 and private[-1].get("step") == n:
+            _truncate_lines(path, n)
+            private = private[:n]
+        steps = [r.get("step") for r in public]
+        if [r.get("step") for r in private] != steps:
+            raise UserError(
+                f"{path} holds {len(private)} records for the {n} steps of "
+                f"{self.path / 'releases.jsonl'}: the public and private release logs "
+                "disagree; this run cannot be resumed"
+            )
 
     def metrics(self, repair: bool = False) -> list[dict[str, Any]]:
         if repair:
@@ -197,6 +223,18 @@ def _save_safetensors(path: Path, named: list[tuple[str, torch.Tensor]], step: i
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _truncate_lines(path: Path, lines: int) -> None:
+    """Keep the first ``lines`` lines of a file, durably."""
+    data = path.read_bytes()
+    cut = 0
+    for _ in range(lines):
+        cut = data.index(b"\n", cut) + 1
+    with open(path, "r+b") as handle:
+        handle.truncate(cut)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def open_run(path: str | Path) -> RunDir:

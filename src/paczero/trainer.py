@@ -68,15 +68,6 @@ def learning_rate(cfg: RunConfig, step: int) -> float:
     return cfg.train.lr
 
 
-def batch_indices(cfg: RunConfig, public, step: int, pool_size: int) -> np.ndarray:
-    """Public minibatch (never depends on the secret); ``full`` = the whole pool."""
-    size = cfg.train.batch_size
-    if size == "full" or size >= pool_size:
-        return np.arange(pool_size)
-    rng = public.generator("batch", step)
-    return np.sort(rng.choice(pool_size, size=size, replace=False))
-
-
 def restore_mode(cfg: RunConfig, model, trainable) -> str:
     if cfg.zo.restore != "auto":
         return cfg.zo.restore
@@ -137,6 +128,7 @@ def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> S
         cfg.train.lr,
         cfg.zo.eps,
         directions=cfg.zo.directions,
+        batch_size=None if cfg.train.batch_size == "full" else cfg.train.batch_size,
         restore=restore,
         public=public,
         secret=secret,
@@ -234,13 +226,8 @@ class Trainer:
             self.run_dir.open_metrics() as metrics_log,
             self._signals(),
         ):
+            self.releases_log, self.private_log = releases, private_log
             self.metrics_log = metrics_log
-
-            def log_release(result: StepResult) -> None:
-                releases.append(_release_record(result, s.mechanism))
-                secret_values = [_jsonable(r.private) for r in result.releases]
-                private_log.append({"step": result.step, "releases": secret_values})
-
             fresh = self.next_step == 0 and not self.history
             if fresh and (cfg.train.eval_at_start or cfg.train.eval_every):
                 self.evaluate_dev(0)
@@ -256,25 +243,31 @@ class Trainer:
                 if s.mechanism.exhausted:
                     break
                 t0 = time.perf_counter()
-                result = self.step(step, log_release)
+                result = self.step(step)
                 self.step_times.append(time.perf_counter() - t0)
                 self.next_step = step + 1
                 self._account(result.releases)
-                bar.set_postfix(self._postfix(result.loss), refresh=False)
+                bar.set_postfix(self._postfix(result), refresh=False)
                 self.after_step(self.next_step)
             bar.close()
             return self.finish(setup_s)
 
-    def step(self, step: int, log_release) -> StepResult:
+    def step(self, step: int) -> StepResult:
+        """One step; the optimizer picks its rows (the mechanism's or a public minibatch)."""
         s = self.s
-        indices = s.mechanism.batch(step)
-        if indices is None:
-            indices = batch_indices(s.cfg, s.public, step, len(s.pool))
 
-        def losses() -> torch.Tensor:
-            return pool_losses(s.loaded.model, s.task, s.pool, indices, s.cfg.zo.micro_batch)
+        def losses(rows: np.ndarray) -> torch.Tensor:
+            return pool_losses(s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch)
 
-        return s.optimizer.step(losses, indices, learning_rate(s.cfg, step), log_release)
+        lr = learning_rate(s.cfg, step)
+        return s.optimizer.step(losses, lr=lr, before_update=self.log_release)
+
+    def log_release(self, result: StepResult) -> None:
+        """Write-ahead, private record first: a crash between the two writes leaves the
+        private log one record ahead, which resume drops (that release was never public
+        nor applied); the public log is never ahead of the private one."""
+        self.private_log.append(_private_record(result))
+        self.releases_log.append(_release_record(result, self.s.mechanism))
 
     def after_step(self, done: int) -> None:
         train = self.s.cfg.train
@@ -334,13 +327,19 @@ class Trainer:
             bool(r.public["unanimous"]) for r in releases if "unanimous" in r.public
         )
 
-    def _postfix(self, loss: float) -> dict[str, str]:
-        post = {"loss": f"{loss:.4f}" if math.isfinite(loss) else "-"}
+    def _postfix(self, result: StepResult) -> dict[str, str]:
+        """What the bar shows: public values only. A step on secret rows (DP sampling) shows
+        the dev loss of the last evaluation instead of its own loss."""
+        if result.rows_secret:
+            last = self.history[-1].get("loss") if self.history else None
+            post = {"dev_loss": f"{last:.4f}" if last is not None else "-"}
+        else:
+            post = {"loss": f"{result.loss:.4f}" if math.isfinite(result.loss) else "-"}
         if self.unanimous:
             post["unan"] = f"{100 * sum(self.unanimous) / len(self.unanimous):.0f}%"
         spent = self.s.mechanism.spent()
-        if "mi" in spent:
-            post["mi"] = f"{spent['mi']:.4g}"
+        if "charged" in spent and self.s.mechanism.private:
+            post["charged"] = f"{spent['charged']:.4g}"
         if "epsilon" in spent:  # memoised per step: the log already computed it
             post["eps"] = f"{spent['epsilon']:.3g}"
         if self.best["dev"] is not None:
@@ -429,7 +428,7 @@ class Trainer:
         total_s = time.perf_counter() - self.started
         times = self.step_times
         return {
-            "config": cfg.model_dump(mode="json"),
+            "config": cfg.public_dict(),
             "metrics": {
                 "metric": s.task.metric,
                 "dev_best": self.best["dev"],
@@ -459,6 +458,7 @@ class Trainer:
                 "total_s": round(total_s, 3),
                 "setup_s": round(setup_s, 3),
                 "eval_s": round(self.eval_s, 3),
+                "mechanism_setup_s": round(s.mechanism.configure_s, 3),
                 "train_s": round(sum(times), 3),
                 "step_s_median": round(statistics.median(times), 4) if times else None,
             },
@@ -539,6 +539,9 @@ def _as_config(config, overrides) -> RunConfig:
 
 
 def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
+    """The public line of a step: public inputs and what the mechanism released, nothing
+    else. The loss estimate is public only when the rows are (the pool is known to the
+    PACZero attacker); on secret rows (a DP Poisson sample) it stays in private/."""
     outs = result.releases
     spent = mechanism.spent()
     record = {
@@ -548,15 +551,29 @@ def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
         "coeffs": result.coeffs,
         "kinds": [o.kind for o in outs],
         "charge": float(sum(o.charge for o in outs)),
-        "cumulative": float(spent.get("mi", 0.0)),
+        "cumulative": float(spent.get("charged", 0.0)),
         "unanimous": [bool(o.public.get("unanimous", False)) for o in outs],
         "frac_plus": [o.public.get("frac_plus") for o in outs],
-        "loss": result.loss if math.isfinite(result.loss) else None,  # None: empty batch
         "public": [_jsonable(o.public) for o in outs],
         "state": mechanism.state_dict(),  # public: the posterior and spend after this step
     }
+    if not result.rows_secret:
+        record["loss"] = result.loss
     if "epsilon" in spent:  # DP: epsilon spent so far (data-independent, so public)
         record["epsilon"] = float(spent["epsilon"])
+    return record
+
+
+def _private_record(result: StepResult) -> dict[str, Any]:
+    """The secret side of a step: S*-dependent values and noise of every release and,
+    for secret rows, the rows' loss and count."""
+    record: dict[str, Any] = {
+        "step": result.step,
+        "releases": [_jsonable(r.private) for r in result.releases],
+    }
+    if result.rows_secret:
+        loss = result.loss if math.isfinite(result.loss) else None  # None: an empty sample
+        record.update(loss=loss, batch_size=len(result.rows))
     return record
 
 

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from paczero.config import DP_MECHANISMS, MECHANISMS, MechanismConfig
-from paczero.mechanisms import REGISTRY, MeZO, StepContext, build_mechanism
+from paczero.config import MechanismConfig, validate_config
+from paczero.errors import UserError
+from paczero.mechanisms import REGISTRY, Mechanism, MeZO, Release, StepContext, build_mechanism
 from paczero.privacy.randomness import RandomStream
 
 POOL = 30
@@ -36,17 +37,77 @@ def g():
     return out
 
 
-def test_registry_covers_every_configured_mechanism():
-    assert set(REGISTRY) == set(MECHANISMS)
+PRIVATE = {"paczero-zpl", "paczero-mi", "dpzero", "dpzo", "dpaggzo"}
+DP = {"dpzero", "dpzo", "dpaggzo"}
+
+
+def test_every_registered_mechanism_describes_itself():
     dp = {"epsilon": 8.0, "clip": 1.0, "expected_batch": 4}
-    for name in MECHANISMS:
+    for name, cls in REGISTRY.items():
         fields = {"budget": 0.1} if name == "paczero-mi" else {}
-        fields = dp if name in DP_MECHANISMS else fields
+        fields = dp if name in DP else fields
         mech = build_mechanism(
             MechanismConfig(name=name, subsets=4, **fields), pool_size=8, steps=3, directions=2
         )
-        assert mech.name == name and mech.directions == 2 and mech.steps == 3
-        assert mech.private == (name in ("paczero-zpl", "paczero-mi", *DP_MECHANISMS))
+        assert cls.name == mech.name == name and mech.directions == 2 and mech.steps == 3
+        assert mech.private == (name in PRIVATE)
+        section = mech.privacy_report()
+        assert section["framework"] == (
+            "dp" if name in DP else "pac" if name in PRIVATE else "none"
+        )
+        assert section["guarantee"]
+
+
+def test_the_config_validates_names_and_keys_against_the_registry():
+    with pytest.raises(UserError, match="unknown mechanism 'nope'; choose one of mezo"):
+        validate_config({"mechanism": {"name": "nope"}})
+    # Each mechanism's own check runs during config validation, with the run's sizes.
+    with pytest.raises(UserError, match="mechanism.clip"):
+        validate_config({"mechanism": {"name": "dpzero", "epsilon": 1, "expected_batch": 4}})
+    with pytest.raises(UserError, match="smaller than mechanism.subsets"):
+        validate_config(
+            {
+                "data": {"num_train": 8},
+                "train": {"batch_size": 8},
+                "mechanism": {"name": "paczero-zpl"},
+            }
+        )
+    with pytest.raises(UserError, match="mechanism.budget"):
+        validate_config({"mechanism": {"name": "paczero-mi"}})
+    # ... and the same check when a mechanism is built by hand.
+    with pytest.raises(UserError, match="mechanism.clip"):
+        build_mechanism(
+            MechanismConfig(name="dpzero", epsilon=1, expected_batch=4),
+            pool_size=8,
+            steps=3,
+            directions=1,
+        )
+
+
+class _Halve(Mechanism):
+    """A toy mechanism: half the mean, with a key check of its own."""
+
+    name = "halve"
+
+    @classmethod
+    def check_config(cls, cfg, *, pool_size, steps, directions):
+        super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
+        if cfg.clip is None:
+            raise ValueError("halve needs mechanism.clip")
+
+    def release(self, g, ctx):
+        return Release(float(np.clip(g, -self.cfg.clip, self.cfg.clip).mean()) / 2, "nonprivate")
+
+
+def test_a_new_mechanism_is_one_class_and_one_registry_line(monkeypatch, g):
+    monkeypatch.setitem(REGISTRY, "halve", _Halve)
+    with pytest.raises(UserError, match="halve needs mechanism.clip"):
+        validate_config({"mechanism": {"name": "halve"}})
+    cfg = validate_config({"mechanism": {"name": "halve", "clip": 1.0}})
+    mech = build_mechanism(cfg.mechanism, pool_size=POOL, steps=2, directions=1)
+    pub, sec = RandomStream(0, "public"), RandomStream(1, "secret")
+    assert mech.release(g, ctx(pub, sec)).coeff == pytest.approx(np.clip(g, -1, 1).mean() / 2)
+    assert mech.privacy_report()["framework"] == "none"
 
 
 def test_mezo_releases_the_plain_mean_without_clipping(g):

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from paczero.config import MechanismConfig
+from paczero.errors import UserError
 from paczero.mechanisms import PACZeroMI, PACZeroZPL, StepContext, build_mechanism
-from paczero.mechanisms.paczero import bsc_update, gaussian_update, log_normalize
 from paczero.privacy.channels import biawgn_mi, binary_entropy, bsc_mi
+from paczero.privacy.posterior import bsc_update, gaussian_update
 from paczero.privacy.randomness import RandomStream
 
 SECRET_KEYS = {"secret_index", "secret_sign", "secret_mean", "noise", "flip"}
@@ -152,7 +153,7 @@ def test_zpl_public_output_is_independent_of_the_secret():
     # S* itself was drawn at setup, from the secret stream, and kept private.
     assert 0 <= mech_one.private_state_dict()["secret_index"] < 16
     assert "secret_index" not in mech_one.state_dict()
-    assert mech_one.spent() == {"mi": 0.0, "budget": 0.0}
+    assert mech_one.spent() == {"charged": 0.0}
 
 
 # ---------------------------------------------------------------- MI: budget
@@ -200,7 +201,7 @@ def test_mi_never_overspends(release, allocation):
                 )
                 assert leak <= rel.charge and leak >= rel.charge * (1 - 1e-8)
     assert {"free", "noisy"} <= kinds
-    assert mech.spent()["mi"] == pytest.approx(total, rel=1e-12)
+    assert mech.spent()["charged"] == pytest.approx(total, rel=1e-12)
     if allocation == "adaptive":  # the last step takes everything left
         assert mech.exhausted
 
@@ -216,7 +217,7 @@ def test_mi_stops_when_spent():
         rel = mech.release_signs(split_signs(8), ctx(step, 0, pub, sec, []))
         assert rel.kind == "noisy"
     assert mech.exhausted and mech.used <= 0.2
-    assert mech.spent() == {"mi": mech.used, "budget": 0.2}
+    assert mech.spent() == {"charged": mech.used, "budget": 0.2}
     # Past the end a disputed sign is withheld (no budget), a settled one is still free.
     rel = mech.release_signs(split_signs(8), ctx(4, 0, pub, sec, []))
     assert (rel.coeff, rel.kind, rel.charge) == (0.0, "skip", 0.0)
@@ -298,13 +299,14 @@ def load_posterior(mech, post, secret_index):
     mech.load_state_dict(state, {"secret_index": secret_index})
 
 
-def test_mi_free_step_charges_exactly_the_entropy():
+def test_mi_noiseless_step_charges_exactly_the_entropy_and_free_steps_nothing():
     mech, pub, sec = make("paczero-mi", subsets=4, pool=4, steps=2, budget=0.1)
     load_posterior(mech, [0.999, 0.0005, 0.0003, 0.0002], secret_index=2)
     signs = np.array([-1, 1, -1, 1], dtype=np.int8)  # q = 0.0007 + tiny, H_b(q) < 0.05
     rel = mech.release_signs(signs, ctx(0, 0, pub, sec, []))
     q = 0.0005 + 0.0002
-    assert rel.kind == "free" and rel.coeff == -1.0  # s_{S*} with S* = 2
+    # The secret sign without noise, charged H_b(q) > 0: it depends on S*, so it is not "free".
+    assert rel.kind == "noiseless" and rel.coeff == -1.0  # s_{S*} with S* = 2
     assert rel.public["q"] == pytest.approx(q, rel=1e-12)
     assert rel.charge == pytest.approx(binary_entropy(q), rel=1e-12) and rel.charge > 0
     assert mech.used == rel.charge
@@ -426,15 +428,6 @@ def test_mi_posterior_is_bayes_calibrated_over_runs(release, budget, runs):
     assert abs(gmu.mean()) < 4 * gmu.std() / math.sqrt(runs)
 
 
-def test_posterior_helpers_broadcast_and_normalise():
-    log_post = log_normalize(np.log([0.5, 0.25, 0.25]))
-    signs = np.array([1, -1, 1], dtype=np.int8)
-    batch = gaussian_update(log_post, signs, np.array([0.3, -2.0]), 1.5)
-    assert batch.shape == (2, 3)
-    np.testing.assert_allclose(np.exp(batch).sum(axis=1), 1.0)
-    np.testing.assert_allclose(batch[1], gaussian_update(log_post, signs, -2.0, 1.5))
-
-
 # ---------------------------------------------------------------- MI: state and secrets
 
 
@@ -516,6 +509,6 @@ def test_mi_skip_all_zero_charges_nothing():
 
 
 def test_mi_requires_a_budget():
-    with pytest.raises(ValueError, match="budget"):
-        PACZeroMI(MechanismConfig(name="paczero-mi"), pool_size=10, steps=5)
+    with pytest.raises(UserError, match="budget"):
+        PACZeroMI(MechanismConfig(name="paczero-mi", subsets=4), pool_size=10, steps=5)
     assert PACZeroZPL(pool_size=200, steps=5).subsets == 128

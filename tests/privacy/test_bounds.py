@@ -33,7 +33,7 @@ def test_headline_values():
     assert round(mi_to_epsilon(0.68), 2) == 6.32
 
 
-# algorithms.md 5.5, left half: epsilon (delta ~ 0) -> MIA bound, matched I.
+# docs/algorithms.md 6.3, left half: epsilon (delta ~ 0) -> MIA bound, matched I.
 @pytest.mark.parametrize(
     ("eps", "bound", "mi"),
     [
@@ -59,7 +59,7 @@ def test_table_epsilon_rows(eps, bound, mi):
     assert abs(epsilon_to_mi(eps, 1e-5) - epsilon_to_mi(eps)) < 1e-4
 
 
-# algorithms.md 5.5, right half: I in PACZero's scripts -> MIA bound x*, matched epsilon.
+# docs/algorithms.md 6.3, right half: I in PACZero's scripts -> MIA bound x*, matched epsilon.
 @pytest.mark.parametrize(
     ("mi", "bound", "eps"),
     [

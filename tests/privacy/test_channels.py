@@ -23,7 +23,7 @@ SIGMAS = [1e-3, 0.05, 0.3, 1.0, 3.0, 30.0, 1e3, 1e5]
 
 
 def mpmath_biawgn_mi(q, sigma, dps=30):
-    """Independent reference: the second line of algorithms.md 9.1, by mpmath tanh-sinh.
+    """Independent reference: the closed form of docs/algorithms.md 5.4, by mpmath tanh-sinh.
 
     -E_x[q ln(q + (1-q) e^{-L}) + (1-q) ln((1-q) + q e^{-L})], L = 2/sigma^2 + 2x/sigma, split
     at the kinks of both logarithms (where the integrand changes slope) and at 0.
@@ -234,7 +234,7 @@ def test_biawgn_monotone_in_sigma(q):
     assert np.all(np.diff(mi[sigmas > 0.5]) < 0.0)
 
 
-# algorithms.md 9.1: beta -> exact sigma, Gaussian-bound sigma, P(sign(R) != s), at q = 1/2.
+# docs/algorithms.md 5.4: beta -> exact sigma, Gaussian-bound sigma, P(sign(R) != s), at q = 1/2.
 @pytest.mark.parametrize(
     ("beta", "sigma", "bound", "flip"),
     [(1e-4, 70.71, 70.71, 0.4944), (1e-3, 22.35, 22.36, 0.4822), (1e-2, 7.04, 7.07, 0.4435)],
@@ -247,7 +247,7 @@ def test_reference_table_q_half(beta, sigma, bound, flip):
 
 
 def test_pitfall_absolute_tolerance_is_fixed():
-    # algorithms.md 16.1: the official absolute tolerance returns sigma = 1000 at beta = 5e-8,
+    # docs/algorithms.md 9.1: the official absolute tolerance returns sigma = 1000 at beta = 5e-8,
     # whose MI is 10x the charge. Ours stays under the charge and within rtol of it.
     assert biawgn_mi(0.5, 1000.0) == pytest.approx(5e-7, rel=1e-6)
     sigma = calibrate_biawgn_sigma(0.5, 5e-8)
@@ -343,7 +343,7 @@ def test_calibrate_bsc_window(q, budget):
 
 
 def test_calibrate_bsc_small_budget_matches_rr_approximation():
-    # algorithms.md 9.2: 1 - 2 rho = lambda ~ sqrt(beta / (2 q (1-q))).
+    # docs/algorithms.md 5.4: 1 - 2 rho = lambda ~ sqrt(beta / (2 q (1-q))).
     for q in [0.5, 0.3, 0.01]:
         beta = 1e-8
         lam = 1 - 2 * calibrate_bsc_flip(q, beta)
@@ -358,7 +358,7 @@ def test_calibrate_bsc_special_cases():
     assert calibrate_bsc_flip(0.5, -1e-3) == 0.5
 
 
-# algorithms.md 9.2, q = 1/2: beta -> flip probability of Gaussian-then-sign, and of RR.
+# docs/algorithms.md 5.4, q = 1/2: beta -> flip probability of Gaussian-then-sign, and of RR.
 @pytest.mark.parametrize(
     ("beta", "gauss_flip", "rr_rho"), [(1e-3, 0.4822, 0.4776), (1e-2, 0.4435, 0.4294)]
 )
@@ -368,7 +368,7 @@ def test_gaussian_sign_versus_rr_table(beta, gauss_flip, rr_rho):
 
 
 def test_sign_alone_carries_about_two_thirds():
-    # algorithms.md 9.2: I(S; sign R) = 6.37e-5 when 1e-4 is charged for R.
+    # docs/algorithms.md 5.4: I(S; sign R) = 6.37e-5 when 1e-4 is charged for R.
     flip = float(ndtr(-1.0 / calibrate_biawgn_sigma(0.5, 1e-4)))
     assert bsc_mi(0.5, flip) == pytest.approx(6.37e-5, abs=5e-8)
 

@@ -33,16 +33,20 @@ REGISTRY: dict[str, type[Mechanism]] = {
 }
 
 
+def mechanism_class(name: str) -> type[Mechanism]:
+    """The registered class of ``mechanism.name`` (ValueError naming the choices)."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        choices = ", ".join(REGISTRY)
+        raise ValueError(f"unknown mechanism '{name}'; choose one of {choices}") from None
+
+
 def build_mechanism(
     cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
 ) -> Mechanism:
     """The mechanism ``cfg.name`` for a pool of ``pool_size`` rows, T steps, K directions."""
-    try:
-        cls = REGISTRY[cfg.name]
-    except KeyError:
-        raise ValueError(
-            f"unknown mechanism '{cfg.name}'; available: {', '.join(REGISTRY)}"
-        ) from None
+    cls = mechanism_class(cfg.name)
     return cls(cfg, pool_size=pool_size, steps=steps, directions=directions)
 
 
@@ -64,4 +68,5 @@ __all__ = [
     "SecretSign",
     "StepContext",
     "build_mechanism",
+    "mechanism_class",
 ]

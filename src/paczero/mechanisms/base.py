@@ -5,19 +5,39 @@ into one released scalar coefficient. It never sees the model, and the estimator
 sees a secret. Everything a release writes to the public log goes in ``public``; values
 that depend on the secret (S*, its sign, noise draws) go in ``private`` and end up only
 under ``private/`` in the run directory.
+
+Each mechanism is one self-describing class: its ``name``, whether it carries a guarantee
+(``private``), the check of its own config keys (``check_config``), whether it chooses
+the step's rows itself (``batch``), and its own section of the privacy report
+(``privacy_report``). Adding one is a class plus a registry line (docs/algorithms.md 10).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from paczero.config import MechanismConfig
+from paczero.errors import UserError
 from paczero.privacy.randomness import RandomStream
 
-RELEASE_KINDS = ("unanimous", "noisy", "coin", "skip", "free", "dp", "nonprivate")
+# What a release can be. "free": the posterior already knew the sign (charge 0);
+# "noiseless": the secret sign released as is, charged its full entropy H_b(q) > 0.
+RELEASE_KINDS = (
+    "unanimous",
+    "coin",
+    "skip",
+    "free",
+    "noiseless",
+    "noisy",
+    "dp",
+    "nonprivate",
+)
+
+GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
 
 
 @dataclass(frozen=True)
@@ -43,8 +63,9 @@ class Release:
 class Mechanism:
     """Base class: one ``release`` per direction; state for checkpoints and the report."""
 
-    name = "mechanism"
-    private = False  # does the run carry a privacy guarantee?
+    name: ClassVar[str] = "mechanism"
+    private: ClassVar[bool] = False  # does the run carry a privacy guarantee?
+    uses_subsets: ClassVar[bool] = False  # reads the M candidate subsets (needs N >= M)
 
     def __init__(
         self,
@@ -55,13 +76,35 @@ class Mechanism:
         directions: int = 1,
     ):
         self.cfg = cfg or MechanismConfig(name=self.name)
+        try:
+            self.check_config(self.cfg, pool_size=pool_size, steps=steps, directions=directions)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         self.pool_size = pool_size
         self.steps = steps
         self.directions = directions
+        started = time.perf_counter()
         self.configure()
+        self.configure_s = time.perf_counter() - started  # e.g. DP calibration; for timing
+
+    @classmethod
+    def check_config(
+        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
+    ) -> None:
+        """Raise ValueError (one line naming the key) if this mechanism cannot run with
+        ``cfg`` on a pool of ``pool_size`` rows for T ``steps`` and K ``directions``.
+
+        The run config calls it while validating, the constructor calls it again, so a
+        mechanism built by hand (``ZOOptimizer`` users) is checked the same way.
+        """
+        if pool_size < 1 or steps < 1 or directions < 1:
+            raise ValueError(
+                f"{cls.name}: pool size, steps and directions must be >= 1, got "
+                f"{pool_size}, {steps}, {directions}"
+            )
 
     def configure(self) -> None:
-        """Read and check this mechanism's keys of ``self.cfg``, before any step runs."""
+        """Read this mechanism's keys of ``self.cfg`` (already checked), before any step."""
 
     def setup(self, public: RandomStream, secret: RandomStream) -> None:
         """Draw whatever the run needs once (membership matrix, secret index)."""
@@ -78,13 +121,22 @@ class Mechanism:
         return [self.release(g, replace(ctx, direction=k)) for k, g in enumerate(derivatives)]
 
     def batch(self, step: int) -> np.ndarray | None:
-        """Pool rows of this step when the mechanism must choose them (DP Poisson sampling
-        from the secret stream); None lets the trainer draw its public minibatch."""
+        """Pool rows of this step when the mechanism must choose them itself (DP Poisson
+        sampling from the secret stream: the rows, and anything computed from them, are
+        then secret); None lets the optimizer draw its public minibatch."""
         return None
 
-    def report(self) -> dict[str, Any]:
-        """Extra fields for the privacy report (accountant, noise multiplier, ...)."""
-        return {}
+    def privacy_report(self) -> dict[str, Any]:
+        """This mechanism's section of ``result.json["privacy"]``: the guarantee it proves
+        (from the configured budget, never from one run's realised path), what it cost."""
+        return {
+            "framework": "none",
+            "budget": None,
+            "spent": None,
+            "posterior_bound": None,
+            "matched_epsilon": None,
+            "guarantee": GUARANTEE_NONE,
+        }
 
     @property
     def exhausted(self) -> bool:
@@ -92,7 +144,8 @@ class Mechanism:
         return False
 
     def spent(self) -> dict[str, Any]:
-        """What has been charged so far: {"mi": nats} for PAC, {"epsilon", "delta"} for DP."""
+        """Running cost for the log and the progress bar: {"charged": nats} for PAC
+        mechanisms (the sum of this path's charges), {"epsilon", "delta"} for DP."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:

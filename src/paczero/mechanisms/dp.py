@@ -1,4 +1,4 @@
-"""The differential-privacy zeroth-order baselines: DPZero, DP-ZO and DP-AggZO (algorithms.md 12).
+"""The DP zeroth-order baselines: DPZero, DP-ZO and DP-AggZO (docs/algorithms.md 7).
 
 All three Poisson-sample the pool at a public rate q from the SECRET stream (amplification
 needs the sample to be hidden), clip each example's contribution, sum, add noise drawn from
@@ -18,18 +18,24 @@ from typing import Any
 
 import numpy as np
 
+from paczero.config import MechanismConfig
 from paczero.errors import UserError
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.privacy.accounting import NEIGHBOURING, DPAccountant
-from paczero.privacy.bounds import epsilon_to_mi, epsilon_to_posterior_bound, mi_to_epsilon
+from paczero.privacy.bounds import (
+    epsilon_to_mi,
+    epsilon_to_posterior_bound,
+    mi_to_epsilon,
+    posterior_bound_to_mi,
+)
 from paczero.privacy.randomness import RandomStream
 
 
 class _LazySpent(Mapping):
     """{"epsilon", "delta"} whose epsilon is computed on first read.
 
-    The trainer asks ``spent()`` every step but only reads "mi" there; a PLD composition
-    per step would cost more than the step itself.
+    The trainer asks ``spent()`` every step; a PLD composition per step would cost more than
+    the step itself when nobody reads it.
     """
 
     def __init__(self, accountant: DPAccountant, steps: int):
@@ -57,23 +63,43 @@ class _DPMechanism(Mechanism):
 
     name = "dp"
     private = True
+    noises: tuple[str, ...] = ("gaussian",)  # noise kinds this mechanism accepts
     joint = False  # DP-AggZO clips each example's K-vector jointly
-    paper = ""
+
+    @classmethod
+    def check_config(
+        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
+    ) -> None:
+        super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
+        name = cls.name
+        if cfg.epsilon is None and cfg.match_mi is None:
+            raise ValueError(
+                f"{name} needs a target: set mechanism.epsilon or mechanism.match_mi (nats)"
+            )
+        if cfg.epsilon is not None and cfg.match_mi is not None:
+            raise ValueError("set only one of mechanism.epsilon and mechanism.match_mi")
+        if cfg.clip is None:
+            raise ValueError(f"mechanism.clip (C) is required for {name}")
+        if cfg.expected_batch is None:
+            raise ValueError(
+                f"mechanism.expected_batch is required for {name} "
+                "(Poisson rate q = expected_batch / data.num_train)"
+            )
+        if cfg.expected_batch > pool_size:
+            raise ValueError(
+                f"mechanism.expected_batch ({cfg.expected_batch}) is larger than the pool "
+                f"data.num_train ({pool_size}): the Poisson sample rate would exceed 1"
+            )
+        if cfg.noise not in cls.noises:
+            raise ValueError(f"mechanism.noise {cfg.noise} is only for dpzo, not {name}")
+        if cfg.delta == 0 and cfg.noise != "laplace":
+            raise ValueError("mechanism.delta must be in (0, 1) for Gaussian noise, got 0")
+        if cfg.noise == "laplace" and cfg.accountant in ("rdp", "opacus-rdp") and cfg.delta > 0:
+            raise ValueError("mechanism.accountant rdp has no subsampled Laplace; use pld")
 
     def configure(self) -> None:
         c, pool_size, steps = self.cfg, self.pool_size, self.steps
-        if c.clip is None:
-            raise UserError(f"mechanism.clip (C) is required for {self.name}")
-        if c.expected_batch is None:
-            raise UserError(f"mechanism.expected_batch is required for {self.name}")
-        if c.expected_batch > pool_size:
-            raise UserError(
-                f"mechanism.expected_batch ({c.expected_batch}) is larger than the pool "
-                f"({pool_size}): the sample rate would exceed 1"
-            )
-        if (c.epsilon is None) == (c.match_mi is None):
-            raise UserError(f"{self.name} needs exactly one of mechanism.epsilon or match_mi")
-        self.noise = self._noise_kind()
+        self.noise = c.noise
         delta = 0.0 if self.noise == "laplace" and c.delta == 0 else float(c.delta)
         try:
             target = float(c.epsilon) if c.epsilon is not None else mi_to_epsilon(c.match_mi, delta)
@@ -103,9 +129,6 @@ class _DPMechanism(Mechanism):
         self._secret: RandomStream | None = None
 
     # ---------------------------------------------------------- pieces per mechanism
-
-    def _noise_kind(self) -> str:
-        return "gaussian"
 
     def _sensitivity(self) -> float:
         """Of the K sums released per step, in the norm the noise is calibrated for."""
@@ -180,11 +203,14 @@ class _DPMechanism(Mechanism):
     def spent(self) -> Mapping[str, float]:
         return _LazySpent(self.accountant, self.steps_done)
 
-    def report(self) -> dict[str, Any]:
+    def privacy_report(self) -> dict[str, Any]:
         acc = self.accountant
         target, delta = acc.target_epsilon, acc.delta
+        epsilon = float(self.spent()["epsilon"])
+        bound = epsilon_to_posterior_bound(epsilon, delta)
         method = acc.method
         return {
+            "framework": "dp",
             "budget": {
                 "epsilon": target,
                 "delta": delta,
@@ -192,6 +218,11 @@ class _DPMechanism(Mechanism):
                 "posterior_bound": epsilon_to_posterior_bound(target, delta),
                 "matched_mi": epsilon_to_mi(target, delta),
             },
+            "spent": {"epsilon": epsilon, "delta": delta},
+            "posterior_bound": bound,
+            "matched_epsilon": None,
+            "matched_mi": posterior_bound_to_mi(bound),
+            "guarantee": GUARANTEE_DP,
             "accountant": method,
             "accountant_note": _ACCOUNTANT_NOTES[method],
             "neighbouring_relation": f"{NEIGHBOURING}; sensitivity {self._sensitivity_text()}",
@@ -205,7 +236,6 @@ class _DPMechanism(Mechanism):
             "denominator": self.denominator,
             "count_epsilon": acc.count_epsilon,
             "steps_planned": self.steps,
-            "calibration_s": acc.calibration_s,
         }
 
     def _sensitivity_text(self) -> str:
@@ -236,6 +266,12 @@ class _DPMechanism(Mechanism):
         self.steps_done = int(public["steps_done"])
         self.noisy_count = private.get("noisy_count")
 
+
+GUARANTEE_DP = (
+    "(epsilon, delta)-differential privacy for each pool example under the neighbouring "
+    "relation stated below; the membership-inference bound is the DP bound at prior 0.5. "
+    "The guarantee covers the pool only."
+)
 
 _ACCOUNTANT_NOTES = {
     "pld": "dp_accounting PLDAccountant (privacy loss distributions, pessimistic estimate): "
@@ -268,9 +304,7 @@ class DPZO(_DPMechanism):
     """DP-ZO (Tang et al. 2024): DPZero's scalar privatisation, Gaussian or Laplace noise."""
 
     name = "dpzo"
-
-    def _noise_kind(self) -> str:
-        return self.cfg.noise
+    noises = ("gaussian", "laplace")
 
 
 class DPAggZO(_DPMechanism):

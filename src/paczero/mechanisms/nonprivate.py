@@ -1,4 +1,4 @@
-"""MeZO and the non-private ablations that decompose PACZero (algorithms.md 4, 6.3).
+"""MeZO and the non-private ablations that decompose PACZero (docs/algorithms.md 1.1, 3).
 
 None of these carries a guarantee: they release gradient information without noise or
 accounting. The ablations isolate one ingredient each (clipping, sign quantisation, the

@@ -4,7 +4,7 @@ Both compute the M candidate-subset signs s_j of one direction. ZPL releases the
 when all M agree and a public coin (or nothing) otherwise, so its output is a function of
 public data only. MI keeps the attacker's posterior over the M candidates, releases the
 secret subset's sign through a binary channel calibrated to the step's budget, and charges
-exactly what the channel leaks (algorithms.md 7, 8, 9, 11).
+exactly what the channel leaks (docs/algorithms.md 4, 5).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Release, StepContext
 from paczero.mechanisms.subsets import (
     SubsetMechanism,
@@ -21,12 +22,27 @@ from paczero.mechanisms.subsets import (
     subset_signs,
     subset_summary,
 )
+from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
 from paczero.privacy.channels import (
     biawgn_mi,
     binary_entropy,
     bsc_mi,
     calibrate_biawgn_sigma,
     calibrate_bsc_flip,
+)
+from paczero.privacy.posterior import (
+    bsc_update,
+    exact_update,
+    gaussian_update,
+    sign_log_masses,
+    uniform_log_posterior,
+)
+
+GUARANTEE_PAC = (
+    "The bound covers membership of a pool example in the secret subset S* (the half of the "
+    "pool the model was trained on) against an attacker who knows the pool, the candidate "
+    "subsets and every public release; it is not a guarantee for the pool against the "
+    "outside world."
 )
 
 EXHAUSTED_RTOL = 1e-12  # budget left below B * this counts as spent
@@ -91,63 +107,24 @@ class PACZeroZPL(_SubsetRelease):
         return Release(1.0 if coin else -1.0, "coin", 0.0, public=public)
 
     def spent(self) -> dict[str, Any]:
-        return {"mi": 0.0, "budget": 0.0}
+        return {"charged": 0.0}
+
+    def privacy_report(self) -> dict[str, Any]:
+        return _pac_report(0.0, charged=0.0, subsets=self.subsets)
 
 
-# ---------------------------------------------------------------- posterior math
-
-
-def logsumexp(x: np.ndarray, axis: int | None = None, keepdims: bool = False) -> np.ndarray:
-    """log sum exp x with -inf entries allowed (all -inf gives -inf); much cheaper per call
-    than scipy's, which matters at one call per release."""
-    x = np.asarray(x, dtype=np.float64)
-    top = np.max(x, axis=axis, keepdims=True)
-    shift = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
-def log_normalize(log_w: np.ndarray) -> np.ndarray:
-    """Normalise log weights along the last axis (-inf entries stay -inf)."""
-    log_w = np.asarray(log_w, dtype=np.float64)
-    return log_w - logsumexp(log_w, axis=-1, keepdims=True)
-
-
-def sign_log_masses(log_post: np.ndarray, signs: np.ndarray) -> tuple[float, float]:
-    """log P(s_{S*} = +1) and log P(s_{S*} = -1), each summed on its own so a tiny side keeps
-    its relative precision (the free-step charge H_b(q) depends on it), not 1 - (1 - q)."""
-    top = float(np.max(log_post))
-    weights = np.exp(log_post - top)
-    plus = signs > 0
-    wp, wm = float(weights[plus].sum()), float(weights[~plus].sum())
-    lz = math.log(wp + wm)  # >= 0: the top candidate alone weighs 1
-    return _log(wp) - lz, _log(wm) - lz
-
-
-def _log(x: float) -> float:
-    return math.log(x) if x > 0 else -math.inf
-
-
-def gaussian_update(
-    log_post: np.ndarray, signs: np.ndarray, r: float | np.ndarray, sigma: float
-) -> np.ndarray:
-    """Posterior after a public R = s_{S*} + sigma * xi: pi_j *= N(R; s_j, sigma^2).
-
-    Since s_j^2 = 1, log N(R; s_j, sigma^2) = s_j R / sigma^2 + const, which avoids the
-    cancellation of (R - s_j)^2 at large sigma. ``r`` may be an array (a batch of releases).
-    """
-    r = np.asarray(r, dtype=np.float64)[..., None]
-    return log_normalize(log_post + signs * r / sigma**2)
-
-
-def bsc_update(
-    log_post: np.ndarray, signs: np.ndarray, y: int | np.ndarray, rho: float
-) -> np.ndarray:
-    """Posterior after the bit Y = s_{S*} flipped with probability rho (only Y is public)."""
-    y = np.asarray(y)[..., None]
-    loglik = np.where(signs == y, math.log1p(-rho), math.log(rho) if rho > 0 else -math.inf)
-    return log_normalize(log_post + loglik)
+def _pac_report(mi_bound: float, *, charged: float, subsets: int) -> dict[str, Any]:
+    """The PAC section of the report: the bound is I(S*; releases) <= ``mi_bound``."""
+    return {
+        "framework": "pac",
+        "budget": mi_bound,
+        "mi_bound": mi_bound,
+        "spent": {"mi_bound": mi_bound, "charged": charged},
+        "posterior_bound": mi_to_posterior_bound(mi_bound),
+        "matched_epsilon": mi_to_epsilon(mi_bound),
+        "subsets": subsets,
+        "guarantee": GUARANTEE_PAC,
+    }
 
 
 def _check_leak(leak: float, charge: float) -> None:
@@ -156,29 +133,34 @@ def _check_leak(leak: float, charge: float) -> None:
 
 
 class PACZeroMI(_SubsetRelease):
-    """Budgeted MI: I(S*; everything released) <= ``cfg.budget`` nats on every path.
+    """Budgeted MI: I(S*; everything released) <= ``cfg.budget`` = B nats.
 
     The posterior over S* is the attacker's: built from exactly what is published (the real
     value R for a Gaussian release, the bit for randomized response) and saved with the run.
-    Each release is calibrated against it (the binary channel's MI given q = P(s_{S*} = +1)),
-    so the chain rule bounds the total MI by the sum of charges, kept <= B exactly.
+    Each release is charged the binary channel's MI given q = P(s_{S*} = +1) under it, so by
+    the chain rule I(S*; releases) is the expected sum of charges; every path's sum is kept
+    <= B, hence I <= B. One run's sum is path-dependent: it is not the MI.
     """
 
     name = "paczero-mi"
     private = True
 
+    @classmethod
+    def check_config(
+        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
+    ) -> None:
+        super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
+        if cfg.budget is None or not cfg.budget > 0:
+            raise ValueError("paczero-mi needs a positive mechanism.budget (nats)")
+
     def configure(self) -> None:
         super().configure()
         cfg = self.cfg
-        if cfg.budget is None or not cfg.budget > 0:
-            raise ValueError("paczero-mi needs a positive mechanism.budget (nats)")
-        if self.steps < 1 or self.directions < 1:
-            raise ValueError("steps and directions must be >= 1")
         self.budget = float(cfg.budget)
         self.allocation = cfg.allocation
         self.channel = cfg.release
         self.used = 0.0
-        self._log_post = np.full(self.subsets, -math.log(self.subsets))
+        self._log_post = uniform_log_posterior(self.subsets)
         self._budget_step: int | None = None  # the step whose budget beta_t is set
         self._step_budget = 0.0
         self._last: tuple[int, int] | None = None  # last (step, direction) released
@@ -202,7 +184,15 @@ class PACZeroMI(_SubsetRelease):
         return self.used >= self.budget or self.budget - self.used <= self.budget * EXHAUSTED_RTOL
 
     def spent(self) -> dict[str, Any]:
-        return {"mi": self.used, "budget": self.budget}
+        return {"charged": self.used, "budget": self.budget}
+
+    def privacy_report(self) -> dict[str, Any]:
+        # The guarantee is the budget: I(S*; releases) = E[sum of charges] <= B because every
+        # path's charges sum to at most B. This run's own sum depends on its path (adaptive
+        # budgets, noiseless charges), so it is shown as what it is, never as the MI.
+        report = _pac_report(self.budget, charged=self.used, subsets=self.subsets)
+        report.update(allocation=self.allocation, release=self.channel)
+        return report
 
     def _step_allocation(self, ctx: StepContext) -> float:
         """beta_t, fixed at direction 0 of each step and shared by its K releases."""
@@ -267,9 +257,12 @@ class PACZeroMI(_SubsetRelease):
 
         if entropy <= budget:
             # The sign is worth at most H_b(q) nats: release it as is and charge exactly that.
-            charge, coeff, kind = entropy, float(s), "free"
+            # "free" when the posterior already knew it (q in {0, 1}: charge 0), else
+            # "noiseless": it depends on S* and costs H_b(q) > 0.
+            charge, coeff = entropy, float(s)
+            kind = "free" if entropy == 0.0 else "noiseless"
             if entropy > 0.0:
-                self._log_post = log_normalize(np.where(signs == s, self._log_post, -math.inf))
+                self._log_post = exact_update(self._log_post, signs, s)
             if gaussian:
                 public.update(sigma=0.0, release_value=float(s))
                 private["noise"] = 0.0

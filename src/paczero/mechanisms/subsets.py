@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Mechanism
 from paczero.privacy.randomness import RandomStream
 
@@ -111,10 +112,27 @@ class SubsetMechanism(Mechanism):
     stream; a restored secret index (``load_state_dict``) is never re-drawn by ``setup``.
     """
 
-    def configure(self) -> None:
-        cfg = self.cfg
+    uses_subsets = True
+
+    @classmethod
+    def check_config(
+        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
+    ) -> None:
+        super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
         if cfg.subsets % 2 or cfg.subsets < 2:
             raise ValueError(f"mechanism.subsets must be even and >= 2, got {cfg.subsets}")
+        if cfg.subsets > pool_size:
+            raise ValueError(
+                f"data.num_train ({pool_size}) is smaller than mechanism.subsets ({cfg.subsets})"
+            )
+        if cfg.construction not in CONSTRUCTIONS:
+            raise ValueError(
+                f"unknown mechanism.construction '{cfg.construction}'; use one of "
+                f"{', '.join(CONSTRUCTIONS)}"
+            )
+
+    def configure(self) -> None:
+        cfg = self.cfg
         self.subsets = int(cfg.subsets)
         self.construction = cfg.construction
         self.clip = cfg.clip

@@ -1,7 +1,7 @@
 """What a privacy budget means to a membership-inference attacker, for PAC-MI and for DP.
 
 Both guarantees are turned into the same number, a bound on the attacker's posterior success
-(algorithms.md 5.2 and 5.5), so that an MI budget can be matched with a DP epsilon. They bound
+(docs/algorithms.md 6.1 and 6.3), so that an MI budget can be matched with a DP epsilon. They bound
 different games: the matching compares the stated bounds, not the threat models.
 All MI values are in nats.
 """
@@ -64,7 +64,7 @@ def _kl_up(prior: float, d: float) -> float:
 
 
 def _advantage(mi: float, prior: float) -> float:
-    """x* - prior for the MI bound (algorithms.md 5.2), rounded up so the bound stays valid."""
+    """x* - prior for the MI bound (docs/algorithms.md 6.1), rounded up so the bound stays valid."""
     if mi == 0.0:
         return 0.0
     room = 1.0 - prior

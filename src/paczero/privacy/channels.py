@@ -3,7 +3,7 @@
 All values are in nats. Each function is accurate to a relative error of about 1e-12 over its
 whole range, including the regimes where the naive formula is a small difference of two large
 numbers: the charge for a step must never be understated, and tiny budgets (1e-12 nats) are
-real use cases (see algorithms.md 9.1, 9.2 and pitfall 16.1).
+real use cases (see docs/algorithms.md 5.4 and 9.1).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def _biawgn_mi_deficit(q: float, p: float, sigma: float) -> float:
 def biawgn_mi(q: float, sigma: float) -> float:
     """I(b; b + sigma*xi) for b in {+1, -1} with P(+1) = q: the charge of PACZero-MI's release.
 
-    Exact up to ~1e-13 relative for every sigma (algorithms.md 9.1), never negative.
+    Exact up to ~1e-13 relative for every sigma (docs/algorithms.md 5.4), never negative.
     """
     q = _check_prob("q", q)
     sigma = float(sigma)
@@ -413,7 +413,7 @@ def binary_release_mi(prior: np.ndarray, p_one: np.ndarray) -> float:
     """I(S; Y) for a Bernoulli release with P(Y=1 | S=j) = p_one[j] and S ~ prior.
 
     Computed as sum_j prior_j * KL(Bern(p_j) || Bern(mean)), the cancellation-free form of
-    H_b(mean) - sum_j prior_j H_b(p_j) (algorithms.md 9.2).
+    H_b(mean) - sum_j prior_j H_b(p_j) (docs/algorithms.md 5.4).
     """
     pi = np.asarray(prior, dtype=float).ravel()
     p1 = np.asarray(p_one, dtype=float).ravel()
