@@ -1,9 +1,13 @@
 """Test-wide settings: no test reaches the network; tiny models run on one thread."""
 
+import logging
 import os
 
 import pytest
 import torch
+
+# dp-accounting's RDP series report slow convergence through absl at WARNING: noise here.
+logging.getLogger("absl").setLevel(logging.ERROR)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup fails at once instead of retrying
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

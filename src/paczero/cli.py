@@ -76,10 +76,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _quiet_libraries() -> None:
     """Our progress bar and one-line errors are what a user reads: silence library chatter
-    (progress bars, hub retry warnings)."""
+    (progress bars, hub retry warnings, dp-accounting's absl convergence warnings)."""
+    import logging as std_logging
+
     from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging
 
+    std_logging.getLogger("absl").setLevel(std_logging.ERROR)
     logging.disable_progress_bar()
     logging.set_verbosity_error()
     hub_logging.set_verbosity_error()
