@@ -25,7 +25,7 @@ from paczero.mechanisms.subsets import membership_matrix
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
 from paczero.tasks import build_task
-from paczero.trainer import pool_losses
+from paczero.session import pool_losses
 from paczero.zo import ZOEstimator
 
 

@@ -17,8 +17,10 @@ from transformers import AutoModelForCausalLM
 
 from paczero.cli import main
 from paczero.config import ModelConfig
+from paczero.durable import export
+from paczero.evaluation import evaluate
 from paczero.models import load_model
-from paczero.trainer import evaluate, export, train
+from paczero.trainer import train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 MI = ["mechanism.name=paczero-mi", "mechanism.subsets=4", "mechanism.budget=0.05"]

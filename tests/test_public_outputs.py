@@ -17,11 +17,12 @@ from safetensors.torch import load_file
 import paczero.trainer as trainer_module
 from paczero import ZOOptimizer
 from paczero.config import MechanismConfig
+from paczero.durable import resume
 from paczero.errors import UserError
 from paczero.mechanisms import build_mechanism
 from paczero.mechanisms.dp import _DPMechanism, poisson_sample
 from paczero.report import describe_privacy
-from paczero.trainer import resume, train
+from paczero.trainer import train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
 SMALL += ["train.eval_every=3", "seed.public=3"]

@@ -12,10 +12,12 @@ from transformers import AutoModelForCausalLM
 
 from paczero.config import ModelConfig, TaskConfig
 from paczero.data import synthetic_sst2
+from paczero.evaluation import evaluate
 from paczero.models import load_model
 from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
+from paczero.session import pool_losses
 from paczero.tasks import build_task
-from paczero.trainer import evaluate, pool_losses, train
+from paczero.trainer import train
 from paczero.zo import ZOEstimator, direction_block
 
 QUICK = ["train.steps=6", "train.eval_every=3", "data.num_train=32", "data.num_dev=16"]

@@ -9,7 +9,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "train": "paczero.trainer",
-    "evaluate": "paczero.trainer",
+    "evaluate": "paczero.evaluation",
+    "resume": "paczero.durable",
+    "export": "paczero.durable",
     "Result": "paczero.trainer",
     "ZOOptimizer": "paczero.optim",
     "StepResult": "paczero.optim",

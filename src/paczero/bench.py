@@ -111,7 +111,7 @@ def _session(args: argparse.Namespace):
     import torch
 
     from paczero.privacy.randomness import RandomStream
-    from paczero.trainer import build_session
+    from paczero.session import build_session
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,7 +163,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     args = _quick_defaults(args)
     if args.phase != "all":
         return _memory_phase(args)
-    from paczero.trainer import pool_losses
+    from paczero.session import pool_losses
 
     # Memory first, both phases at once, and finished before any timing starts.
     memory = _finish_memory_phases(_start_memory_phases(args)) if args.memory else None
@@ -417,7 +417,7 @@ def _memory_phase(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
-    from paczero.trainer import pool_losses
+    from paczero.session import pool_losses
 
     s = _session(args)
     model, task, pool, device = s.loaded.model, s.task, s.pool, s.loaded.device

@@ -123,7 +123,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from paczero.trainer import resume
+    from paczero.durable import resume
 
     _quiet_libraries()
     print(resume(args.run_dir, progress=not args.quiet))
@@ -131,7 +131,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from paczero.trainer import export
+    from paczero.durable import export
 
     _quiet_libraries()
     info = export(args.run_dir, args.to, step=args.step)
@@ -140,7 +140,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from paczero.trainer import evaluate
+    from paczero.evaluation import evaluate
 
     _quiet_libraries()
 

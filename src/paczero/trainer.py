@@ -1,9 +1,12 @@
-"""The training loop: sample, estimate, release, log (write-ahead), update, evaluate."""
+"""The training loop: rows, estimate, release, log (write-ahead), update, evaluate, checkpoint.
+
+``train`` starts a run; ``paczero.durable`` resumes, replays and exports one; the model's
+evaluation for the CLI is ``paczero.evaluation``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import platform
 import resource
@@ -23,18 +26,28 @@ import torch
 from tqdm.auto import tqdm
 
 from paczero.config import RunConfig, load_config, validate_config
-from paczero.data import load_splits
-from paczero.errors import Interrupted, UserError
-from paczero.mechanisms import build_mechanism
-from paczero.models import load_model
-from paczero.optim import StepResult, ZOOptimizer
-from paczero.privacy.randomness import RandomStream, public_stream, secret_stream
+from paczero.errors import Interrupted
+from paczero.optim import StepResult
+from paczero.privacy.randomness import secret_stream
 from paczero.report import describe_result, privacy_report
-from paczero.runs import RunDir, check_new_run_dir, default_run_dir, open_run
-from paczero.tasks import build_task
-from paczero.zo import ZOEstimator
+from paczero.runs import RunDir, check_new_run_dir, default_run_dir
+from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
 
-LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
+_ELSEWHERE = {  # entry points that live in their own modules, importable from here too
+    "resume": "paczero.durable",
+    "export": "paczero.durable",
+    "replay": "paczero.durable",
+    "evaluate": "paczero.evaluation",
+    "build_session": "paczero.session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -52,92 +65,6 @@ class Result:
 
     def __str__(self) -> str:
         return describe_result(self.data, self.run_dir)
-
-
-def pool_losses(model, task, encoded, indices: np.ndarray, micro_batch: int) -> torch.Tensor:
-    """Per-example losses of the given rows, in the order of ``indices``."""
-    out = torch.empty(len(indices), dtype=torch.float32)
-    for positions, batch in task.batches(encoded, indices, micro_batch):
-        out[torch.as_tensor(positions)] = task.losses(model, batch).float().cpu()
-    return out
-
-
-def learning_rate(cfg: RunConfig, step: int) -> float:
-    if cfg.train.schedule == "linear":
-        return cfg.train.lr * (1.0 - step / cfg.train.steps)
-    return cfg.train.lr
-
-
-def restore_mode(cfg: RunConfig, model, trainable) -> str:
-    if cfg.zo.restore != "auto":
-        return cfg.zo.restore
-    total = sum(p.numel() for p in model.parameters())
-    small = sum(p.numel() for _, p in trainable) <= LORA_EXACT_FRACTION * total
-    return "exact" if small else "fused"
-
-
-@dataclass
-class Session:
-    """Everything a run builds from its config (and its secret stream)."""
-
-    cfg: RunConfig
-    public: RandomStream
-    secret: RandomStream
-    secret_source: str
-    loaded: Any
-    task: Any
-    pool: Any
-    dev: Any
-    test: Any
-    provenance: str
-    mechanism: Any
-    optimizer: ZOOptimizer
-    restore: str
-
-    @property
-    def trainable(self) -> list[tuple[str, torch.Tensor]]:
-        return self.loaded.trainable
-
-
-CPU_BATCH_TOKENS = 512  # measured on SmolLM2: pool 32 x1.5, pool 128 x1.1 faster than no cap
-
-
-def build_task_for(cfg: RunConfig, loaded):
-    """The run's task, batching for the model's device (``zo.micro_batch_tokens``)."""
-    budget = cfg.zo.micro_batch_tokens
-    if budget == "auto":
-        budget = CPU_BATCH_TOKENS if loaded.device.type == "cpu" else None
-    elif budget == "off":
-        budget = None
-    return build_task(cfg.task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
-
-
-def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> Session:
-    public = public_stream(cfg.seed.public)
-    splits = load_splits(cfg.task.name, cfg.data)
-    loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    task = build_task_for(cfg, loaded)
-    pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
-    mechanism = build_mechanism(
-        cfg.mechanism, pool_size=len(pool), steps=cfg.train.steps, directions=cfg.zo.directions
-    )
-    restore = restore_mode(cfg, loaded.model, loaded.trainable)
-    optimizer = ZOOptimizer(
-        [p for _, p in loaded.trainable],
-        mechanism,
-        cfg.train.lr,
-        cfg.zo.eps,
-        directions=cfg.zo.directions,
-        batch_size=None if cfg.train.batch_size == "full" else cfg.train.batch_size,
-        restore=restore,
-        public=public,
-        secret=secret,
-    )
-    provenance = getattr(splits, "provenance", "official")
-    return Session(
-        cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
-        mechanism, optimizer, restore,
-    )  # fmt: skip
 
 
 def train(
@@ -164,39 +91,9 @@ def train(
     return trainer.run()
 
 
-def resume(path: str | Path, progress: bool = True) -> Result:
-    """Continue a killed or interrupted run exactly where its release log ends.
-
-    The model is rebuilt from the newest checkpoint plus a replay of the logged releases
-    (no forward pass); the mechanism's posterior and spend come from the last logged
-    release; the secret is read from private/, never re-drawn.
-    """
-    started = time.perf_counter()
-    run = open_run(path)
-    if (run.path / "result.json").exists():
-        raise UserError(f"{run.path} is a finished run (result.json exists); nothing to resume")
-    cfg = load_config(str(run.config_path))
-    secret_file = run.private_dir / "secret.json"
-    if not secret_file.exists():
-        raise UserError(
-            f"{run.path}/private/secret.json is missing: the secret cannot be re-drawn, "
-            "so this run cannot be resumed"
-        )
-    info = json.loads(secret_file.read_text())
-    if info.get("run_id") != run.run_id():
-        raise UserError(
-            f"{run.path}/private/ belongs to a different run (config.yaml changed or "
-            "private/ was copied from elsewhere); refusing to resume"
-        )
-    secret = RandomStream(int(info["root"]), "secret")
-    session = build_session(cfg, secret, info["source"])
-    trainer = Trainer(session, run, progress, started)
-    trainer.restore_from_log()
-    return trainer.run()
-
-
 class Trainer:
-    """The loop and its bookkeeping; ``restore_from_log`` rebuilds it for a resume."""
+    """The loop and its bookkeeping; ``paczero.durable.restore_from_log`` rebuilds it for a
+    resume."""
 
     keep_checkpoints = 3
 
@@ -286,7 +183,7 @@ class Trainer:
             self.evaluate_dev(steps_run)
         self.save_checkpoint(steps_run)
         run.save_tensors("final", s.trainable, step=steps_run)
-        _load_named(s.trainable, run.load_tensors("best"))
+        load_named(s.trainable, run.load_tensors("best"))
         t0 = time.perf_counter()
         test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch)
         self.eval_s += time.perf_counter() - t0
@@ -365,64 +262,6 @@ class Trainer:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
-    # ------------------------------------------------------------ resume
-
-    def restore_from_log(self) -> None:
-        """Theta, mechanism state and bookkeeping at the end of the release log."""
-        s, run = self.s, self.run_dir
-        records = run.releases(repair=True)
-        done = len(records)
-        if [r["step"] for r in records] != list(range(done)):
-            raise UserError(f"{run.path}/releases.jsonl is not a gap-free step sequence")
-        self.rebuild(done, records)
-        if records:
-            private = json.loads((run.private_dir / "mechanism.json").read_text())
-            s.mechanism.load_state_dict(records[-1]["state"], private)
-            charged = math.fsum(r["charge"] for r in records)
-            logged = records[-1]["cumulative"]
-            if abs(charged - logged) > 1e-9 * max(1.0, abs(logged)):
-                raise UserError(
-                    f"{run.path}/releases.jsonl: charges add up to {charged!r} but the log "
-                    f"says {logged!r}; the ledger is inconsistent"
-                )
-        s.optimizer.step_index = done
-        self.next_step = done
-        self.resumed_from = done
-        for record in records:
-            self.kinds.update(record["kinds"])
-            self.unanimous.extend(
-                bool(p["unanimous"]) for p in record["public"] if "unanimous" in p
-            )
-        for line in run.metrics(repair=True):
-            if line["split"] == "dev" and line["step"] <= done:
-                metrics = {k: v for k, v in line.items() if k not in ("step", "split")}
-                self.history.append({"step": line["step"], **metrics})
-                if self.best["dev"] is None or (
-                    metrics[s.task.metric] > self.best["dev"][s.task.metric]
-                ):
-                    self.best.update(step=line["step"], dev=metrics)
-        if self.best["step"] is not None and run.tensors_step("best") != self.best["step"]:
-            current = [(n, p.detach().clone()) for n, p in s.trainable]
-            self.rebuild(self.best["step"], records)
-            run.save_tensors("best", s.trainable, step=self.best["step"])
-            _load_named(s.trainable, dict(current))
-        self.metrics_log = run.open_metrics()
-        try:
-            cfg = s.cfg.train
-            due = done and cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
-            if due and (not self.history or self.history[-1]["step"] != done):
-                self.evaluate_dev(done)  # the eval the kill interrupted
-        finally:
-            self.metrics_log.close()
-
-    def rebuild(self, step: int, records: list[dict[str, Any]]) -> None:
-        """Trainable tensors after ``step`` steps: newest checkpoint <= step, then replay."""
-        s = self.s
-        start, tensors = self.run_dir.load_checkpoint(at_most=step)
-        if tensors is not None:
-            _load_named(s.trainable, tensors)
-        replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
-
     def result(self, test_metrics, steps_run: int, setup_s: float) -> dict[str, Any]:
         s, cfg = self.s, self.s.cfg
         total_s = time.perf_counter() - self.started
@@ -466,61 +305,6 @@ class Trainer:
             "versions": _versions(),
             "hardware": _hardware(s.loaded.device),
         }
-
-
-def replay(estimator, records: list[dict[str, Any]], directions: int) -> None:
-    """Apply logged steps to theta without a forward pass (the same float operations)."""
-    for record in records:
-        amounts = [record["lr"] * c / directions for c in record["coeffs"]]
-        estimator.replay(record["seeds"], amounts)
-
-
-def export(run_path: str | Path, to: str | Path, step: str | int = "best") -> dict[str, Any]:
-    """Rebuild a run's model from the base model and the release log alone, and save it.
-
-    ``step``: ``best`` (the dev-best step), ``final``, or a step number. Writes a PEFT
-    adapter (LoRA) or a full HF model directory, with the tokenizer.
-    """
-    run = open_run(run_path)
-    to = Path(to)
-    if to.exists() and any(to.iterdir()):
-        raise UserError(f"export target {to} is not empty; choose another --to")
-    cfg = load_config(str(run.config_path))
-    records = run.releases()
-    target = _export_step(run, step, len(records))
-    public = public_stream(cfg.seed.public)
-    loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    estimator = ZOEstimator(
-        [p for _, p in loaded.trainable],
-        cfg.zo.eps,
-        restore=restore_mode(cfg, loaded.model, loaded.trainable),
-    )
-    replay(estimator, records[:target], cfg.zo.directions)
-    to.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(to)
-    loaded.tokenizer.save_pretrained(to)
-    info = {"run": str(run.path), "step": target, "base_model": cfg.model.name}
-    info["track"] = cfg.model.track
-    (to / "paczero_export.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
-
-
-def _export_step(run: RunDir, step: str | int, logged: int) -> int:
-    if step == "final":
-        return logged
-    if step == "best":
-        dev = [m for m in run.metrics() if m["split"] == "dev" and m["step"] <= logged]
-        if not dev:
-            raise UserError(f"{run.path} has no dev evaluation; use --step final or a number")
-        metric = "f1" if "f1" in dev[0] else "accuracy"
-        return max(dev, key=lambda m: (m[metric], -m["step"]))["step"]
-    try:
-        number = int(step)
-    except ValueError:
-        raise UserError(f"--step must be best, final or a step number, got '{step}'") from None
-    if not 0 <= number <= logged:
-        raise UserError(f"--step {number} is outside the logged steps 0..{logged}")
-    return number
 
 
 def _as_config(config, overrides) -> RunConfig:
@@ -588,12 +372,6 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@torch.no_grad()
-def _load_named(trainable, tensors: dict[str, torch.Tensor]) -> None:
-    for name, param in trainable:
-        param.copy_(tensors[name].to(param.device, param.dtype))
-
-
 def _memory() -> dict[str, Any]:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out: dict[str, Any] = {"peak_rss_mb": round(peak_kb / 1024, 1)}
@@ -623,33 +401,3 @@ def _hardware(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def evaluate(
-    target: str | Path, split: str = "test", overrides: list[str] | tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Metrics of a run's dev-best model, an exported model, or a base model (zero-shot)."""
-    target = Path(target)
-    run_config, exported = target / "config.yaml", target / "paczero_export.json"
-    if run_config.exists():
-        cfg = load_config(str(run_config), overrides)
-    elif exported.exists():
-        info = json.loads(exported.read_text())
-        base = info["base_model"] if info["track"] == "lora" else str(target)
-        cfg = load_config(None, [f"model.name={base}", "model.track=full", *overrides])
-    else:
-        cfg = load_config(None, [f"model.name={target}", *overrides])
-    public = public_stream(cfg.seed.public)
-    splits = load_splits(cfg.task.name, cfg.data)
-    loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    model = loaded.model
-    if run_config.exists():
-        _load_named(loaded.trainable, RunDir(target).load_tensors("best"))
-    elif exported.exists() and info["track"] == "lora":
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, target)
-    task = build_task_for(cfg, loaded)
-    encoded = task.encode(splits.test if split == "test" else splits.dev)
-    metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
-    return {**metrics, "examples": len(encoded), "split": split}

@@ -15,7 +15,7 @@ import torch
 
 from paczero.config import TaskConfig
 from paczero.errors import UserError
-from paczero.tasks.squad import SquadTask
+from paczero.tasks.squad import SquadEncoded, SquadTask
 from paczero.tasks.sst2 import TEMPLATES, Batch, EncodedSet, SST2Task
 
 TASKS = {"sst2": SST2Task, "squad": SquadTask}
@@ -26,6 +26,7 @@ __all__ = [
     "Batch",
     "EncodedSet",
     "SST2Task",
+    "SquadEncoded",
     "SquadTask",
     "Task",
     "build_task",

@@ -1,0 +1,120 @@
+"""What a run builds from its config, in one place: data, model, task, mechanism, optimizer.
+
+Training, resume, export, evaluation and the benchmark all start from ``build_session``, so
+they read the same pool, initialise the same model from the public stream and batch the
+same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from paczero.config import RunConfig
+from paczero.data import load_splits
+from paczero.mechanisms import Mechanism, build_mechanism
+from paczero.models import LoadedModel, load_model
+from paczero.optim import ZOOptimizer
+from paczero.privacy.randomness import RandomStream, public_stream
+from paczero.tasks import EncodedSet, SquadEncoded, Task, build_task
+
+LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
+CPU_BATCH_TOKENS = 512  # measured on SmolLM2: pool 32 x1.5, pool 128 x1.1 faster than no cap
+
+Encoded = EncodedSet | SquadEncoded  # a tokenised split of any task
+
+
+def pool_losses(
+    model: torch.nn.Module, task: Task, encoded: Encoded, indices: np.ndarray, micro_batch: int
+) -> torch.Tensor:
+    """Per-example losses of the given rows, in the order of ``indices``."""
+    out = torch.empty(len(indices), dtype=torch.float32)
+    for positions, batch in task.batches(encoded, indices, micro_batch):
+        out[torch.as_tensor(positions)] = task.losses(model, batch).float().cpu()
+    return out
+
+
+def learning_rate(cfg: RunConfig, step: int) -> float:
+    if cfg.train.schedule == "linear":
+        return cfg.train.lr * (1.0 - step / cfg.train.steps)
+    return cfg.train.lr
+
+
+def restore_mode(
+    cfg: RunConfig, model: torch.nn.Module, trainable: list[tuple[str, torch.Tensor]]
+) -> str:
+    if cfg.zo.restore != "auto":
+        return cfg.zo.restore
+    total = sum(p.numel() for p in model.parameters())
+    small = sum(p.numel() for _, p in trainable) <= LORA_EXACT_FRACTION * total
+    return "exact" if small else "fused"
+
+
+@dataclass
+class Session:
+    """Everything a run builds from its config (and its secret stream)."""
+
+    cfg: RunConfig
+    public: RandomStream
+    secret: RandomStream
+    secret_source: str
+    loaded: LoadedModel
+    task: Task
+    pool: Encoded
+    dev: Encoded
+    test: Encoded
+    provenance: str
+    mechanism: Mechanism
+    optimizer: ZOOptimizer
+    restore: str
+
+    @property
+    def trainable(self) -> list[tuple[str, torch.Tensor]]:
+        return self.loaded.trainable
+
+
+def build_task_for(cfg: RunConfig, loaded: LoadedModel) -> Task:
+    """The run's task, batching for the model's device (``zo.micro_batch_tokens``)."""
+    budget = cfg.zo.micro_batch_tokens
+    if budget == "auto":
+        budget = CPU_BATCH_TOKENS if loaded.device.type == "cpu" else None
+    elif budget == "off":
+        budget = None
+    return build_task(cfg.task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
+
+
+def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> Session:
+    public = public_stream(cfg.seed.public)
+    splits = load_splits(cfg.task.name, cfg.data)
+    loaded = load_model(cfg.model, seed=public.seed("model-init"))
+    task = build_task_for(cfg, loaded)
+    pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
+    mechanism = build_mechanism(
+        cfg.mechanism, pool_size=len(pool), steps=cfg.train.steps, directions=cfg.zo.directions
+    )
+    restore = restore_mode(cfg, loaded.model, loaded.trainable)
+    optimizer = ZOOptimizer(
+        [p for _, p in loaded.trainable],
+        mechanism,
+        cfg.train.lr,
+        cfg.zo.eps,
+        directions=cfg.zo.directions,
+        batch_size=None if cfg.train.batch_size == "full" else cfg.train.batch_size,
+        restore=restore,
+        public=public,
+        secret=secret,
+    )
+    provenance = getattr(splits, "provenance", "official")
+    return Session(
+        cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
+        mechanism, optimizer, restore,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def load_named(trainable: list[tuple[str, torch.Tensor]], tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved tensors into the trainable parameters of the same names."""
+    for name, param in trainable:
+        param.copy_(tensors[name].to(param.device, param.dtype))
