@@ -94,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _quiet_libraries()
 
     result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
-    print(result)
+    if _rank() == 0:  # under torchrun, rank 0 reports for the run
+        print(result)
     return 0
 
 
@@ -126,7 +127,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from paczero.durable import resume
 
     _quiet_libraries()
-    print(resume(args.run_dir, progress=not args.quiet))
+    result = resume(args.run_dir, progress=not args.quiet)
+    if _rank() == 0:
+        print(result)
     return 0
 
 
@@ -189,6 +192,15 @@ COMMANDS = {
 }
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _ranked(message: str) -> str:
+    return message if _rank() == 0 else f"[rank {_rank()}] {message}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.debug:
@@ -198,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if args.debug:
             raise
-        print(f"paczero: error: {err}", file=sys.stderr)
+        if _rank() == 0 or not getattr(err, "everywhere", False):  # one line per run
+            print(f"paczero: error: {_ranked(str(err))}", file=sys.stderr)
         return err.exit_code
     except Interrupted as err:
-        print(f"paczero: {err}", file=sys.stderr)
+        if _rank() == 0:
+            print(f"paczero: {err}", file=sys.stderr)
         return err.exit_code
     except BrokenPipeError:  # e.g. `paczero recipes | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

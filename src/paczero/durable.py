@@ -6,6 +6,7 @@ model of any logged step from the base model and the log alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from paczero.config import load_config
+from paczero.distributed import close_world, init_world
 from paczero.errors import UserError
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.runs import RunDir, open_run
 from paczero.session import build_session, load_named, restore_mode
-from paczero.trainer import Result, Trainer
+from paczero.trainer import Result, Trainer, check_ranks_agree
 from paczero.zo import ZOEstimator
 
 
@@ -34,6 +36,23 @@ def resume(path: str | Path, progress: bool = True) -> Result:
     if (run.path / "result.json").exists():
         raise UserError(f"{run.path} is a finished run (result.json exists); nothing to resume")
     cfg = load_config(str(run.config_path))
+    world = init_world(cfg.model.device)  # any number of processes, whatever the run had
+    try:
+        found: dict[str, tuple[int, str]] = {}  # rank 0 reads private/; it never leaves it
+        world.on_main(lambda: found.setdefault("secret", _read_secret(run)) and None)
+        root, source = found.get("secret", (0, "rank 0"))
+        stream = RandomStream(root, "secret") if world.is_main else None
+        session = build_session(cfg, stream, source, world)
+        trainer = Trainer(session, run, progress, started)
+        restore_from_log(trainer)
+        check_ranks_agree(session)
+        return trainer.run()
+    finally:
+        close_world(world)
+
+
+def _read_secret(run: RunDir) -> tuple[int, str]:
+    """The secret root and its source from private/ (rank 0 only): never re-drawn."""
     secret_file = run.private_dir / "secret.json"
     if not secret_file.exists():
         raise UserError(
@@ -46,22 +65,23 @@ def resume(path: str | Path, progress: bool = True) -> Result:
             f"{run.path}/private/ belongs to a different run (config.yaml changed or "
             "private/ was copied from elsewhere); refusing to resume"
         )
-    secret = RandomStream(int(info["root"]), "secret")
-    session = build_session(cfg, secret, info["source"])
-    trainer = Trainer(session, run, progress, started)
-    restore_from_log(trainer)
-    return trainer.run()
+    return int(info["root"]), info["source"]
 
 
 def restore_from_log(trainer: Trainer) -> None:
-    """Theta, mechanism state and bookkeeping at the end of the release log."""
-    s, run = trainer.s, trainer.run_dir
-    records = run.releases(repair=True)
+    """Theta, mechanism state and bookkeeping at the end of the release log (rank 0
+    repairs the logs and restores the mechanism; every rank rebuilds theta)."""
+    s, run, main = trainer.s, trainer.run_dir, trainer.main
+    if main:
+        run.releases(repair=True)
+        run.metrics(repair=True)
+    trainer.world.barrier()
+    records = run.releases()
     done = len(records)
     if [r["step"] for r in records] != list(range(done)):
         raise UserError(f"{run.path}/releases.jsonl is not a gap-free step sequence")
     rebuild(trainer, done, records)
-    if records:
+    if records and main:
         private = json.loads((run.private_dir / "mechanism.json").read_text())
         s.mechanism.load_state_dict(records[-1]["state"], private)
         charged = math.fsum(r["charge"] for r in records)
@@ -77,7 +97,7 @@ def restore_from_log(trainer: Trainer) -> None:
     for record in records:
         trainer.kinds.update(record["kinds"])
         trainer.unanimous.extend(bool(p["unanimous"]) for p in record["public"] if "unanimous" in p)
-    for line in run.metrics(repair=True):
+    for line in run.metrics():
         if line["split"] == "dev" and line["step"] <= done:
             metrics = {k: v for k, v in line.items() if k not in ("step", "split")}
             trainer.history.append({"step": line["step"], **metrics})
@@ -85,19 +105,19 @@ def restore_from_log(trainer: Trainer) -> None:
                 metrics[s.task.metric] > trainer.best["dev"][s.task.metric]
             ):
                 trainer.best.update(step=line["step"], dev=metrics)
-    if trainer.best["step"] is not None and run.tensors_step("best") != trainer.best["step"]:
+    best = trainer.best["step"]
+    if main and best is not None and run.tensors_step("best") != best:
         current = [(n, p.detach().clone()) for n, p in s.trainable]
         rebuild(trainer, trainer.best["step"], records)
         run.save_tensors("best", s.trainable, step=trainer.best["step"])
         load_named(s.trainable, dict(current))
-    trainer.metrics_log = run.open_metrics()
-    try:
+    trainer.world.barrier()  # rank 0's dev-best tensors are on disk for every rank
+    with run.open_metrics() if main else contextlib.nullcontext() as metrics_log:
+        trainer.metrics_log = metrics_log
         cfg = s.cfg.train
         due = done and cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
         if due and (not trainer.history or trainer.history[-1]["step"] != done):
             trainer.evaluate_dev(done)  # the eval the kill interrupted
-    finally:
-        trainer.metrics_log.close()
 
 
 def rebuild(trainer: Trainer, step: int, records: list[dict[str, Any]]) -> None:

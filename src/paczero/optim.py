@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from paczero.distributed import SOLO, World
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.privacy.randomness import RandomStream, public_stream, secret_stream
 from paczero.zo import ZOEstimator
@@ -31,14 +32,11 @@ class StepResult:
     step: int
     lr: float
     seeds: list[int]
-    releases: list[Release]
+    coeffs: list[float]  # the released coefficients, one per direction
+    releases: list[Release]  # the mechanism's releases (rank 0 only; empty elsewhere)
     loss: float  # mean of (l+ + l-)/2 over the rows and the directions
-    rows: np.ndarray  # the pool rows the step used
+    rows: np.ndarray  # the pool rows the step used (on rank 0)
     rows_secret: bool  # chosen from the secret stream: rows, loss and their count are secret
-
-    @property
-    def coeffs(self) -> list[float]:
-        return [float(r.coeff) for r in self.releases]
 
 
 def public_minibatch(
@@ -59,6 +57,12 @@ class ZOOptimizer:
     minibatch of ``batch_size`` rows (None: the whole pool) or the caller's ``indices``.
     The loss function is called with those rows, so it can never compute over other rows
     than the ones the mechanism accounts for.
+
+    In a multi-process ``world`` (torchrun) every rank runs the step; the loss function is
+    called as ``losses(rows, world=...)`` and must return the whole row vector on every rank
+    of that world (``session.pool_losses`` shards its micro-batches). Rank 0 alone holds
+    the mechanism, releases and broadcasts the coefficients. A step on secret rows runs on
+    rank 0 alone; the other ranks redo its update from the coefficients.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class ZOOptimizer:
         restore: str = "exact",
         public: RandomStream | int = 0,
         secret: RandomStream | int | None = None,
+        world: World = SOLO,
     ):
         if directions != mechanism.directions:
             raise ValueError(
@@ -85,15 +90,20 @@ class ZOOptimizer:
         self.batch_size = batch_size
         self.estimator = ZOEstimator(params, eps, restore=restore)
         self.public = public if isinstance(public, RandomStream) else public_stream(public)
-        if isinstance(secret, RandomStream):
+        if not world.is_main:  # the secret stream exists on rank 0 only
+            self.secret, self.secret_source = None, "rank 0"
+        elif isinstance(secret, RandomStream):
             self.secret, self.secret_source = secret, "given"
         else:
             self.secret, self.secret_source = secret_stream(secret)
+        self.world = world
         self.step_index = 0
         mechanism.setup(self.public, self.secret)
 
     def rows(self, step: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
         """(pool rows of ``step``, whether they are secret)."""
+        if getattr(self.mechanism, "chooses_rows", False) and not self.world.is_main:
+            return np.empty(0, dtype=np.int64), True  # rank 0's secret sample
         sampled = self.mechanism.batch(step)
         if sampled is not None:
             if indices is not None:
@@ -116,11 +126,19 @@ class ZOOptimizer:
     ) -> StepResult:
         """``losses(rows)`` returns the per-example losses of those pool rows at theta."""
         _check_takes_rows(losses)
-        step, k_total = self.step_index, self.directions
+        step, k_total, world = self.step_index, self.directions, self.world
         rows, secret_rows = self.rows(step, indices)
+        lr = self.lr if lr is None else lr
+        seeds = [self.public.seed("direction", step, k) for k in range(k_total)]
+        if secret_rows and not world.is_main:  # rank 0 computes the secret sample alone
+            coeffs = world.broadcast(None)
+            self.estimator.replay(seeds, [lr * c / k_total for c in coeffs])
+            self.step_index += 1
+            return StepResult(step, lr, seeds, coeffs, [], float("nan"), rows, True)
+        shard = SOLO if secret_rows else world
 
         def row_losses() -> torch.Tensor:
-            out = losses(rows)
+            out = losses(rows) if world.solo else losses(rows, world=shard)
             if tuple(out.shape) != (len(rows),):
                 raise ValueError(
                     f"the loss function returned shape {tuple(out.shape)} for {len(rows)} rows; "
@@ -128,20 +146,23 @@ class ZOOptimizer:
                 )
             return out
 
-        seeds = [self.public.seed("direction", step, k) for k in range(k_total)]
         estimates = [
             self.estimator.estimate(seed, row_losses, defer_restore=k == k_total - 1)
             for k, seed in enumerate(seeds)
         ]
-        derivatives = np.stack([e.derivatives for e in estimates])
-        ctx = StepContext(step, 0, rows, self.public, self.secret)
-        releases = self.mechanism.release_step(derivatives, ctx)
         loss = sum(e.loss for e in estimates) / k_total
-        lr = self.lr if lr is None else lr
-        result = StepResult(step, lr, seeds, releases, loss, rows, secret_rows)
+        releases: list[Release] = []
+        coeffs: list[float] | None = None
+        if world.is_main:
+            derivatives = np.stack([e.derivatives for e in estimates])
+            ctx = StepContext(step, 0, rows, self.public, self.secret)
+            releases = self.mechanism.release_step(derivatives, ctx)
+            coeffs = [float(r.coeff) for r in releases]
+        result = StepResult(step, lr, seeds, coeffs or [], releases, loss, rows, secret_rows)
         if before_update is not None:
             before_update(result)  # write-ahead: the release is durable before theta moves
-        amounts = [result.lr * c / k_total for c in result.coeffs]
+        result.coeffs = world.broadcast(coeffs)
+        amounts = [lr * c / k_total for c in result.coeffs]
         self.estimator.update(list(zip(seeds, amounts, strict=True)))
         self.step_index += 1
         return result

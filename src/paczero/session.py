@@ -14,7 +14,8 @@ import torch
 
 from paczero.config import RunConfig
 from paczero.data import load_splits
-from paczero.mechanisms import Mechanism, build_mechanism
+from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
+from paczero.mechanisms import Mechanism, build_mechanism, mechanism_class
 from paczero.models import LoadedModel, load_model
 from paczero.optim import ZOOptimizer
 from paczero.privacy.randomness import RandomStream, public_stream
@@ -27,13 +28,20 @@ Encoded = EncodedSet | SquadEncoded  # a tokenised split of any task
 
 
 def pool_losses(
-    model: torch.nn.Module, task: Task, encoded: Encoded, indices: np.ndarray, micro_batch: int
+    model: torch.nn.Module,
+    task: Task,
+    encoded: Encoded,
+    indices: np.ndarray,
+    micro_batch: int,
+    world: World = SOLO,
 ) -> torch.Tensor:
-    """Per-example losses of the given rows, in the order of ``indices``."""
-    out = torch.empty(len(indices), dtype=torch.float32)
-    for positions, batch in task.batches(encoded, indices, micro_batch):
+    """Per-example losses of the given rows, in the order of ``indices``. In a
+    multi-process ``world`` each rank computes its share of the micro-batches and every
+    rank gets the whole vector, bit-identical to one process."""
+    out = unowned(len(indices))
+    for positions, batch in shard(task.batches(encoded, indices, micro_batch), world):
         out[torch.as_tensor(positions)] = task.losses(model, batch).float().cpu()
-    return out
+    return world.sum(out)
 
 
 def learning_rate(cfg: RunConfig, step: int) -> float:
@@ -58,7 +66,7 @@ class Session:
 
     cfg: RunConfig
     public: RandomStream
-    secret: RandomStream
+    secret: RandomStream | None  # None on ranks other than 0
     secret_source: str
     loaded: LoadedModel
     task: Task
@@ -66,9 +74,10 @@ class Session:
     dev: Encoded
     test: Encoded
     provenance: str
-    mechanism: Mechanism
+    mechanism: Mechanism | RankZeroMechanism
     optimizer: ZOOptimizer
     restore: str
+    world: World = SOLO
 
     @property
     def trainable(self) -> list[tuple[str, torch.Tensor]]:
@@ -85,15 +94,21 @@ def build_task_for(cfg: RunConfig, loaded: LoadedModel) -> Task:
     return build_task(cfg.task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
 
 
-def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> Session:
+def build_session(
+    cfg: RunConfig, secret: RandomStream | None, secret_source: str, world: World = SOLO
+) -> Session:
+    """The run's pieces; on ranks other than 0 the mechanism is a public stand-in and
+    there is no secret stream."""
     public = public_stream(cfg.seed.public)
     splits = load_splits(cfg.task.name, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     task = build_task_for(cfg, loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
-    mechanism = build_mechanism(
-        cfg.mechanism, pool_size=len(pool), steps=cfg.train.steps, directions=cfg.zo.directions
-    )
+    sizes = {"pool_size": len(pool), "steps": cfg.train.steps, "directions": cfg.zo.directions}
+    if world.is_main:
+        mechanism = build_mechanism(cfg.mechanism, **sizes)
+    else:
+        mechanism = RankZeroMechanism(mechanism_class(cfg.mechanism.name), **sizes)
     restore = restore_mode(cfg, loaded.model, loaded.trainable)
     optimizer = ZOOptimizer(
         [p for _, p in loaded.trainable],
@@ -105,11 +120,12 @@ def build_session(cfg: RunConfig, secret: RandomStream, secret_source: str) -> S
         restore=restore,
         public=public,
         secret=secret,
+        world=world,
     )
     provenance = getattr(splits, "provenance", "official")
     return Session(
         cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
-        mechanism, optimizer, restore,
+        mechanism, optimizer, restore, world,
     )  # fmt: skip
 
 

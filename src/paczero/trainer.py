@@ -7,6 +7,7 @@ evaluation for the CLI is ``paczero.evaluation``.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import resource
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from paczero.config import RunConfig, load_config, validate_config
+from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
 from paczero.errors import Interrupted
 from paczero.optim import StepResult
 from paczero.privacy.randomness import secret_stream
@@ -76,19 +78,39 @@ def train(
     """Run one training run end to end and return its result (also in ``out/result.json``)."""
     started = time.perf_counter()
     cfg = _as_config(config, overrides)
-    out_path = Path(out) if out is not None else default_run_dir(cfg)
-    check_new_run_dir(out_path)
-    secret, secret_source = secret_stream(cfg.seed.secret)
-    session = build_session(cfg, secret, secret_source)
+    world = init_world(cfg.model.device)
+    try:
+        world.check_same("the resolved config", json.dumps(cfg.public_dict(), sort_keys=True))
 
-    run = RunDir.create(out_path, cfg)
-    run.write_private(
-        "secret.json", {"root": secret.root, "source": secret_source, "run_id": run.run_id()}
-    )
-    run.write_private("mechanism.json", session.mechanism.private_state_dict())
-    trainer = Trainer(session, run, progress, started)
-    trainer.save_checkpoint(0)  # theta_0: every later state is a checkpoint plus a replay
-    return trainer.run()
+        def new_run_dir() -> str:
+            path = Path(out) if out is not None else default_run_dir(cfg)
+            check_new_run_dir(path)
+            return str(path)
+
+        out_path = Path(world.on_main(new_run_dir))
+        secret, secret_source = (
+            secret_stream(cfg.seed.secret) if world.is_main else (None, "rank 0")
+        )
+        session = build_session(cfg, secret, secret_source, world)
+        check_ranks_agree(session)
+        run = RunDir.create(out_path, cfg) if world.is_main else RunDir(out_path)
+        if world.is_main:
+            run.write_private(
+                "secret.json",
+                {"root": secret.root, "source": secret_source, "run_id": run.run_id()},
+            )
+            run.write_private("mechanism.json", session.mechanism.private_state_dict())
+        trainer = Trainer(session, run, progress, started)
+        trainer.save_checkpoint(0)  # theta_0: every later state is a checkpoint plus a replay
+        return trainer.run()
+    finally:
+        close_world(world)
+
+
+def check_ranks_agree(session: Session) -> None:
+    """Every rank must start from the same config and the same trainable tensors."""
+    what = fingerprint(session.cfg.public_dict(), session.trainable)
+    session.world.check_same("the config and the trainable tensors", what)
 
 
 class Trainer:
@@ -99,8 +121,10 @@ class Trainer:
 
     def __init__(self, session: Session, run: RunDir, progress: bool, started: float):
         self.s = session
+        self.world = session.world
+        self.main = session.world.is_main  # only rank 0 writes the run directory
         self.run_dir = run
-        self.progress = progress
+        self.progress = progress and self.main
         self.started = started
         self.kinds: Counter[str] = Counter()
         self.unanimous: list[bool] = []
@@ -117,13 +141,14 @@ class Trainer:
     def run(self) -> Result:
         s, cfg = self.s, self.s.cfg
         setup_s = time.perf_counter() - self.started
+        main = self.main
         with (
-            self.run_dir.open_releases() as releases,
-            self.run_dir.open_private_releases() as private_log,
-            self.run_dir.open_metrics() as metrics_log,
+            self.run_dir.open_releases() if main else contextlib.nullcontext() as releases,
+            self.run_dir.open_private_releases() if main else contextlib.nullcontext() as private,
+            self.run_dir.open_metrics() if main else contextlib.nullcontext() as metrics_log,
             self._signals(),
         ):
-            self.releases_log, self.private_log = releases, private_log
+            self.releases_log, self.private_log = releases, private
             self.metrics_log = metrics_log
             fresh = self.next_step == 0 and not self.history
             if fresh and (cfg.train.eval_at_start or cfg.train.eval_every):
@@ -137,7 +162,7 @@ class Trainer:
                 dynamic_ncols=True,
             )
             for step in bar:
-                if s.mechanism.exhausted:
+                if self.world.broadcast(s.mechanism.exhausted if self.main else None):
                     break
                 t0 = time.perf_counter()
                 result = self.step(step)
@@ -153,11 +178,12 @@ class Trainer:
         """One step; the optimizer picks its rows (the mechanism's or a public minibatch)."""
         s = self.s
 
-        def losses(rows: np.ndarray) -> torch.Tensor:
-            return pool_losses(s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch)
+        def losses(rows: np.ndarray, world: World = SOLO) -> torch.Tensor:
+            return pool_losses(s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch, world)
 
         lr = learning_rate(s.cfg, step)
-        return s.optimizer.step(losses, lr=lr, before_update=self.log_release)
+        log = self.log_release if self.main else None
+        return s.optimizer.step(losses, lr=lr, before_update=log)
 
     def log_release(self, result: StepResult) -> None:
         """Write-ahead, private record first: a crash between the two writes leaves the
@@ -172,9 +198,10 @@ class Trainer:
             self.evaluate_dev(done)
         if train.checkpoint_every and done % train.checkpoint_every == 0:
             self.save_checkpoint(done)
-        if self._signal is not None:
+        signum = self.world.broadcast(self._signal)  # rank 0 decides for every rank
+        if signum is not None:
             self.save_checkpoint(done)
-            raise Interrupted(self.run_dir.path, done, self._signal)
+            raise Interrupted(self.run_dir.path, done, signum)
 
     def finish(self, setup_s: float) -> Result:
         s, run = self.s, self.run_dir
@@ -182,11 +209,15 @@ class Trainer:
         if not self.history or self.history[-1]["step"] != steps_run:
             self.evaluate_dev(steps_run)
         self.save_checkpoint(steps_run)
-        run.save_tensors("final", s.trainable, step=steps_run)
+        if self.main:
+            run.save_tensors("final", s.trainable, step=steps_run)
+        self.world.barrier()  # every rank reads rank 0's dev-best tensors
         load_named(s.trainable, run.load_tensors("best"))
         t0 = time.perf_counter()
-        test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch)
+        test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch, s.world)
         self.eval_s += time.perf_counter() - t0
+        if not self.main:
+            return Result(run_dir=run.path, data={})
         self.metrics_log.append({"step": self.best["step"], "split": "test", **test_metrics})
         model_dir = run.path / "model"
         s.loaded.model.save_pretrained(model_dir)
@@ -200,16 +231,20 @@ class Trainer:
     def evaluate_dev(self, step: int) -> None:
         s = self.s
         t0 = time.perf_counter()
-        dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch)
+        dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world)
         self.eval_s += time.perf_counter() - t0
         score = dev_metrics[s.task.metric]
         if self.best["dev"] is None or score > self.best["dev"][s.task.metric]:
             self.best.update(step=step, dev=dev_metrics)
-            self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
-        self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
+            if self.main:
+                self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
+        if self.main:
+            self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
         self.history.append({"step": step, **dev_metrics})
 
     def save_checkpoint(self, step: int) -> None:
+        if not self.main:
+            return
         s = self.s
         state = {
             "next_lr": learning_rate(s.cfg, step) if step < s.cfg.train.steps else None,

@@ -66,6 +66,7 @@ class Mechanism:
     name: ClassVar[str] = "mechanism"
     private: ClassVar[bool] = False  # does the run carry a privacy guarantee?
     uses_subsets: ClassVar[bool] = False  # reads the M candidate subsets (needs N >= M)
+    chooses_rows: ClassVar[bool] = False  # ``batch`` draws each step's rows from the secret
 
     def __init__(
         self,
@@ -121,9 +122,10 @@ class Mechanism:
         return [self.release(g, replace(ctx, direction=k)) for k, g in enumerate(derivatives)]
 
     def batch(self, step: int) -> np.ndarray | None:
-        """Pool rows of this step when the mechanism must choose them itself (DP Poisson
-        sampling from the secret stream: the rows, and anything computed from them, are
-        then secret); None lets the optimizer draw its public minibatch."""
+        """Pool rows of this step when the mechanism must choose them itself
+        (``chooses_rows``: DP Poisson sampling from the secret stream; the rows, and
+        anything computed from them, are then secret); None lets the optimizer draw its
+        public minibatch."""
         return None
 
     def privacy_report(self) -> dict[str, Any]:

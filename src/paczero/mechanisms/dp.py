@@ -63,6 +63,7 @@ class _DPMechanism(Mechanism):
 
     name = "dp"
     private = True
+    chooses_rows = True  # Poisson sampling from the secret stream
     noises: tuple[str, ...] = ("gaussian",)  # noise kinds this mechanism accepts
     joint = False  # DP-AggZO clips each example's K-vector jointly
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from paczero.config import TaskConfig
+from paczero.distributed import World
 from paczero.errors import UserError
 from paczero.tasks.squad import SquadEncoded, SquadTask
 from paczero.tasks.sst2 import TEMPLATES, Batch, EncodedSet, SST2Task
@@ -48,7 +49,9 @@ class Task(Protocol):
 
     def predict(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor: ...
 
-    def evaluate(self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int) -> dict: ...
+    def evaluate(
+        self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int, world: World = ...
+    ) -> dict: ...
 
     def describe(self) -> str: ...
 

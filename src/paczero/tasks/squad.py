@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from paczero.config import TaskConfig
+from paczero.distributed import SOLO, World, shard
 from paczero.errors import UserError
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import exact_match, f1_score
@@ -313,25 +314,29 @@ class SquadTask:
     def predict(self, model: torch.nn.Module, batch: SquadBatch) -> list[str]:
         return self.generate(model, batch)
 
-    def evaluate(self, model: torch.nn.Module, encoded: SquadEncoded, batch_size: int) -> dict:
+    def evaluate(
+        self, model: torch.nn.Module, encoded: SquadEncoded, batch_size: int, world: World = SOLO
+    ) -> dict:
         """F1 and EM of greedy answers; ``loss`` is the objective's mean (CE needs one more
-        teacher-forced pass, -F1 is free)."""
+        teacher-forced pass, -F1 is free). Micro-batches are shared out among ``world``."""
         n = len(encoded)
         if n == 0:
             return {"f1": float("nan"), "exact_match": float("nan"), "loss": float("nan")}
-        f1 = np.zeros(n, dtype=np.float64)
-        em = np.zeros(n, dtype=np.float64)
+        f1, em = np.full(n, -0.0), np.full(n, -0.0)  # -0.0: see distributed.unowned
         everything = np.arange(n)
-        for positions, batch in self.batches(encoded, everything, batch_size, kind="generate"):
+        generate = self.batches(encoded, everything, batch_size, kind="generate")
+        for positions, batch in shard(generate, world):
             texts = self.generate(model, batch)
             for p, text, golds in zip(positions, texts, batch.golds, strict=True):
                 f1[p] = f1_score(text, golds)
                 em[p] = exact_match(text, golds)
+        f1, em = world.sum_array(f1), world.sum_array(em)
         if self.objective == "ce":
-            loss = np.zeros(n, dtype=np.float64)
-            for positions, batch in self.batches(encoded, everything, batch_size, kind="ce"):
+            loss = np.full(n, -0.0)
+            ce = self.batches(encoded, everything, batch_size, kind="ce")
+            for positions, batch in shard(ce, world):
                 loss[positions] = self.ce_losses(model, batch).double().cpu().numpy()
-            mean_loss = float(loss.mean())
+            mean_loss = float(world.sum_array(loss).mean())
         else:
             mean_loss = -float(f1.mean())
         return {"f1": float(f1.mean()), "exact_match": float(em.mean()), "loss": mean_loss}

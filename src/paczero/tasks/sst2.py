@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from paczero.config import TaskConfig
+from paczero.distributed import SOLO, World, shard
 from paczero.errors import UserError
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 
@@ -256,18 +257,21 @@ class SST2Task:
     def predict(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         return self.scores(model, batch).argmax(dim=-1)
 
-    def evaluate(self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int) -> dict:
-        """Accuracy and mean loss over every row, from one forward pass per micro-batch."""
+    def evaluate(
+        self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int, world: World = SOLO
+    ) -> dict:
+        """Accuracy and mean loss over every row, from one forward pass per micro-batch
+        (shared out among the ranks of ``world``)."""
         n = len(encoded)
         if n == 0:
             return {"accuracy": float("nan"), "loss": float("nan")}
-        loss = np.zeros(n, dtype=np.float64)
-        correct = np.zeros(n, dtype=bool)
-        for positions, batch in self.batches(encoded, np.arange(n), batch_size):
+        loss, correct = np.full(n, -0.0), np.full(n, -0.0)  # -0.0: see distributed.unowned
+        for positions, batch in shard(self.batches(encoded, np.arange(n), batch_size), world):
             scores = self.scores(model, batch)
             labels = batch.labels.to(scores.device)
             loss[positions] = _cross_entropy(scores, labels).double().cpu().numpy()
             correct[positions] = (scores.argmax(-1) == labels).cpu().numpy()
+        loss, correct = world.sum_array(loss), world.sum_array(correct)
         return {"accuracy": float(correct.mean()), "loss": float(loss.mean())}
 
 

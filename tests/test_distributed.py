@@ -1,0 +1,163 @@
+"""Data parallel with torch.distributed (gloo, two processes, one thread each): a run over
+two ranks writes the bytes one process writes; it resumes in one process; ranks that
+disagree stop with one line."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from paczero.distributed import World, unowned
+from paczero.trainer import train
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+TINY = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=8"]
+TINY += ["train.eval_every=4", "zo.micro_batch=4", "seed.secret=3", "train.checkpoint_every=2"]
+MECHANISMS = {
+    "paczero-zpl": ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"],
+    "paczero-mi": [
+        "mechanism.name=paczero-mi",
+        "mechanism.subsets=4",
+        "mechanism.budget=0.05",
+        "train.batch_size=full",
+    ],
+    "dpzero": [
+        "mechanism.name=dpzero",
+        "mechanism.epsilon=2",
+        "mechanism.clip=5",
+        "mechanism.expected_batch=8",
+        "mechanism.accountant=rdp",
+    ],
+}
+COMPARED = ("releases.jsonl", "metrics.jsonl", "private/releases.jsonl", "config.yaml")
+
+
+def sets(overrides):
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def one_process(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "paczero", *args, "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def in_process(out, overrides):
+    with pytest.warns(UserWarning, match="seed.secret"):
+        train("smoke", out=out, overrides=overrides, progress=False)
+
+
+def torchrun(*args, nproc=2, wait=True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "paczero", *args, "--quiet"]
+    if not wait:
+        return subprocess.Popen(
+            cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def assert_same_run(a, b):
+    for name in COMPARED:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for name in ("final", "best"):
+        ta = load_file(a / "checkpoints" / f"{name}.safetensors")
+        tb = load_file(b / "checkpoints" / f"{name}.safetensors")
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), name
+    ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
+    assert ra["privacy"] == rb["privacy"] and ra["metrics"] == rb["metrics"]
+
+
+def files(run_dir):
+    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
+
+
+def test_owners_balance_padded_tokens_the_same_way_on_every_rank():
+    costs = [64.0, 8.0, 32.0, 32.0, 16.0, 8.0]
+    owners = World(rank=1, size=2).owners(costs)
+    assert owners == World(rank=0, size=2).owners(costs)  # every rank computes the same map
+    loads = [sum(c for c, o in zip(costs, owners, strict=True) if o == r) for r in (0, 1)]
+    assert sorted(loads) == [80.0, 80.0]
+    assert World().owners(costs) == [0] * 6
+
+
+def test_unowned_positions_sum_to_exactly_the_owner_value():
+    values = torch.tensor([1.5, -0.0, 0.0, 3e-38, float(np.float32(0.1))])
+    assert torch.equal(values + unowned(5), values)
+    assert torch.equal(torch.signbit(values + unowned(5)), torch.signbit(values))
+
+
+@pytest.mark.parametrize("name", sorted(MECHANISMS))
+def test_two_processes_write_the_bytes_of_one(tmp_path, name):
+    overrides = [*TINY, *MECHANISMS[name]]
+    in_process(tmp_path / "one", overrides)  # one thread, as each rank below
+    double = torchrun("train", "smoke", "--out", str(tmp_path / "two"), *sets(overrides))
+    assert double.returncode == 0, double.stderr
+    assert_same_run(tmp_path / "one", tmp_path / "two")
+    assert files(tmp_path / "one") == files(tmp_path / "two")  # rank 1 wrote nothing extra
+    assert double.stdout.count("Privacy report") == 1  # rank 0 reports for the run
+
+
+def test_a_two_process_run_killed_with_sigkill_resumes_in_one_process(tmp_path):
+    overrides = [*TINY, *MECHANISMS["paczero-mi"], "train.steps=200", "train.eval_every=50"]
+    in_process(tmp_path / "ref", overrides)
+    run = tmp_path / "run"
+    proc = torchrun("train", "smoke", "--out", str(run), *sets(overrides), wait=False)
+    log = run / "releases.jsonl"
+    deadline = time.monotonic() + 240
+    while not (log.exists() and len(log.read_text().splitlines()) >= 20):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # Every rank and the launcher at once (torchrun starts its workers in sessions of their
+    # own, so killing the launcher's group would leave them running).
+    subprocess.run(["pkill", "-KILL", "-f", str(run)], check=False)
+    proc.wait()
+    while subprocess.run(["pgrep", "-f", str(run)], capture_output=True).returncode == 0:
+        time.sleep(0.05)
+    assert not (run / "result.json").exists()
+    resumed = one_process("resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(tmp_path / "ref", run)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ranks_that_disagree_on_the_config_stop_with_one_line(tmp_path):
+    port = str(_free_port())
+    procs = []
+    for rank, lr in ((0, "0.001"), (1, "0.002")):  # a different config on rank 1
+        env = {**ENV, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank)}
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        args = ["train", "smoke", "--out", str(tmp_path / "run"), "--quiet"]
+        args += sets([*TINY, f"train.lr={lr}"])
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "paczero", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [2, 2]
+    err0 = outputs[0][1].strip()
+    assert err0.count("\n") == 0 and "rank(s) 1 disagree with rank 0 on the resolved config" in err0
+    assert outputs[1][1].strip() == ""  # the same error: rank 0 says it once
+    assert not (tmp_path / "run").exists()
