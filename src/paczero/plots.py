@@ -1,0 +1,251 @@
+"""`paczero plot`: a sweep (accuracy against privacy, learning curves with a band over
+seeds) or run directories side by side (one run: ``report.plot_run``)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from paczero.errors import UserError
+
+X_AXES = {
+    "bound": ("mia_bound", "membership-inference success bound (prior 0.5)"),
+    "epsilon": ("epsilon", "epsilon (DP: spent; PACZero: matched)"),
+    "mi": ("mi", "mutual information, nats (PACZero: bound; DP: matched)"),
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(paths: list[str | Path], out: str | Path | None = None, x: str = "bound") -> Path:
+    """The CLI's entry: a sweep folder, one run directory, or several run directories."""
+    if not paths:
+        raise UserError("give a sweep directory or one or more run directories")
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if not path.is_dir():
+            raise UserError(f"{path} is not a directory")
+    sweeps = [p for p in paths if (p / "sweep.json").is_file()]
+    if sweeps:
+        if len(paths) > 1:
+            raise UserError("give one sweep directory, or run directories only (not both)")
+        return plot_sweep(paths[0], out, x=x)
+    for path in paths:
+        if (path / "eval.json").is_file():
+            raise UserError(f"{path} is a zero-shot evaluation (eval.json), not a training run")
+        if not (path / "releases.jsonl").is_file() or not (path / "config.yaml").is_file():
+            raise UserError(
+                f"{path} is neither a sweep directory (sweep.json) nor a run directory "
+                "(config.yaml, releases.jsonl)"
+            )
+    if len(paths) == 1:
+        from paczero.report import plot_run
+
+        return plot_run(paths[0], Path(out) if out else None)
+    return plot_runs(paths, out)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def _curve(run: Path) -> list[dict[str, Any]]:
+    """Dev evaluations of a run: result.json's history, else metrics.jsonl (in flight)."""
+    result = run / "result.json"
+    if result.exists():
+        return json.loads(result.read_text())["metrics"]["dev_history"]
+    metrics = run / "metrics.jsonl"
+    by_step: dict[int, dict[str, Any]] = {}
+    if metrics.exists():
+        for line in metrics.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if record.get("split") == "dev":
+                by_step[record["step"]] = record  # a resumed run may repeat a step: last wins
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _band(curves: list[list[dict[str, Any]]], key: str):
+    """Steps, mean and sample std over the curves that have each step."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for point in curve:
+            if point.get(key) is not None:
+                by_step.setdefault(point["step"], []).append(float(point[key]))
+    steps = sorted(by_step)
+    mean = [statistics.fmean(by_step[s]) for s in steps]
+    std = [statistics.stdev(by_step[s]) if len(by_step[s]) > 1 else 0.0 for s in steps]
+    return steps, mean, std
+
+
+def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound") -> Path:
+    """Test metric against privacy (one line per method, error bars over seeds; non-private
+    and zero-shot cells as horizontal lines), and dev metric and dev loss against steps
+    (mean over seeds with a +-1 std band)."""
+    from paczero.sweep import open_sweep
+    from paczero.tables import collect
+
+    if x not in X_AXES:
+        raise UserError(f"--x must be one of {', '.join(X_AXES)}, got '{x}'")
+    sweep = open_sweep(path)
+    rows = collect(sweep)
+    if not any(r.finished for r in rows) and not any(
+        _curve(sweep.run_path(c, s)) for c, s in sweep.runs() if c.kind == "train"
+    ):
+        raise UserError(f"{sweep.path} has no finished run and no dev evaluation yet")
+    metric = next((r.metric for r in rows if r.finished), "accuracy")
+    key, xlabel = X_AXES[x]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    ax = axes[0]
+    methods: dict[str, list[tuple[float, float, float, str]]] = {}
+    flat: list[tuple[str, float, float, str]] = []
+    for row in rows:
+        test = row.stats["test"]
+        if test.mean is None:
+            continue
+        position = row.stats[key].mean
+        if position is None:
+            style = ":" if row.kind == "eval" else "--"
+            flat.append((row.cell, test.mean, test.std or 0.0, style))
+        else:
+            point = (position, test.mean, test.std or 0.0, row.cell)
+            methods.setdefault(row.method, []).append(point)
+    for i, (method, points) in enumerate(sorted(methods.items())):
+        points.sort()
+        color = colors[i % len(colors)]
+        ax.errorbar(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            yerr=[p[2] for p in points],
+            fmt="o-",
+            capsize=3,
+            color=color,
+            label=method,
+        )
+        for px, py, _, cell in points:
+            ax.annotate(cell, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    for j, (cell, mean, std, style) in enumerate(flat):
+        color = colors[(len(methods) + j) % len(colors)]
+        shown = f"{cell}: {mean:.3f}" + (f" ± {std:.3f}" if std else "")
+        ax.axhline(mean, ls=style, color=color, label=f"{shown} (no privacy axis)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"test {metric} (dev-best model)")
+    ax.set_title(f"test {metric} against privacy")
+    ax.legend(fontsize=7)
+
+    trains = [c for c in sweep.cells if c.kind == "train"]
+    for ax, quantity, label in ((axes[1], metric, f"dev {metric}"), (axes[2], "loss", "dev loss")):
+        for i, cell in enumerate(trains):
+            curves = [_curve(sweep.run_path(cell, s)) for s in cell.seeds]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            steps, mean, std = _band(curves, quantity)
+            color = colors[i % len(colors)]
+            ax.plot(steps, mean, "o-", ms=3, color=color, label=f"{cell.name} (n {len(curves)})")
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
+            ax.fill_between(steps, low, high, color=color, alpha=0.2)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label}, mean ± std over seeds")
+        ax.legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    title = sweep.description or sweep.path.name
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out) if out else sweep.path / "sweep.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+# ---------------------------------------------------------------- runs side by side
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{p.parent.name}/{p.name}" for p in paths]
+
+
+def _has_unanimity(records: list[dict[str, Any]]) -> bool:
+    """PACZero releases say whether the subsets agreed; MeZO and DP releases do not."""
+    return bool(records) and any("unanimous" in p for p in records[0].get("public", []))
+
+
+def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
+    """Several runs on shared axes: the loss estimate (dev loss where the batch loss is
+    secret, DP), the dev metric, and the running unanimity fraction or the epsilon spent."""
+    from paczero.privacy.ledger import read_jsonl
+
+    runs = []
+    for path, label in zip(paths, _labels(paths), strict=True):
+        records = read_jsonl(path / "releases.jsonl")
+        dev = [m for m in read_jsonl(path / "metrics.jsonl") if m.get("split") == "dev"]
+        runs.append((label, records, dev))
+    metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d in runs if d), "accuracy")
+    unanimity = any(_has_unanimity(rec) for _, rec, _ in runs)
+    spent = any(rec and "epsilon" in rec[0] for _, rec, _ in runs)
+    panels = ["loss", "dev"] + (["unanimity"] if unanimity else []) + (["epsilon"] if spent else [])
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.6), sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax_of = dict(zip(panels, axes, strict=True))
+    for i, (label, records, dev) in enumerate(runs):
+        color = colors[i % len(colors)]
+        steps = [r["step"] + 1 for r in records]
+        ax = ax_of["loss"]
+        if records and all("loss" in r for r in records):
+            losses = [r["loss"] for r in records]
+            window = max(1, len(losses) // 10)
+            smooth = [
+                sum(losses[max(0, k - window + 1) : k + 1]) / min(window, k + 1)
+                for k in range(len(losses))
+            ]
+            ax.plot(steps, losses, lw=0.6, alpha=0.3, color=color)
+            ax.plot(steps, smooth, lw=1.8, color=color, label=f"{label}: loss estimate")
+        elif dev:
+            ax.plot([m["step"] for m in dev], [m["loss"] for m in dev], "o--", color=color,
+                    label=f"{label}: dev loss (batch loss secret)")  # fmt: skip
+        if dev:
+            ax_of["dev"].plot([m["step"] for m in dev], [m[metric] for m in dev], "o-",
+                              color=color, label=label)  # fmt: skip
+        if "unanimity" in ax_of and _has_unanimity(records):
+            agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
+            running = [sum(agree[: k + 1]) / (k + 1) for k in range(len(agree))]
+            ax_of["unanimity"].plot(steps, running, lw=1.8, color=color, label=label)
+        if "epsilon" in ax_of and records and "epsilon" in records[0]:
+            ax_of["epsilon"].plot(steps, [r["epsilon"] for r in records], lw=1.8, color=color,
+                                  label=label)  # fmt: skip
+    ax_of["loss"].set_ylabel("loss")
+    ax_of["dev"].set_ylabel(f"dev {metric}")
+    if "unanimity" in ax_of:
+        ax_of["unanimity"].set_ylabel("unanimous (running)")
+        ax_of["unanimity"].set_ylim(-0.05, 1.05)
+    if "epsilon" in ax_of:
+        ax_of["epsilon"].set_ylabel("epsilon spent")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    out = Path(out) if out else Path("comparison.png")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,239 @@
+"""`paczero table SWEEP_DIR`: one row per cell, mean +- sample std over its seeds.
+
+Columns: the test metric of the dev-best model, the dev-best metric, the
+membership-inference bound, the mutual information (PACZero: the bound; DP: the matched
+value), epsilon (DP: spent; PACZero: matched), the unanimity fraction and the median step
+time. Eval cells (zero-shot reference rows) have metrics only. Reads JSON files only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paczero.errors import UserError
+from paczero.sweep import Cell, Sweep, open_sweep
+
+FORMATS = ("markdown", "csv", "json")
+QUANTITIES = ("test", "dev_best", "mia_bound", "mi", "epsilon", "unanimity", "step_s")
+
+
+@dataclass
+class Stat:
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n - 1); None below two values."""
+        return statistics.stdev(self.values) if len(self.values) >= 2 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "n": self.n, "values": self.values}
+
+
+@dataclass
+class Row:
+    cell: str
+    kind: str
+    method: str
+    metric: str
+    planned: int
+    settings: list[str]
+    stats: dict[str, Stat] = field(default_factory=lambda: {q: Stat() for q in QUANTITIES})
+    finished: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cell": self.cell,
+            "kind": self.kind,
+            "method": self.method,
+            "metric": self.metric,
+            "n": self.finished,
+            "planned": self.planned,
+            "set": self.settings,
+            **{q: s.to_json() for q, s in self.stats.items()},
+        }
+
+
+def run_values(result: dict[str, Any]) -> dict[str, float | None]:
+    """The table's quantities of one finished run (its result.json)."""
+    metrics, privacy = result["metrics"], result["privacy"]
+    metric = metrics["metric"]
+    framework = privacy.get("framework")
+    spent = privacy.get("spent") or {}
+    if framework == "pac":
+        mi, epsilon = privacy.get("mi_bound"), privacy.get("matched_epsilon")
+    elif framework == "dp":
+        mi, epsilon = privacy.get("matched_mi"), spent.get("epsilon")
+    else:
+        mi = epsilon = None
+    dev_best = metrics.get("dev_best") or {}
+    return {
+        "test": metrics["test"].get(metric),
+        "dev_best": dev_best.get(metric),
+        "mia_bound": privacy.get("posterior_bound"),
+        "mi": mi,
+        "epsilon": epsilon,
+        "unanimity": privacy.get("unanimity_fraction"),
+        "step_s": (result.get("timing") or {}).get("step_s_median"),
+    }
+
+
+def collect(sweep: Sweep) -> list[Row]:
+    rows = []
+    for cell in sweep.cells:
+        row = _row(sweep, cell)
+        rows.append(row)
+    return rows
+
+
+def _row(sweep: Sweep, cell: Cell) -> Row:
+    if cell.kind == "eval":
+        template = (cell.config.get("task") or {}).get("template", "mezo")
+        for assignment in cell.set:
+            if assignment.startswith("task.template="):
+                template = assignment.partition("=")[2].strip("'\"")
+        method = f"zero-shot ({template} template)"
+    else:
+        method = str((cell.config.get("mechanism") or {}).get("name", "mezo"))
+        for assignment in cell.set:
+            if assignment.startswith("mechanism.name="):
+                method = assignment.partition("=")[2].strip("'\"")
+    row = Row(cell.name, cell.kind, method, "accuracy", len(cell.seeds), cell.set)
+    for seed in cell.seeds:
+        run = sweep.run_path(cell, seed)
+        values = _eval_values(run) if cell.kind == "eval" else _train_values(run)
+        if values is None:
+            continue
+        metric, values = values
+        row.metric = metric
+        row.method = str(values.pop("method", None) or row.method)
+        row.finished += 1
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                row.stats[key].values.append(float(value))
+    return row
+
+
+def _train_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
+    path = run / "result.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    values: dict[str, Any] = run_values(result)
+    values["method"] = result["privacy"].get("mechanism")
+    return result["metrics"]["metric"], values
+
+
+def _eval_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
+    path = run / "eval.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    metric = data["metric"]
+    values: dict[str, float | None] = {q: None for q in QUANTITIES}
+    values["test"] = (data.get("test") or {}).get(metric)
+    values["dev_best"] = (data.get("dev") or {}).get(metric)
+    return metric, values
+
+
+# ---------------------------------------------------------------- formats
+
+
+def table(path: str | Path, fmt: str = "markdown") -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    sweep = open_sweep(path)
+    rows = collect(sweep)
+    return {"markdown": markdown, "csv": to_csv, "json": to_json}[fmt](rows, sweep)
+
+
+def _metric_label(rows: list[Row]) -> str:
+    metrics = {r.metric for r in rows if r.finished}
+    return metrics.pop() if len(metrics) == 1 else "metric"
+
+
+def _fmt(stat: Stat, digits: int, percent: bool = False) -> str:
+    if stat.mean is None:
+        return "-"
+    scale = 100.0 if percent else 1.0
+    suffix = "%" if percent else ""
+    mean = f"{scale * stat.mean:.{digits}f}{suffix}"
+    if stat.std is None or stat.std * scale < 0.5 * 10**-digits:
+        return mean
+    return f"{mean} ± {scale * stat.std:.{digits}f}"
+
+
+def _fmt_sig(stat: Stat) -> str:
+    if stat.mean is None:
+        return "-"
+    mean = f"{stat.mean:.3g}"
+    if stat.std is None or stat.std < 5e-4 * max(abs(stat.mean), 1e-12):
+        return mean
+    return f"{mean} ± {stat.std:.2g}"
+
+
+def markdown(rows: list[Row], sweep: Sweep) -> str:
+    metric = _metric_label(rows)
+    head = [
+        "cell", "method", "n", f"test {metric}", f"dev-best {metric}", "MIA bound",
+        "MI (nats)", "epsilon", "unanimous", "step (s)",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        s = r.stats
+        n = f"{r.finished}" if r.finished == r.planned else f"{r.finished}/{r.planned}"
+        cells = [
+            r.cell, r.method, n, _fmt(s["test"], 3), _fmt(s["dev_best"], 3),
+            _fmt(s["mia_bound"], 4), _fmt_sig(s["mi"]), _fmt_sig(s["epsilon"]),
+            _fmt(s["unanimity"], 1, percent=True), _fmt_sig(s["step_s"]),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Mean ± sample std over the n finished seeds. MI: the bound for PACZero, the matched "
+        "value for DP; epsilon: spent for DP, matched for PACZero; MIA bound: the "
+        "membership-inference success bound (prior 0.5). Zero-shot rows: no training; "
+        "dev-best there is the dev metric."
+    )
+    return "\n".join(lines)
+
+
+def to_csv(rows: list[Row], sweep: Sweep) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    head = ["cell", "kind", "method", "metric", "n", "planned"]
+    for q in QUANTITIES:
+        head += [f"{q}_mean", f"{q}_std"]
+    writer.writerow(head)
+    for r in rows:
+        line: list[Any] = [r.cell, r.kind, r.method, r.metric, r.finished, r.planned]
+        for q in QUANTITIES:
+            stat = r.stats[q]
+            line += ["" if stat.mean is None else repr(stat.mean)]
+            line += ["" if stat.std is None else repr(stat.std)]
+        writer.writerow(line)
+    return buffer.getvalue().rstrip("\n")
+
+
+def to_json(rows: list[Row], sweep: Sweep) -> str:
+    out = {
+        "sweep": str(sweep.path),
+        "description": sweep.description,
+        "rows": [r.to_json() for r in rows],
+    }
+    return json.dumps(out, indent=2)

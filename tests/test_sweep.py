@@ -1,0 +1,402 @@
+"""Sweeps: spec, runs per cell and seed, resume after a kill, J workers, table and plot."""
+
+import copy
+import csv
+import fcntl
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paczero.cli import main
+from paczero.errors import UserError
+from paczero.sweep import load_spec, prepare, run_state, run_sweep
+from paczero.tables import table
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+SMALL = [
+    "data.num_train=32",
+    "data.num_dev=16",
+    "data.num_test=16",
+    "train.batch_size=full",
+    "train.steps=12",
+    "train.eval_every=4",
+    "train.checkpoint_every=5",
+]
+ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_spec(folder: Path, **spec) -> Path:
+    spec.setdefault("base", "smoke")
+    spec.setdefault("set", SMALL)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def quiet_sweep(sweep, **kwargs):
+    lines: list[str] = []
+    summary = run_sweep(sweep, threads=1, echo=lines.append, **kwargs)
+    return summary, lines
+
+
+def releases(run: Path) -> list[dict]:
+    path = run / "releases.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
+
+
+# ---------------------------------------------------------------- the spec
+
+
+def test_grid_crosses_training_cells_and_eval_cells_stand_alone(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        grid={"train.lr": [0.001, 0.01]},
+        cells=[
+            {"name": "mezo", "set": ["mechanism.name=mezo"]},
+            {"name": "zpl", "set": {"mechanism.name": "paczero-zpl", "mechanism.subsets": 4}},
+            {"name": "ref", "kind": "eval", "set": ["task.template=review"], "seeds": [5]},
+        ],
+        seeds=[0, 1],
+        out=str(tmp_path / "from-spec"),
+    )
+    sweep = load_spec(spec)
+    names = sweep.names()
+    assert names == ["mezo_lr-0.001", "mezo_lr-0.01", "zpl_lr-0.001", "zpl_lr-0.01", "ref"]
+    assert sweep.path == tmp_path / "from-spec"
+    assert load_spec(spec, out=tmp_path / "other").path == tmp_path / "other"
+    zpl = sweep.cell("zpl_lr-0.01")
+    assert zpl.overrides(1)[:2] == ["seed.public=1", "data.seed=1"]
+    cfg = zpl.resolved(1)
+    assert (cfg.train.lr, cfg.mechanism.name, cfg.mechanism.subsets) == (0.01, "paczero-zpl", 4)
+    assert (cfg.seed.public, cfg.data.seed, cfg.seed.secret) == (1, 1, None)
+    assert cfg.data.num_train == 32  # the common set
+    ref = sweep.cell("ref")
+    assert (ref.kind, ref.seeds, ref.splits) == ("eval", [5], ["test"])
+    assert ref.resolved(5).task.template == "review"
+    assert len(sweep.runs()) == 4 * 2 + 1
+
+
+def test_a_cell_set_wins_over_the_seed_and_a_spec_without_cells_is_one_cell(tmp_path):
+    spec = write_spec(tmp_path, cells=[{"name": "fixed-data", "set": ["data.seed=9"]}])
+    cfg = load_spec(spec).cell("fixed-data").resolved(3)
+    assert (cfg.seed.public, cfg.data.seed) == (3, 9)
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"model": {"name": "tiny-opt", "track": "full"}}))
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    sweep = load_spec(write_spec(folder, base="../own.yaml", set=["data.source=synthetic"]))
+    assert sweep.names() == ["own"]  # the base is read relative to the spec
+    assert sweep.cells[0].resolved(0).model.name == "tiny-opt"
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"bse": "smoke"}, "unknown key 'bse' (did you mean 'base'?)"),
+        ({"grid": {"train.lr": []}}, "grid 'train.lr' must be a non-empty list"),
+        ({"seeds": [0, 0]}, "lists a seed twice"),
+        ({"seeds": ["a"]}, "non-negative integers"),
+        ({"cells": [{"name": "a", "kind": "test"}]}, "kind must be train or eval"),
+        ({"cells": [{"name": "a"}, {"name": "a"}]}, "two cells are named 'a'"),
+        ({"cells": [{"name": "a/b"}]}, "cell name 'a/b'"),
+        ({"cells": [{"name": "a", "sett": []}]}, "unknown key 'sett' (did you mean 'set'?)"),
+        ({"cells": [{"name": "a", "set": ["train.stepz=3"]}]}, "cell 'a' (seed 0): unknown config"),
+        ({"cells": [{"name": "a", "kind": "eval", "splits": ["val"]}]}, "splits must be"),
+        ({"base": "no-such-recipe"}, "unknown recipe or config file 'no-such-recipe'"),
+        ({"set": "train.steps=3"}, "set must be a list of key=value"),
+    ],
+)
+def test_bad_specs_are_refused_with_one_line(tmp_path, spec, needle):
+    path = write_spec(tmp_path, **spec)
+    with pytest.raises(UserError) as err:
+        load_spec(path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_spec_without_base_and_a_missing_spec(tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_text("seeds: [0]\n")
+    with pytest.raises(UserError, match="no base config"):
+        load_spec(path)
+    assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
+    assert "sweep spec not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- running, table, plot
+
+
+def test_sweep_runs_every_cell_and_seed_then_skips_them_and_tabulates(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        cells=[
+            {"name": "mezo", "set": ["mechanism.name=mezo", "train.lr=0.01"]},
+            {"name": "zpl", "set": [*ZPL, "train.lr=0.01"]},
+            {"name": "zero-shot", "kind": "eval", "splits": ["test", "dev"]},
+        ],
+        seeds=[0, 1],
+        out=str(tmp_path / "sweep"),
+    )
+    sweep = load_spec(spec)
+    summary, lines = quiet_sweep(sweep)
+    assert not summary.failed and len(summary.done) == 6 and summary.skipped == 0
+    assert sum(" start " in x for x in lines) == 6
+    done = [x for x in lines if " done " in x]
+    assert len(done) == 6 and all("test accuracy" in x and " s)" in x for x in done)
+    root = tmp_path / "sweep"
+    for cell in ("mezo", "zpl"):
+        for seed in (0, 1):
+            result = json.loads((root / cell / f"seed-{seed}" / "result.json").read_text())
+            assert result["config"]["seed"] == {"public": seed}  # the secret stays unset
+            assert result["config"]["data"]["seed"] == seed
+            assert result["privacy"]["secret_source"] == "os-entropy"
+    assert (root / "zero-shot" / "seed-1" / "eval.json").exists()
+    assert json.loads((root / "sweep.json").read_text())["cells"][0]["name"] == "mezo"
+
+    # a rerun skips everything; a changed spec is refused
+    summary, lines = quiet_sweep(load_spec(spec))
+    assert summary.skipped == 6 and not summary.done and not summary.failed
+    assert "6 already finished, 0 to do" in lines[0]
+    changed = write_spec(tmp_path, cells=[{"name": "mezo", "set": ["train.lr=0.02"]}])
+    with pytest.raises(UserError, match="holds a sweep with other cells"):
+        run_sweep(load_spec(changed, out=root), echo=lambda line: None)
+
+    # table: mean and sample std over seeds, from the run files alone (no spec)
+    data = json.loads(table(root, "json"))
+    rows = {r["cell"]: r for r in data["rows"]}
+    tests = [
+        json.loads((root / "zpl" / f"seed-{s}" / "result.json").read_text())["metrics"]["test"][
+            "accuracy"
+        ]
+        for s in (0, 1)
+    ]
+    zpl = rows["zpl"]
+    assert zpl["method"] == "paczero-zpl" and zpl["n"] == 2
+    assert zpl["test"]["values"] == tests
+    assert zpl["test"]["mean"] == pytest.approx(statistics.fmean(tests))
+    assert zpl["test"]["std"] == pytest.approx(statistics.stdev(tests))
+    assert zpl["mia_bound"]["mean"] == 0.5 and zpl["mi"]["mean"] == 0.0
+    assert zpl["epsilon"]["mean"] == 0.0 and zpl["unanimity"]["n"] == 2
+    assert rows["mezo"]["mia_bound"]["n"] == 0 and rows["mezo"]["step_s"]["n"] == 2
+    ref = rows["zero-shot"]
+    assert ref["kind"] == "eval" and ref["method"] == "zero-shot (mezo template)"
+    evals = [
+        json.loads((root / "zero-shot" / f"seed-{s}" / "eval.json").read_text()) for s in (0, 1)
+    ]
+    assert ref["test"]["values"] == [e["test"]["accuracy"] for e in evals]
+    assert ref["dev_best"]["values"] == [e["dev"]["accuracy"] for e in evals]
+    # the zero-shot row is the step-0 dev accuracy of the trained cells (same data, same model)
+    history = json.loads((root / "mezo" / "seed-0" / "result.json").read_text())["metrics"]
+    assert history["dev_history"][0]["accuracy"] == evals[0]["dev"]["accuracy"]
+
+    assert main(["table", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("| cell | method | n | test accuracy |")
+    assert "| zpl | paczero-zpl | 2 |" in text and "0.5000" in text
+    mean, std = statistics.fmean(tests), statistics.stdev(tests)
+    assert (f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}") in text
+    assert main(["table", str(root), "--format", "csv", "--out", str(tmp_path / "t.csv")]) == 0
+    parsed = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text())))
+    assert [r["cell"] for r in parsed] == ["mezo", "zpl", "zero-shot"]
+    assert float(parsed[1]["test_mean"]) == pytest.approx(mean)
+
+    # plots: the sweep, one run, runs side by side
+    assert main(["plot", str(root)]) == 0
+    assert (root / "sweep.png").stat().st_size > 10_000
+    out = tmp_path / "x.png"
+    assert main(["plot", str(root), "--x", "epsilon", "--out", str(out)]) == 0 and out.exists()
+    runs = [str(root / "zpl" / "seed-0"), str(root / "mezo" / "seed-1")]
+    assert main(["plot", *runs, "--out", str(tmp_path / "runs.png")]) == 0
+    assert (tmp_path / "runs.png").stat().st_size > 10_000
+    assert main(["plot", runs[0]]) == 0 and (root / "zpl" / "seed-0" / "training.png").exists()
+    capsys.readouterr()
+    assert main(["plot", str(root / "zero-shot" / "seed-0")]) == 2
+    assert "zero-shot evaluation" in capsys.readouterr().err
+    assert main(["plot", str(root), runs[0]]) == 2
+    assert main(["table", runs[0]]) == 2
+    assert "is a run directory (no sweep.json)" in capsys.readouterr().err
+
+
+def test_a_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        cells=[
+            {"name": "broken", "set": ["model.name=./no-such-model"]},
+            {"name": "fine", "set": ["train.steps=3"]},
+        ],
+        out=str(tmp_path / "sweep"),
+    )
+    assert main(["sweep", str(spec), "--threads", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED broken/seed-0: model.name './no-such-model': no such file" in out
+    assert "done   fine/seed-0: test accuracy" in out
+    assert "1 done, 0 already finished, 1 failed (of 2 runs); failed: broken/seed-0" in out
+    rows = {r["cell"]: r for r in json.loads(table(tmp_path / "sweep", "json"))["rows"]}
+    assert rows["broken"]["n"] == 0 and rows["fine"]["n"] == 1
+    assert "| broken | mezo | 0/1 | - |" in table(tmp_path / "sweep")
+
+
+def test_dry_run_writes_nothing_and_a_locked_sweep_is_refused(tmp_path, capsys):
+    spec = write_spec(tmp_path, cells=[{"name": "a"}], out=str(tmp_path / "sweep"))
+    assert main(["sweep", str(spec), "--dry-run"]) == 0
+    assert "a/seed-0: train (base smoke; seed.public=0 data.seed=0" in capsys.readouterr().out
+    assert not (tmp_path / "sweep").exists()
+    sweep = load_spec(spec)
+    (tmp_path / "sweep").mkdir()
+    with open(tmp_path / "sweep" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="in use by another sweep"):
+            run_sweep(sweep, echo=lambda line: None)
+    assert main(["sweep", str(spec), "--jobs", "0"]) == 2
+
+
+def test_a_run_killed_before_it_released_anything_starts_again(tmp_path):
+    spec = write_spec(tmp_path, cells=[{"name": "a", "set": ["train.steps=3"]}])
+    sweep = load_spec(spec, out=tmp_path / "sweep")
+    prepare(sweep)
+    run = sweep.run_path(sweep.cells[0], 0)
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("{}\n")  # killed after config.yaml, before the secret
+    assert run_state(sweep, sweep.cells[0], 0) == "restart"
+    summary, lines = quiet_sweep(sweep)
+    assert summary.done == ["a/seed-0"] and "train again" in lines[1]
+    assert (run / "result.json").exists()
+
+
+# ---------------------------------------------------------------- killed sweeps
+
+
+def launch_sweep(spec: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "paczero", "sweep", str(spec), "--threads", "1", *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def wait_for(proc: subprocess.Popen, condition, what: str) -> None:
+    deadline = time.monotonic() + 240
+    while not condition():
+        assert proc.poll() is None, (what, proc.communicate())
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+@pytest.mark.filterwarnings("ignore:seed.secret is set")
+def test_a_killed_sweep_resumes_and_its_runs_equal_uninterrupted_runs(tmp_path):
+    """SIGKILL mid-run (the sweep runs in its process); the rerun skips the finished runs and
+    resumes the killed one through its write-ahead log, to the same releases."""
+    from paczero.trainer import train
+
+    long = ["train.steps=60", "train.eval_every=20", "seed.secret=7"]
+    spec = write_spec(
+        tmp_path,
+        cells=[
+            {"name": "zpl", "set": [*ZPL, *long]},
+            {"name": "mezo", "set": ["train.steps=5"]},
+        ],
+        out=str(tmp_path / "sweep"),
+    )
+    sweep = load_spec(spec)
+    killed = sweep.run_path(sweep.cell("zpl"), 0)
+    proc = launch_sweep(spec)
+    wait_for(proc, lambda: len(releases(killed)) >= 12, "the first run's releases")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "result.json").exists() and len(releases(killed)) < 60
+    assert run_state(sweep, sweep.cell("zpl"), 0) == "resume"
+
+    summary, lines = quiet_sweep(load_spec(spec))
+    assert not summary.failed and summary.done == ["zpl/seed-0", "mezo/seed-0"]
+    assert "(resume after step" in lines[1]
+    for cell, seed in sweep.runs():
+        assert (sweep.run_path(cell, seed) / "result.json").exists()
+
+    reference = tmp_path / "reference"
+    cell = sweep.cell("zpl")
+    train(copy.deepcopy(cell.config), out=reference, overrides=cell.overrides(0), progress=False)
+    assert releases(killed) == releases(reference)
+    ours, theirs = (json.loads((p / "result.json").read_text()) for p in (killed, reference))
+    assert ours["metrics"]["test"] == theirs["metrics"]["test"]
+    assert ours["metrics"]["dev_history"] == theirs["metrics"]["dev_history"]
+    assert ours["training"]["resumed_from_step"] is not None
+
+
+def test_workers_stop_with_a_killed_sweep_and_a_rerun_finishes_them(tmp_path):
+    """--jobs 2: two worker processes; SIGKILL of the sweep sends its workers SIGTERM
+    (they finish the step, checkpoint and stop, holding the folder's lock until then)."""
+    spec = write_spec(
+        tmp_path,
+        cells=[{"name": "zpl", "set": [*ZPL, "train.steps=150", "train.eval_every=0"]}],
+        seeds=[0, 1],
+        out=str(tmp_path / "sweep"),
+    )
+    sweep = load_spec(spec)
+    runs = [sweep.run_path(sweep.cells[0], s) for s in (0, 1)]
+    proc = launch_sweep(spec, "--jobs", "2")
+    wait_for(proc, lambda: any(len(releases(r)) >= 5 for r in runs), "a worker's releases")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    lock = os.open(tmp_path / "sweep" / ".lock", os.O_RDWR)
+    deadline = time.monotonic() + 120
+    while True:  # the workers hold the lock until they stopped
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            assert time.monotonic() < deadline, "the workers did not stop"
+            time.sleep(0.05)
+    os.close(lock)
+    stopped = [r for r in runs if (r / "config.yaml").exists() and not (r / "result.json").exists()]
+    assert stopped, "no run was stopped mid-way"
+    for run in stopped:  # a graceful stop: a checkpoint at the last logged step
+        steps = len(releases(run))
+        assert (run / "checkpoints" / f"step-{steps:07d}").is_dir()
+        time.sleep(0.2)
+        assert len(releases(run)) == steps  # nothing runs on
+
+    summary, _ = quiet_sweep(load_spec(spec))
+    assert not summary.failed
+    for run in runs:
+        assert len(releases(run)) == 150 and (run / "result.json").exists()
+    logs = [(r.parent / f"{r.name}.log") for r in runs]
+    assert any(log.exists() for log in logs)
+
+
+@pytest.mark.parametrize("spec", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_gpu_specs_resolve_to_the_paper_recipes(spec):
+    sweep = load_spec(spec)  # every (cell, seed) config validates
+    assert all(cell.seeds == [0, 1, 2] for cell in sweep.cells)
+    for cell in sweep.cells:
+        cfg = cell.resolved(0)
+        assert cfg.model.name == "facebook/opt-1.3b" and cfg.task.name == "sst2"
+        assert cfg.data.num_train == 1000 and cfg.seed.secret is None
+        if cfg.model.track == "lora":  # float16 at eps 1e-3 is mostly rounding (docs/sweeps.md)
+            assert (cfg.model.dtype, cfg.zo.eps) == ("float16", 0.01)
+        else:
+            assert (cfg.model.dtype, cfg.zo.eps) == ("float16", 0.001)
+    names = sweep.names()
+    if spec.stem.endswith("-ft"):
+        assert names == [
+            "mezo", "zpl", "mi0.33", "mi0.68", "dpzero-eps2", "dpzero-eps6",
+            "dpaggzo-eps2", "dpaggzo-eps6", "zero-shot",
+        ]  # fmt: skip
+        assert sweep.cell("dpzero-eps6").resolved(0).mechanism.epsilon == 6
+    if spec.stem.endswith("-lora"):
+        assert names == ["mezo", "zpl", "mi0.33", "mi0.68", "zero-shot"]
+        assert sweep.cell("mi0.33").resolved(0).train.steps == 2000  # the paper's T
