@@ -18,6 +18,8 @@ _LAZY = {
     "RunConfig": "paczero.config",
     "load_config": "paczero.config",
     "build_mechanism": "paczero.mechanisms",
+    "audit": "paczero.auditing",
+    "audit_trials": "paczero.auditing",
 }
 
 

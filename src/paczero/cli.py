@@ -63,6 +63,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("audit", help="attack a run and hold what it learns against the guarantee")
+    p.add_argument("target", help="a run directory (with --trials: or a recipe / YAML to repeat)")
+    p.add_argument("--json", metavar="PATH", help="report (default RUN_DIR/private/audit.json)")
+    p.add_argument("--plot", metavar="PATH", help="plot (default RUN_DIR/private/audit.png)")
+    p.add_argument("--score", choices=("loss-drop", "alignment"), default="loss-drop")
+    p.add_argument("--guesses", type=int, help="canaries: one fixed number of guesses")
+    p.add_argument("--confidence", type=float, default=0.95, help="default 0.95")
+    p.add_argument("--trials", type=int, help="repeat the run R times with fresh secrets")
+    p.add_argument("--seed", type=int, help="with --trials: trial secrets seed, seed+1, ...")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the attack beats the bound; a run without a bound is an error",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress")
+
     sub.add_parser("recipes", help="list the built-in recipes")
 
     p = sub.add_parser("privacy", help="MIA posterior bound of an MI budget or a DP epsilon")
@@ -156,6 +173,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from paczero.auditing import audit, audit_trials
+
+    _quiet_libraries()
+    options = {
+        "score": args.score,
+        "guesses": args.guesses,
+        "confidence": args.confidence,
+        "json_path": args.json,
+        "plot_path": args.plot,
+        "require_bound": args.check,
+    }
+    if args.trials is not None:
+        seeds = None if args.seed is None else [args.seed + i for i in range(args.trials)]
+        report = audit_trials(
+            args.target, args.trials, overrides=args.overrides, seeds=seeds,
+            progress=not args.quiet, **options,
+        )  # fmt: skip
+    else:
+        if args.overrides or args.seed is not None:
+            raise UserError("--set and --seed go with --trials (a run directory is audited as is)")
+        report = audit(args.target, **options)
+    print(report)
+    return 1 if args.check and report.verdict == "violation" else 0
+
+
 def cmd_recipes(args: argparse.Namespace) -> int:
     import yaml
 
@@ -189,6 +232,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "recipes": cmd_recipes,
     "privacy": cmd_privacy,
+    "audit": cmd_audit,
 }
 
 

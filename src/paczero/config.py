@@ -162,6 +162,14 @@ class SeedConfig(Section):
     secret: int | None = None
 
 
+class AuditConfig(Section):
+    """Canaries for `paczero audit` (docs/audit.md 4): m examples, each included in the pool
+    with probability 1/2 from the secret stream; the inclusion stays under private/."""
+
+    canaries: int = Field(0, ge=0)
+    canary_file: str | None = None  # JSON Lines of canary examples (default: built in)
+
+
 class RunConfig(Section):
     description: str = ""
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -171,6 +179,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     mechanism: MechanismConfig = Field(default_factory=MechanismConfig)
     seed: SeedConfig = Field(default_factory=SeedConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

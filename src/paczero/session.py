@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from paczero.auditing.canaries import add_canaries
 from paczero.config import RunConfig
 from paczero.data import load_splits
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
@@ -104,6 +105,7 @@ def build_session(
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     task = build_task_for(cfg, loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
+    task, pool, _ = add_canaries(cfg, task, pool, splits.pool, public, secret)  # docs/audit.md 4
     sizes = {"pool_size": len(pool), "steps": cfg.train.steps, "directions": cfg.zo.directions}
     if world.is_main:
         mechanism = build_mechanism(cfg.mechanism, **sizes)

@@ -100,6 +100,9 @@ def train(
                 {"root": secret.root, "source": secret_source, "run_id": run.run_id()},
             )
             run.write_private("mechanism.json", session.mechanism.private_state_dict())
+            canaries = getattr(session.task, "canary_record", None)  # docs/audit.md 4
+            if canaries is not None:
+                run.write_private("canaries.json", canaries)
         trainer = Trainer(session, run, progress, started)
         trainer.save_checkpoint(0)  # theta_0: every later state is a checkpoint plus a replay
         return trainer.run()

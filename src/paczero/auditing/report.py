@@ -1,0 +1,199 @@
+"""The audit's output: the claim, a table, a plain-words verdict and a plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from paczero.auditing.stats import fano_bound, identification_bound
+from paczero.privacy.bounds import epsilon_to_posterior_bound, mi_to_epsilon, mi_to_posterior_bound
+
+VERDICT_TEXT = {
+    "chance": "the attack did no better than chance",
+    "within": "the attack did better than chance, within the bound",
+    "violation": "the attack found more than the bound allows: report this",
+    "leak": "the attack found a leak; this mechanism claims no privacy",
+}
+
+
+def pac_claim(mi: float, subsets: int) -> dict[str, Any]:
+    """What I(S*; releases) <= mi promises an attacker facing M = ``subsets`` candidates."""
+    return {
+        "framework": "pac",
+        "mi_bound": mi,
+        "posterior_bound": mi_to_posterior_bound(mi),
+        "epsilon": mi_to_epsilon(mi),  # the matched epsilon
+        "epsilon_kind": "matched",
+        "identify_bound": identification_bound(mi, subsets),
+        "fano_bound": fano_bound(mi, subsets),
+        "candidates": subsets,
+    }
+
+
+def dp_claim(epsilon: float, delta: float) -> dict[str, Any]:
+    return {
+        "framework": "dp",
+        "epsilon": epsilon,
+        "delta": delta,
+        "epsilon_kind": "dp",
+        "posterior_bound": epsilon_to_posterior_bound(epsilon, delta),
+    }
+
+
+def verdict(claim: dict[str, Any] | None, epsilon_lower_bound: float) -> str:
+    if claim is not None and epsilon_lower_bound > claim["epsilon"] * (1 + 1e-9):
+        return "violation"
+    if epsilon_lower_bound <= 0.0:
+        return "chance"
+    return "within" if claim is not None else "leak"
+
+
+def plain_words(data: dict[str, Any]) -> str:
+    """One line a user reads: what the attack achieved against what was promised."""
+    kind = data["verdict"]
+    claim = data["claim"]
+    lb = data["epsilon_lower_bound"]
+    confidence = f"{100 * data['confidence']:g}%"
+    line = VERDICT_TEXT[kind]
+    if kind == "chance":
+        line += f" (empirical epsilon >= 0 at {confidence} confidence)"
+    elif claim is not None:
+        op = ">" if kind == "violation" else "<="
+        line += (
+            f" (empirical epsilon >= {lb:.3g} at {confidence} confidence {op} "
+            f"{_claimed_text(claim)})"
+        )
+    else:
+        line += f" (empirical epsilon >= {lb:.3g} at {confidence} confidence)"
+    return line
+
+
+def _claimed_text(claim: dict[str, Any]) -> str:
+    if claim["framework"] == "pac":
+        return f"the matched epsilon {claim['epsilon']:.3g} of I <= {claim['mi_bound']:g} nats"
+    return f"the claimed epsilon {claim['epsilon']:.3g}"
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return f"{x:.{digits}f}"
+
+
+def describe_claim(claim: dict[str, Any] | None, mechanism: str) -> str:
+    if claim is None:
+        return f"Claim: none ({mechanism} is not private)"
+    if claim["framework"] == "pac":
+        return (
+            f"Claim: I(S*; releases) <= {claim['mi_bound']:g} nats: membership success <= "
+            f"{claim['posterior_bound']:.4f}, matched epsilon {claim['epsilon']:.3g}; naming S* "
+            f"among {claim['candidates']} <= {claim['identify_bound']:.3f} "
+            f"(Fano: {claim['fano_bound']:.3f})"
+        )
+    return (
+        f"Claim: ({claim['epsilon']:.3g}, {claim['delta']:g})-DP: membership success <= "
+        f"{claim['posterior_bound']:.4f}"
+    )
+
+
+def format_report(data: dict[str, Any]) -> str:
+    """The terminal table of one audit."""
+    head = (
+        f"Audit of {data['run']} ({data['mechanism']}, pool {data['pool']}, {data['steps']} steps"
+    )
+    head += f", M {data['subsets']})" if data.get("subsets") else ")"
+    lines = [head, describe_claim(data["claim"], data["mechanism"]), ""]
+    rows = [("attack", "guesses", "correct", "accuracy [CI]", "S* named (rank)", "epsilon >=")]
+    for attack in data["attacks"]:
+        name = attack["name"] if attack["name"] != "model" else f"model ({attack['score']})"
+        named = "-"
+        if "rank" in attack:
+            yes = "yes" if attack["identified"] else "no"
+            named = f"{yes} ({attack['rank']}/{attack['candidates']})"
+        lo, hi = attack["interval"]
+        accuracy = f"{_fmt(attack['accuracy'])} [{lo:.2f}, {hi:.2f}]"
+        rows.append(
+            (
+                name,
+                str(attack["guesses"]),
+                str(attack["correct"]),
+                accuracy,
+                named,
+                _fmt(attack["epsilon_lower_bound"], 3),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    lines.append("")
+    lines.append(
+        f"Empirical epsilon lower bound: {_fmt(data['epsilon_lower_bound'])} "
+        f"({100 * data['confidence']:g}% confidence, all attacks together); "
+        + (
+            f"{'matched' if data['claim']['framework'] == 'pac' else 'claimed'} epsilon "
+            f"{_fmt(data['claim']['epsilon'])}"
+            if data["claim"]
+            else "no claim"
+        )
+    )
+    checks = data.get("checks") or {}
+    if checks:
+        parts = []
+        for name, item in checks.items():
+            text = f"{name} {item['agree']}/{item['checked']}"
+            if "max_diff" in item and item["max_diff"]:
+                text += f" (max diff {item['max_diff']:.2g})"
+            parts.append(text)
+        state = "all agree" if all(i["ok"] for i in checks.values()) else "DISAGREEMENT"
+        lines.append(f"Rebuilt from the public log ({state}): " + ", ".join(parts))
+    lines.append(f"In plain words: {data['summary']}")
+    for key, label in (("json", "JSON"), ("plot", "Plot")):
+        if data.get(key):
+            lines.append(f"{label}: {data[key]}")
+    return "\n".join(lines)
+
+
+def plot_audit(data: dict[str, Any], out: Path) -> Path:
+    """Accuracy of the k most confident guesses against k, with its 95% band, chance and the
+    membership bound the claim implies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paczero.auditing.stats import clopper_pearson
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = {"transcript": "tab:green", "model": "tab:blue"}
+    for attack in data["attacks"]:
+        curve = attack["curve"]
+        if not curve:
+            continue
+        x = [p["guesses"] for p in curve]
+        acc = [p["correct"] / p["guesses"] for p in curve]
+        band = [clopper_pearson(p["correct"], p["guesses"]) for p in curve]
+        colour = colours.get(attack["name"], "tab:gray")
+        label = attack["name"] if attack["name"] != "model" else f"model ({attack['score']})"
+        ax.plot(x, acc, "-", lw=2, color=colour, label=label)
+        ax.fill_between(x, [b[0] for b in band], [b[1] for b in band], color=colour, alpha=0.15)
+    ax.axhline(0.5, color="black", lw=1, ls=":", label="chance")
+    claim = data["claim"]
+    if claim is not None:
+        ax.axhline(
+            claim["posterior_bound"], color="tab:red", lw=1.5, ls="--", label="bound (per example)"
+        )
+    ax.set_xlabel("number of guesses (most confident first)")
+    ax.set_ylabel("accuracy of the guesses")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{data['mechanism']}: {data['summary']}", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
