@@ -24,8 +24,8 @@ from paczero.data import load_splits
 from paczero.mechanisms.subsets import membership_matrix
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
-from paczero.tasks import build_task
 from paczero.session import pool_losses
+from paczero.tasks import build_task
 from paczero.zo import ZOEstimator
 
 

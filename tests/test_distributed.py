@@ -68,8 +68,8 @@ def torchrun(*args, nproc=2, wait=True):
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
 
 
-def assert_same_run(a, b):
-    for name in COMPARED:
+def assert_same_run(a, b, compared=COMPARED):
+    for name in compared:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     for name in ("final", "best"):
         ta = load_file(a / "checkpoints" / f"{name}.safetensors")
@@ -161,3 +161,46 @@ def test_ranks_that_disagree_on_the_config_stop_with_one_line(tmp_path):
     assert err0.count("\n") == 0 and "rank(s) 1 disagree with rank 0 on the resolved config" in err0
     assert outputs[1][1].strip() == ""  # the same error: rank 0 says it once
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "device_map",
+    [
+        "auto",
+        {
+            "model.embed_tokens": "cpu",
+            "model.layers": "cpu",
+            "model.norm": "cpu",
+            "model.rotary_emb": "cpu",
+            "lm_head": "cpu",
+        },
+    ],
+    ids=["auto", "explicit"],
+)
+@pytest.mark.parametrize("track", ["full", "lora"])
+def test_a_model_placed_with_a_device_map_trains_as_on_one_device(tmp_path, device_map, track):
+    """Without GPUs only a CPU map can run: it takes accelerate's placement path and must
+    give the single-device result bit for bit."""
+    overrides = [*TINY, *MECHANISMS["paczero-zpl"], f"model.track={track}"]
+    plain = tmp_path / "plain"
+    in_process(plain, overrides)
+    mapped = tmp_path / "mapped"
+    with pytest.warns(UserWarning, match="seed.secret"):
+        train(
+            "smoke",
+            out=mapped,
+            overrides=[*overrides, f"model.device_map={json.dumps(device_map)}"],
+            progress=False,
+        )
+    assert_same_run(plain, mapped, compared=COMPARED[:-1])  # config.yaml has the map
+
+
+def test_offloading_device_maps_are_refused_in_one_line():
+    from paczero.config import ModelConfig
+    from paczero.errors import UserError
+    from paczero.models import load_model
+
+    with pytest.raises(UserError, match="offloading to disk"):
+        load_model(ModelConfig(name="tiny-llama", device_map={"": "disk"}), seed=0)
+    with pytest.raises(UserError, match="does not fit this model"):
+        load_model(ModelConfig(name="tiny-llama", device_map={"model.nothing": "cpu"}), seed=0)

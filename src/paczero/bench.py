@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure peak memory of training and inference in two subprocesses",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default all)")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="G > 1: compare 1 process x G threads with G processes x 1 thread (torchrun)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write JSON here")
     parser.add_argument(

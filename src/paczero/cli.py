@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from paczero.errors import Interrupted, UserError
 
@@ -62,6 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "dev"), default="test")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("sweep", help="run a grid of configs and seeds (resumable, J at a time)")
+    p.add_argument("spec", help="a sweep spec (YAML: base, set, grid, cells, seeds, out)")
+    p.add_argument("--out", help="sweep directory (default: the spec's out)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--threads", type=int, help="threads per run (default cores // jobs)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state only")
+
+    p = sub.add_parser("table", help="one row per sweep cell: mean +- std over seeds")
+    p.add_argument("sweep_dir", help="a directory made by `paczero sweep`")
+    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    p.add_argument("--out", help="write to this file instead of stdout")
+
+    p = sub.add_parser("plot", help="plot a sweep, or run directories side by side")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a sweep directory or run directories")
+    p.add_argument("--out", help="PNG file (default: in the sweep or run directory)")
+    p.add_argument(
+        "--x",
+        choices=("bound", "epsilon", "mi"),
+        default="bound",
+        help="sweep plot's privacy axis: MIA bound (default), epsilon, or MI",
+    )
 
     p = sub.add_parser("audit", help="attack a run and hold what it learns against the guarantee")
     p.add_argument("target", help="a run directory (with --trials: or a recipe / YAML to repeat)")
@@ -136,6 +159,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from paczero.bench import format_table, run_bench
 
     _quiet_libraries()
+    if args.nproc > 1:
+        from paczero.bench_parallel import format_parallel, run_parallel_bench
+
+        result = run_parallel_bench(args)
+        print(format_parallel(result))
+        if args.json_path:
+            Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     print(format_table(run_bench(args)))
     return 0
 
@@ -170,6 +201,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         print(f"{args.target} [{args.split}, {metrics['examples']} examples]: {shown}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from paczero.sweep import load_spec, run_sweep
+
+    sweep = load_spec(args.spec, out=args.out)
+    if args.jobs == 1 and not args.dry_run:
+        _quiet_libraries()  # runs in this process
+    summary = run_sweep(sweep, jobs=args.jobs, threads=args.threads, dry_run=args.dry_run)
+    if not args.dry_run:
+        print(f"table: paczero table {sweep.path}; plot: paczero plot {sweep.path}")
+    return 1 if summary.failed else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from paczero.tables import table
+
+    text = table(args.sweep_dir, fmt=args.format)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text + "\n")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from paczero.plots import plot
+
+    print(f"plot: {plot(args.paths, out=args.out, x=args.x)}")
     return 0
 
 
@@ -230,6 +293,9 @@ COMMANDS = {
     "resume": cmd_resume,
     "export": cmd_export,
     "eval": cmd_eval,
+    "sweep": cmd_sweep,
+    "table": cmd_table,
+    "plot": cmd_plot,
     "recipes": cmd_recipes,
     "privacy": cmd_privacy,
     "audit": cmd_audit,

@@ -34,6 +34,9 @@ class ModelConfig(Section):
     # auto: float16 for full-parameter on CUDA, else float32 (docs/performance.md)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
+    # Place a model larger than one device across GPUs with accelerate: auto, balanced, or
+    # an explicit {module name: device} map (docs/scaling.md); None keeps it on model.device.
+    device_map: Literal["auto", "balanced"] | dict[str, str | int] | None = None
     track: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
 

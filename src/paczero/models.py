@@ -56,6 +56,9 @@ def load_model(cfg: ModelConfig, seed: int) -> LoadedModel:
     _ensure_pad_token(tokenizer)
     model.to(dtype=dtype)
     model.config.use_cache = False  # we only score; a KV cache is wasted memory
+    if cfg.device_map is not None:  # before LoRA: its layers follow their base weights
+        model = place_across_devices(model, cfg.device_map)
+        device = next(model.parameters()).device  # where the inputs go in
     if cfg.track == "lora":
         model = _add_lora(model, cfg, seed)
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -64,9 +67,54 @@ def load_model(cfg: ModelConfig, seed: int) -> LoadedModel:
             p.requires_grad_(True)
         # named_parameters() yields a tied tensor (lm_head = embed_tokens) once.
         trainable = list(model.named_parameters())
-    model.to(device)
+    if cfg.device_map is None:
+        model.to(device)
     model.eval()
     return LoadedModel(model, tokenizer, trainable, device, dtype, source, base_name)
+
+
+def place_across_devices(
+    model: torch.nn.Module, spec: str | dict[str, str | int]
+) -> torch.nn.Module:
+    """Spread the model over the visible devices with accelerate (``model.device_map``).
+
+    Zeroth-order steps perturb every weight in place, on the weight's own device, with
+    z drawn there from the same seeds; so weights must live on a device, never offloaded
+    to disk or streamed from CPU to a GPU by accelerate's hooks.
+    """
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    if isinstance(spec, str):
+        if not torch.cuda.is_available():
+            device_map: dict[str, str | int] = {"": "cpu"}
+        else:
+            no_split = getattr(model, "_no_split_modules", None)
+            memory = (
+                get_balanced_memory(model, no_split_module_classes=no_split)
+                if spec == "balanced"
+                else None
+            )
+            device_map = infer_auto_device_map(
+                model, max_memory=memory, no_split_module_classes=no_split
+            )
+    else:
+        device_map = dict(spec)
+    kinds = {"cpu" if str(d) == "cpu" else "disk" if str(d) == "disk" else "cuda"
+             for d in device_map.values()}  # fmt: skip
+    if "disk" in kinds or len(kinds) > 1:
+        raise UserError(
+            f"model.device_map places weights on {sorted(kinds)}: offloading to disk or "
+            "streaming CPU weights to a GPU is not supported (the weights are perturbed in "
+            "place); use GPUs only, or CPU only"
+        )
+    if "cuda" in kinds and not torch.cuda.is_available():
+        raise UserError("model.device_map names GPUs but CUDA is not available")
+    try:
+        return dispatch_model(model, device_map=device_map)
+    except (KeyError, ValueError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"model.device_map does not fit this model: {first}") from None
 
 
 def resolve_dtype(name: str, device: torch.device, track: str) -> torch.dtype:
