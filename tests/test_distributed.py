@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +110,8 @@ def test_two_processes_write_the_bytes_of_one(tmp_path, name):
     assert double.stdout.count("Privacy report") == 1  # rank 0 reports for the run
 
 
-def test_a_two_process_run_killed_with_sigkill_resumes_in_one_process(tmp_path):
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_two_process_run_with_one_rank_killed_resumes_in_one_process(tmp_path, victim):
     overrides = [*TINY, *MECHANISMS["paczero-mi"], "train.steps=200", "train.eval_every=50"]
     in_process(tmp_path / "ref", overrides)
     run = tmp_path / "run"
@@ -120,16 +122,28 @@ def test_a_two_process_run_killed_with_sigkill_resumes_in_one_process(tmp_path):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    # Every rank and the launcher at once (torchrun starts its workers in sessions of their
-    # own, so killing the launcher's group would leave them running).
-    subprocess.run(["pkill", "-KILL", "-f", str(run)], check=False)
-    proc.wait()
+    os.kill(_rank_pid(run, victim), 9)  # SIGKILL one rank; torchrun stops the other
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode != 0
     while subprocess.run(["pgrep", "-f", str(run)], capture_output=True).returncode == 0:
         time.sleep(0.05)
     assert not (run / "result.json").exists()
     resumed = one_process("resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(tmp_path / "ref", run)
+
+
+def _rank_pid(run, rank):
+    """The pid of the worker process with this RANK in its environment."""
+    found = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True)
+    for pid in map(int, found.stdout.split()):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ and f"LOCAL_RANK={rank}".encode() in environ:
+            return pid
+    raise AssertionError(f"no worker with RANK={rank}")
 
 
 def _free_port():
