@@ -92,6 +92,16 @@ def test_rank_bound_is_valid_for_a_mechanism_at_its_budget():
     assert over / 2000 <= alpha
 
 
+def test_the_counts_of_guesses_tried_can_each_reject_chance():
+    from paczero.auditing.attacks import bound_grid
+
+    assert bound_grid(32, 0.05) == [8, 16, 32]  # 4 of 4 right is 1/16 by chance: useless
+    assert bound_grid(1000, 0.05) == [125, 250, 500, 1000]
+    for m in (4, 16, 64):
+        grid = bound_grid(m, 0.05)
+        assert grid[-1] == m and all(0.5**r < 0.05 / len(grid) for r in grid if r < m)
+
+
 def test_identification_bounds():
     assert identification_bound(0.0, 16) == pytest.approx(1 / 16)
     assert identification_bound(0.33, 16) <= fano_bound(0.33, 16)
@@ -116,9 +126,13 @@ def test_zpl_posterior_stays_uniform_and_the_model_attack_finds_nothing(tmp_path
         assert transcript["rank"] == 8 and transcript["guesses"] == 0
         assert model["epsilon_lower_bound"] == 0.0 and report["epsilon_lower_bound"] == 0.0
         assert report["verdict"] == "chance"
+        assert "M = 8 candidates cannot show a leak" in report["notes"][0]
         assert all(item["ok"] for item in report["checks"].values())
         assert report["checks"]["subset signs"]["checked"] == 8
         scores.append(model["scores"])
+    # No ZPL release depends on S*: "informative" passes replay without a forward pass.
+    fast = audit(tmp_path / "zpl3", write=False, passes="informative").data
+    assert fast["attacks"][0] == transcript and "subset signs" not in fast["checks"]
     # The model does not depend on the secret, so neither does the attack: exactly chance.
     assert scores[0] == scores[1] == scores[2]
 
@@ -147,22 +161,33 @@ def test_a_non_private_ablation_is_caught(tmp_path, capsys):
 def test_mi_posterior_rebuilt_from_the_log_matches_the_mechanism(tmp_path):
     mi = ["data.num_train=32", "mechanism.name=paczero-mi", "mechanism.budget=0.33"]
     mi += ["mechanism.subsets=8", "train.steps=12", "train.lr=0.05", "seed.secret=4"]
-    report = audit(run(tmp_path, "mi", *mi, "zo.directions=2"), write=False).data
+    out = run(tmp_path, "mi", *mi, "zo.directions=2")
+    report = audit(out, write=False).data
     checks = report["checks"]
     assert checks["posterior"]["ok"] and checks["posterior"]["checked"] == 12
     assert checks["q"]["checked"] == 24 and checks["q"]["ok"]
     assert checks["final model"]["ok"] and checks["loss"]["ok"]
     assert report["claim"]["mi_bound"] == 0.33
     assert report["epsilon_lower_bound"] <= report["claim"]["epsilon"]
+    fast = audit(out, write=False, passes="informative").data  # every step is informative
+    assert fast["attacks"][0] == report["attacks"][0] and fast["checks"]["q"]["checked"] == 24
 
 
-def test_a_tampered_release_log_is_reported(tmp_path):
+def test_a_recomputation_that_disagrees_with_the_log_is_reported(tmp_path, monkeypatch):
+    """The checks can fail: one recomputed sign vector off by one sign is caught."""
     zpl = ["data.num_train=32", "mechanism.name=paczero-zpl", "mechanism.subsets=8"]
     out = run(tmp_path, "zpl", *zpl, "train.steps=4", "seed.secret=1")
-    path = out / "releases.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    records[2]["public"][0]["n_plus"] = (records[2]["public"][0]["n_plus"] + 1) % 9
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    real, calls = attacks_module.subset_signs, []
+
+    def off_by_one(means):
+        signs = real(means)
+        calls.append(1)
+        if len(calls) == 3:
+            signs = signs.copy()
+            signs[0] = -signs[0]
+        return signs
+
+    monkeypatch.setattr(attacks_module, "subset_signs", off_by_one)
     report = audit(out, write=False).data
     assert report["checks"]["subset signs"] == {"checked": 4, "agree": 3, "ok": False}
     assert "disagrees with the release log" in report["summary"]

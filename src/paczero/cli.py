@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PATH", help="plot (default RUN_DIR/private/audit.png)")
     p.add_argument("--score", choices=("loss-drop", "alignment"), default="loss-drop")
     p.add_argument("--guesses", type=int, help="canaries: one fixed number of guesses")
+    p.add_argument(
+        "--passes",
+        choices=("all", "informative"),
+        help="forward passes at every step (default; checks the whole log) or only where a "
+        "release depends on S* (default with --trials)",
+    )
     p.add_argument("--confidence", type=float, default=0.95, help="default 0.95")
     p.add_argument("--trials", type=int, help="repeat the run R times with fresh secrets")
     p.add_argument("--seed", type=int, help="with --trials: trial secrets seed, seed+1, ...")
@@ -248,6 +254,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         "plot_path": args.plot,
         "require_bound": args.check,
     }
+    if args.passes is not None:
+        options["passes"] = args.passes
     if args.trials is not None:
         seeds = None if args.seed is None else [args.seed + i for i in range(args.trials)]
         report = audit_trials(

@@ -45,6 +45,7 @@ from paczero.errors import UserError
 from paczero.runs import PRIVATE_FILE_MODE
 
 SCORES = ("loss-drop", "alignment")
+PASSES = ("all", "informative")
 
 
 @dataclass
@@ -101,6 +102,7 @@ def audit(
     score: str = "loss-drop",
     guesses: int | None = None,
     confidence: float = 0.95,
+    passes: str = "all",
     json_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     require_bound: bool = False,
@@ -108,7 +110,9 @@ def audit(
 ) -> AuditReport:
     """Attack one finished (or stopped) run and hold the result against its guarantee.
 
-    ``write`` saves the JSON and the plot, by default as ``private/audit.json`` and
+    ``passes``: ``all`` redoes the two forward passes of every step (every logged sign
+    count is checked), ``informative`` only where a release depends on S* (cheaper, the
+    same posterior). ``write`` saves the JSON and the plot, by default as ``private/audit.json`` and
     ``private/audit.png``: they say whether the guesses were right, so they reveal the
     secret and stay private. ``require_bound`` refuses a run that claims no bound.
     """
@@ -125,7 +129,9 @@ def audit(
             "the rank of S* (docs/audit.md 3.2)"
         )
     transcript = view.uses_subsets
-    rebuilt = rebuild(view, transcript=transcript, alignment=score == "alignment")
+    if passes not in PASSES:
+        raise UserError(f"unknown --passes '{passes}'; use one of {', '.join(PASSES)}")
+    rebuilt = rebuild(view, transcript=transcript, alignment=score == "alignment", passes=passes)
     scores = (
         rebuilt.base_losses - rebuilt.final_losses if score == "loss-drop" else rebuilt.alignment
     )
@@ -147,6 +153,7 @@ def audit(
         "construction": view.cfg.mechanism.construction if view.uses_subsets else None,
         "canaries": len(view.canaries) or None,
         "score": score,
+        "passes": passes,
         "confidence": confidence,
         "claim": claim,
         "attacks": attacks,
@@ -160,6 +167,7 @@ def audit(
         ),
     }
     data["summary"] = plain_words(data)
+    data["notes"] = _notes(view, claim, attacks, alpha)
     if not all(item["ok"] for item in rebuilt.checks.values()):
         data["summary"] += (
             "; the attacker's recomputation disagrees with the release log (see the checks)"
@@ -172,6 +180,33 @@ def audit(
             os.chmod(data["plot"], PRIVATE_FILE_MODE)
         _write_json(Path(data["json"]), data, private=json_path is None)
     return AuditReport(data)
+
+
+def _notes(view: RunView, claim, attacks: list[dict[str, Any]], alpha: float) -> list[str]:
+    """What the verdict line alone would leave a reader to misread."""
+    notes = []
+    if view.uses_subsets:
+        m = view.subsets
+        if 1.0 / m >= alpha:
+            notes.append(
+                f"one run with M = {m} candidates cannot show a leak at this confidence (naming "
+                f"S* by luck has probability 1/{m}); --trials checks the guarantee in expectation"
+            )
+        first = attacks[0]
+        if claim is not None and first["guesses"]:
+            notes.append(
+                f"the transcript attack's membership guesses were {first['correct']}/"
+                f"{first['guesses']} right; the per-example bound {claim['posterior_bound']:.4f} "
+                "holds in expectation over runs, and one run's guesses are not independent"
+            )
+    else:
+        attack = attacks[0]
+        if attack["epsilon_lower_bound"] == 0.0 and attack["interval"][0] > 0.5:
+            notes.append(
+                "the accuracy interval excludes 0.5, but not at the confidence left for each of "
+                f"the {len(attack['tried'])} counts of guesses tried (--guesses fixes one count)"
+            )
+    return notes
 
 
 def _write_json(path: Path, data: dict[str, Any], private: bool) -> None:

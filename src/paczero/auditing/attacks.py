@@ -169,12 +169,18 @@ def audit_rows(view: RunView, pool_size: int) -> np.ndarray:
     return np.arange(n, pool_size)
 
 
-def rebuild(view: RunView, *, transcript: bool, alignment: bool) -> Rebuilt:
+# Release kinds whose public fields depend on S*: only these move the attacker's posterior.
+INFORMATIVE = frozenset({"noiseless", "noisy", "nonprivate"})
+
+
+def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "all") -> Rebuilt:
     """Replay the run from theta_0 with the logged seeds, learning rates and coefficients.
 
     Every step redoes the optimizer's float operations in its order (bit-identical theta);
     where an attack needs them, it also redoes the two forward passes over the step's public
     rows (``transcript``: all M subset signs) and over the audited rows (``alignment``).
+    ``passes="informative"`` redoes the passes only at steps with an informative release
+    kind (the posterior is the same; the log's other steps go unchecked).
     """
     from paczero.data import load_splits
     from paczero.models import load_model
@@ -211,7 +217,8 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool) -> Rebuilt:
         seeds = [int(s) for s in record["seeds"]]
         checks.count("seeds", seeds == [public.seed("direction", t, k) for k in range(k_total)])
         amounts = [record["lr"] * c / k_total for c in record["coeffs"]]
-        if tracker is None and align is None:
+        informative = passes == "all" or not INFORMATIVE.isdisjoint(record["kinds"])
+        if align is None and (tracker is None or not informative):
             estimator.replay(seeds, amounts)
             continue
         step_rows = public_minibatch(public, t, n, batch) if tracker is not None else None
@@ -398,13 +405,13 @@ def curve_grid(n: int) -> list[int]:
     return grid
 
 
-def bound_grid(m: int) -> list[int]:
-    """Counts of guesses tried for the one-run bound: powers of two up to m, and m."""
-    grid, r = [], 2
-    while r < m:
-        grid.append(r)
-        r *= 2
-    grid.append(m)
+def bound_grid(m: int, alpha: float) -> list[int]:
+    """Counts of guesses tried for the one-run bound: m, m/2, m/4, m/8, keeping only those
+    that could reject even epsilon = 0 at their share of alpha (r right of r has probability
+    2^-r by chance, so a small r only spends confidence)."""
+    grid = sorted({r for r in (m // 8, m // 4, m // 2, m) if r >= 1})
+    while len(grid) > 1 and 0.5 ** grid[0] >= alpha / len(grid):
+        grid.pop(0)
     return grid
 
 
@@ -499,7 +506,7 @@ def model_attack_canaries(
     m = len(truth)
     if guesses is not None and not 1 <= guesses <= m:
         raise UserError(f"--guesses must be between 1 and the {m} canaries, got {guesses}")
-    grid = [guesses] if guesses is not None else bound_grid(m)
+    grid = [guesses] if guesses is not None else bound_grid(m, alpha)
     level = alpha / len(grid)  # Bonferroni over the counts tried
     tried = []
     for point in guess_curve(scores, truth, grid):

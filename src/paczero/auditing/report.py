@@ -150,6 +150,7 @@ def format_report(data: dict[str, Any]) -> str:
         state = "all agree" if all(i["ok"] for i in checks.values()) else "DISAGREEMENT"
         lines.append(f"Rebuilt from the public log ({state}): " + ", ".join(parts))
     lines.append(f"In plain words: {data['summary']}")
+    lines += [f"Note: {note}" for note in data.get("notes", [])]
     for key, label in (("json", "JSON"), ("plot", "Plot")):
         if data.get(key):
             lines.append(f"{label}: {data[key]}")

@@ -51,6 +51,7 @@ def audit_trials(
     score: str = "loss-drop",
     guesses: int | None = None,
     confidence: float = 0.95,
+    passes: str = "informative",
     json_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     require_bound: bool = False,
@@ -77,7 +78,8 @@ def audit_trials(
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="seed.secret is set")
                 train(data, out=out, progress=False)
-            reports.append(audit(out, score=score, guesses=guesses, write=False).data)
+            report = audit(out, score=score, guesses=guesses, passes=passes, write=False)
+            reports.append(report.data)
             shutil.rmtree(out)
             if progress:
                 print(f"trial {i + 1}/{trials}: {reports[-1]['summary']}", flush=True)
