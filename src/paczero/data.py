@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from paczero.config import DataConfig
 from paczero.errors import UserError
+from paczero.textfiles import read_text
 
 Example = dict  # {"sentence": str, "label": int}
 
@@ -67,26 +70,27 @@ def read_tsv(path: str | Path) -> tuple[dict, ...]:
 @functools.lru_cache(maxsize=8)
 def _read_tsv_cached(path: str, _mtime_ns: int) -> tuple[dict, ...]:
     rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["sentence", "label"]:
+    text = read_text(path, "SST-2 file")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != ["sentence", "label"]:
+        shown = repr(header)[:60]
+        raise UserError(f"{path} line 1: expected the header 'sentence<TAB>label', got {shown}")
+    for row in reader:
+        line = reader.line_num
+        if not row:
+            continue  # a blank line (e.g. at the end of the file)
+        if len(row) != 2:
             raise UserError(
-                f"{path} line 1: expected the header 'sentence<TAB>label', got {header!r}"
+                f"{path} line {line}: expected 2 tab-separated fields (sentence, label), "
+                f"got {len(row)}"
             )
-        for row in reader:
-            line = reader.line_num
-            if not row:
-                continue  # a blank line (e.g. at the end of the file)
-            if len(row) != 2:
-                raise UserError(
-                    f"{path} line {line}: expected 2 tab-separated fields (sentence, label), "
-                    f"got {len(row)}"
-                )
-            sentence, label = row
-            if label.strip() not in ("0", "1"):
-                raise UserError(f"{path} line {line}: label must be 0 or 1, got {label!r}")
-            rows.append({"sentence": sentence, "label": int(label)})
+        sentence, label = row
+        if label.strip() not in ("0", "1"):
+            raise UserError(f"{path} line {line}: label must be 0 or 1, got {label[:20]!r}")
+        if not sentence.strip():
+            raise UserError(f"{path} line {line}: the sentence is empty")
+        rows.append({"sentence": sentence, "label": int(label)})
     return tuple(rows)
 
 
@@ -267,29 +271,69 @@ def read_squad_json(path: str | Path) -> tuple[dict, ...]:
 
 @functools.lru_cache(maxsize=4)
 def _read_squad_cached(path: str, _mtime_ns: int) -> tuple[dict, ...]:
+    """Every question with its article, context and answers; an entry that cannot train
+    or score (no answer, a context or answer that is not text) is refused by position."""
+    text = read_text(path, "SQuAD file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            articles = json.load(handle)["data"]
-        rows = []
-        for article in articles:
-            title = article["title"]
-            for paragraph in article["paragraphs"]:
-                context = paragraph["context"]
-                for qa in paragraph["qas"]:
-                    rows.append(
-                        {
-                            "id": qa["id"],
-                            "title": title,
-                            "context": context,
-                            "question": qa["question"],
-                            "answers": [a["text"] for a in qa["answers"]],
-                        }
-                    )
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
         raise UserError(
-            f"{path}: not an official SQuAD v1.1 JSON file ({type(err).__name__}: {err})"
+            f"{path} line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})"
         ) from None
+    articles = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(articles, list):
+        raise UserError(f"{path}: not an official SQuAD v1.1 JSON file (no 'data' list)")
+    rows = []
+    for a, article in enumerate(articles):
+        where = f"{path}: data[{a}]"
+        title = _field(article, "title", str, where)
+        for p, paragraph in enumerate(_field(article, "paragraphs", list, where)):
+            at = f"{where}.paragraphs[{p}]"
+            context = _text(_field(paragraph, "context", str, at), f"{at}.context")
+            for q, qa in enumerate(_field(paragraph, "qas", list, at)):
+                here = f"{at}.qas[{q}]"
+                qid = _field(qa, "id", str, here)
+                question = _text(_field(qa, "question", str, here), f"{here}.question")
+                answers = _field(qa, "answers", list, here)
+                if not answers:
+                    raise UserError(
+                        f"{here} (id {qid!r}) has no answers: SQuAD v1.1 questions have at "
+                        "least one (v2.0 files with unanswerable questions are not supported)"
+                    )
+                texts = [
+                    _text(_field(x, "text", str, f"{here}.answers[{i}]"), f"{here}.answers[{i}]")
+                    for i, x in enumerate(answers)
+                ]
+                rows.append(
+                    {
+                        "id": qid,
+                        "title": title,
+                        "context": context,
+                        "question": question,
+                        "answers": texts,
+                    }
+                )
     return tuple(rows)
+
+
+def _field(node: Any, key: str, kind: type, where: str) -> Any:
+    """``node[key]`` of the expected JSON type, or one line naming the place."""
+    names = {str: "a string", list: "a list"}
+    if not isinstance(node, dict):
+        raise UserError(f"{where}: expected an object, got {type(node).__name__}")
+    if key not in node:
+        raise UserError(f"{where}: '{key}' is missing (not an official SQuAD v1.1 file)")
+    value = node[key]
+    if not isinstance(value, kind):
+        shown = "null" if value is None else type(value).__name__
+        raise UserError(f"{where}.{key} must be {names[kind]}, got {shown}")
+    return value
+
+
+def _text(value: str, where: str) -> str:
+    if not value.strip():
+        raise UserError(f"{where} is empty")
+    return value
 
 
 @functools.lru_cache(maxsize=1)

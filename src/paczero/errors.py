@@ -16,3 +16,12 @@ class Interrupted(Exception):
             f"Resume with: paczero resume {run_dir}"
         )
         self.exit_code = 128 + signum
+
+
+class Diverged(Exception):
+    """The loss became non-finite at ``step`` (raised before that step releases anything)."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"training diverged at step {step}: {what}")
+        self.step = step
+        self.what = what
