@@ -32,8 +32,10 @@ Three accountants for the Gaussian steps:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,16 +43,28 @@ import dp_accounting
 from dp_accounting import pld, rdp
 
 
-class _DropAccountingChatter(logging.Filter):
-    """dp-accounting reports series that converge slowly (or not at all, for a target out of
-    reach) through absl at WARNING, a hundred lines before our one-line answer; the answer
-    already says what they mean. Other absl records pass."""
-
+class _Drop(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "dp_accounting" not in record.pathname.replace("\\", "/")
+        return False
 
 
-logging.getLogger("absl").addFilter(_DropAccountingChatter())
+_DROP = _Drop()
+
+
+@contextlib.contextmanager
+def _accounting_quiet() -> Iterator[None]:
+    """dp-accounting reports series that converge slowly (or not at all, for a target out of
+    reach) through absl at WARNING, hundreds of lines before our one-line answer, which says
+    what they mean: absl records made while it computes for us are dropped, whatever the
+    logging set-up of the program (the record names absl, not dp-accounting, as its source,
+    so a filter by origin cannot tell them apart)."""
+    absl = logging.getLogger("absl")
+    absl.addFilter(_DROP)
+    try:
+        yield
+    finally:
+        absl.removeFilter(_DROP)
+
 
 ACCOUNTANTS = ("pld", "rdp", "opacus-rdp")
 OPACUS = "opacus-rdp"
@@ -187,9 +201,12 @@ def epsilon_spent(
         return _pure_epsilon(noise_multiplier, sample_rate, steps, count_epsilon)
     if accountant == OPACUS:  # the Gaussian steps in RDP, the count by basic composition
         steps_only = dp_event(noise_multiplier, sample_rate, steps, noise=noise)
-        return float(_fresh(accountant).compose(steps_only).get_epsilon(delta)) + count_epsilon
+        with _accounting_quiet():
+            spent = _fresh(accountant).compose(steps_only).get_epsilon(delta)
+        return float(spent) + count_epsilon
     event = dp_event(noise_multiplier, sample_rate, steps, noise=noise, count_epsilon=count_epsilon)
-    return float(_fresh(accountant).compose(event).get_epsilon(delta))
+    with _accounting_quiet():
+        return float(_fresh(accountant).compose(event).get_epsilon(delta))
 
 
 def _guess(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
