@@ -168,9 +168,12 @@ def test_smollm2_cache_gives_same_logits(tmp_path, monkeypatch):
     monkeypatch.setenv("PACZERO_CACHE_DIR", str(tmp_path))
     cold = load_model(_cfg("smollm2-135m", track="full"), seed=0)
     assert cold.source.endswith(".gguf")
-    assert (tmp_path / "smollm2-135m" / models.CACHE_STAMP).is_file()
+    folder = models.gguf_cache_dir(
+        tmp_path, "smollm2-135m", models._gguf_stamp(models.smollm2_gguf_path())
+    )  # keyed by the file's hash and the converting libraries' versions
+    assert (folder / models.CACHE_STAMP).is_file()
     cached = load_model(_cfg("smollm2-135m", track="full"), seed=0)
-    assert cached.source == str(tmp_path / "smollm2-135m")
+    assert cached.source == str(folder)
     assert cold.base_name == cached.base_name == "HuggingFaceTB/SmolLM2-135M-Instruct"
     text = "it 's a charming and often affecting journey . It was"
     ids = cold.tokenizer(text, return_tensors="pt")["input_ids"]

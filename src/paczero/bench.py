@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -33,7 +33,6 @@ TARGETS = {
     "train_over_inference_memory": 1.15,
     "reference_over_step": 2.5,
 }
-REFERENCE_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_step.py"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time the published-code-style step (benchmarks/reference_step.py)",
+        help="also time the published-code-style step (paczero.reference_step)",
     )
     parser.add_argument(
         "--memory",
@@ -143,12 +142,12 @@ def _timed(fn, device: torch.device) -> tuple[float, Any]:
 
 
 def _load_reference():
-    if not REFERENCE_FILE.is_file():
+    """The reference-style step ships in the package (``paczero.reference_step``), so an
+    installed wheel has it; None (the row is left out) if it cannot be imported."""
+    try:
+        return importlib.import_module("paczero.reference_step")
+    except ImportError:
         return None
-    spec = importlib.util.spec_from_file_location("paczero_reference_step", REFERENCE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tokens(task, encoded, indices: np.ndarray, micro_batch: int) -> tuple[int, int]:
@@ -523,9 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paczero.bench", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from paczero.cli import _quiet_libraries
+    from paczero.quiet import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     result = run_bench(args)
     if args.phase != "all":
         print(json.dumps(result))  # read by the parent bench

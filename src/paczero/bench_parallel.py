@@ -152,13 +152,13 @@ def format_parallel(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from paczero.bench import add_arguments
-    from paczero.cli import _quiet_libraries
+    from paczero.quiet import quiet_libraries
 
     parser = argparse.ArgumentParser(prog="python -m paczero.bench_parallel")
     add_arguments(parser)
     parser.add_argument("--threads-per-process", type=int, default=1)
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     print(json.dumps(_worker(args)), flush=True)
     return 0
 

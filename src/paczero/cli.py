@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--to", required=True, help="output folder (HF model or PEFT adapter)")
     p.add_argument("--step", default="best", help="best (default), final, or a step number")
+    p.add_argument("--merge", action="store_true", help="LoRA: write the merged full model")
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="then upload the folder to this Hugging Face model repo (huggingface_hub)",
+    )
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: a private repo")
 
     p = sub.add_parser("eval", help="evaluate a run directory's dev-best model, or a base model")
     p.add_argument("target", help="a run directory, or a model name/path (zero-shot)")
@@ -121,17 +128,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
-    """Our progress bar and one-line errors are what a user reads: silence library chatter
-    (progress bars, hub retry warnings, dp-accounting's absl convergence warnings)."""
-    import logging as std_logging
+    """Our progress and one-line errors are what a user reads (``paczero.quiet``)."""
+    from paczero.quiet import quiet_libraries
 
-    from huggingface_hub.utils import logging as hub_logging
-    from transformers.utils import logging
-
-    std_logging.getLogger("absl").setLevel(std_logging.ERROR)
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-    hub_logging.set_verbosity_error()
+    quiet_libraries()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -191,8 +191,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from paczero.durable import export
 
     _quiet_libraries()
-    info = export(args.run_dir, args.to, step=args.step)
-    print(f"exported step {info['step']} of {info['run']} to {args.to}")
+    if args.private and not args.push_to_hub:
+        raise UserError("--private goes with --push-to-hub REPO")
+    if args.push_to_hub:
+        from paczero.exporting import check_repo_id
+
+        check_repo_id(args.push_to_hub)  # before the export is written
+    info = export(args.run_dir, args.to, step=args.step, merge=args.merge)
+    what = "merged model" if info.get("merged") else info.get("track", "model")
+    print(f"exported step {info['step']} of {info['run']} to {args.to} ({what}, model card)")
+    if args.push_to_hub:
+        from paczero.exporting import push_to_hub
+
+        url = push_to_hub(args.to, args.push_to_hub, private=args.private)
+        print(f"uploaded to {url}")
     return 0
 
 

@@ -85,6 +85,21 @@ class DataConfig(Section):
     num_test: int = Field(1000, ge=1)
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _synthetic_reads_no_files(cls, data: Any) -> Any:
+        """The synthetic set reads no files: a ``data.dir`` given with it is refused rather
+        than silently ignored (``$PACZERO_DATA_DIR``, an environment default, is dropped)."""
+        if not isinstance(data, dict) or data.get("source") != "synthetic":
+            return data
+        given = data.get("dir")
+        if given is not None and given != (os.environ.get("PACZERO_DATA_DIR") or None):
+            raise ValueError(
+                f"data.dir ({given}) is set but data.source is 'synthetic', which reads no "
+                "files: drop data.dir, or set data.source=auto to read it"
+            )
+        return {**data, "dir": None}
+
 
 class ZOConfig(Section):
     eps: float = Field(1e-3, gt=0)
@@ -112,6 +127,15 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(0, ge=0)
     eval_batch: int = Field(32, ge=1)
     eval_at_start: bool = True
+    # experiment tracking (paczero.tracking): public per-step figures and evaluations
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(default_factory=list)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _backends(cls, value: Any) -> Any:
+        if value is None or value == "none":
+            return []
+        return [value] if isinstance(value, str) else value
 
     @field_validator("batch_size")
     @classmethod
@@ -270,9 +294,35 @@ def load_config(
     source: str | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> RunConfig:
     data = read_source(source)
+    described = data.get("description")
     for assignment in overrides:
         apply_override(data, assignment)
+    if not _is_run_config(source):
+        describe_overrides(data, described, overrides)
     return validate_config(data)
+
+
+def describe_overrides(
+    data: dict[str, Any], described: Any, overrides: list[str] | tuple[str, ...]
+) -> None:
+    """A recipe's description no longer describes a run whose keys were overridden: it
+    says which were (unless ``description`` itself was set)."""
+    if not described or not isinstance(described, str) or data.get("description") != described:
+        return
+    keys = [a.partition("=")[0].strip() for a in overrides if a.partition("=")[0].strip()]
+    keys = [k for k in dict.fromkeys(keys) if k != "description"]
+    if keys:
+        data["description"] = f"{described} [overridden: {', '.join(keys)}]"
+
+
+def _is_run_config(source: str | None) -> bool:
+    """A run's own config.yaml is the resolved config: never re-described."""
+    if source is None:
+        return False
+    path = Path(source)
+    return path.name == "config.yaml" and (
+        (path.parent / "releases.jsonl").exists() or (path.parent / "run.json").exists()
+    )
 
 
 def validate_config(data: dict[str, Any]) -> RunConfig:

@@ -50,7 +50,9 @@ def run_demo(
     cfg = demo_config(**options)
     out = Path(out) if out is not None else default_run_dir(cfg)
     result = train(cfg, out=out, progress=progress)
-    plot = plot_run(result.run_dir)
+    plot = result.run_dir / "training.png"  # every run draws it
+    if not plot.exists():
+        plot = plot_run(result.run_dir)
     return result, plot, summary(result.data, result.run_dir, plot)
 
 

@@ -16,14 +16,17 @@ from typing import Any
 from paczero.config import load_config
 from paczero.distributed import close_world, init_world
 from paczero.errors import UserError
+from paczero.exporting import write_export
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
+from paczero.progress import honours_progress_flag
 from paczero.runs import RunDir, open_run
 from paczero.session import build_session, load_named, restore_mode
 from paczero.trainer import Result, Trainer, check_ranks_agree
 from paczero.zo import ZOEstimator
 
 
+@honours_progress_flag
 def resume(path: str | Path, progress: bool = True) -> Result:
     """Continue a killed or interrupted run exactly where its release log ends.
 
@@ -136,11 +139,15 @@ def replay(estimator, records: list[dict[str, Any]], directions: int) -> None:
         estimator.replay(record["seeds"], amounts)
 
 
-def export(run_path: str | Path, to: str | Path, step: str | int = "best") -> dict[str, Any]:
+def export(
+    run_path: str | Path, to: str | Path, step: str | int = "best", merge: bool = False
+) -> dict[str, Any]:
     """Rebuild a run's model from the base model and the release log alone, and save it.
 
     ``step``: ``best`` (the dev-best step), ``final``, or a step number. Writes a PEFT
-    adapter (LoRA) or a full HF model directory, with the tokenizer.
+    adapter (LoRA; ``merge``: a full model with the adapter merged in) or a full HF model
+    directory that loads anywhere (``paczero.exporting``), with the tokenizer, a model card
+    (README.md) with the privacy report, and ``paczero_export.json``.
     """
     run = open_run(run_path)
     to = Path(to)
@@ -158,12 +165,9 @@ def export(run_path: str | Path, to: str | Path, step: str | int = "best") -> di
     )
     replay(estimator, records[:target], cfg.zo.directions)
     to.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(to)
-    loaded.tokenizer.save_pretrained(to)
     info = {"run": str(run.path), "step": target, "base_model": cfg.model.name}
     info["track"] = cfg.model.track
-    (to / "paczero_export.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
+    return write_export(to, loaded, cfg, run, info, records[:target], merge=merge)
 
 
 def _export_step(run: RunDir, step: str | int, logged: int) -> int:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from paczero import progress
 from paczero.config import load_config
 from paczero.data import load_splits
 from paczero.models import load_model
@@ -40,5 +41,6 @@ def evaluate(
         model = PeftModel.from_pretrained(model, target)
     task = build_task_for(cfg, loaded)
     encoded = task.encode(splits.test if split == "test" else splits.dev)
-    metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
+    with progress.phase(f"{split} evaluation"):  # a bar on a terminal, lines in a log
+        metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
     return {**metrics, "examples": len(encoded), "split": split}

@@ -176,8 +176,7 @@ def _load_base(name: str, seed: int, dtype: torch.dtype) -> tuple[torch.nn.Modul
                     f"model.name '{name}' is a file but not a .gguf file: give a model "
                     "directory (config.json + weights), a .gguf file, or a hub id"
                 )
-            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-            model, tok, _ = _load_gguf_cached(path, f"gguf-{path.stem}-{digest}", dtype)
+            model, tok, _ = _load_gguf_cached(path, f"gguf-{path.stem}", dtype)
         else:
             model, tok = _from_pretrained(str(path), name, dtype=dtype)
         return model, tok, str(path), str(path)
@@ -276,34 +275,89 @@ def cache_root() -> Path | None:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "paczero"
 
 
-def _gguf_stamp(gguf: Path) -> dict[str, Any]:
+HASH_INDEX = "file-hashes.json"  # in the cache root: sha256 by (path, size, mtime)
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, remembered by (path, size, mtime) in the cache root so that a
+    large GGUF is read once per change, not at every load."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    root = cache_root()
+    index_path = root / HASH_INDEX if root is not None else None
+    index: dict[str, str] = {}
+    if index_path is not None:
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}
+        if isinstance(index, dict) and isinstance(index.get(key), str):
+            return index[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    if index_path is not None:
+        index = index if isinstance(index, dict) else {}
+        index[key] = value
+        try:
+            index_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = index_path.with_name(f".{HASH_INDEX}.{os.getpid()}")
+            tmp.write_text(json.dumps(index, indent=0, sort_keys=True))
+            os.replace(tmp, index_path)
+        except OSError:
+            pass  # no memo: the hash is computed again next time
+    return value
+
+
+def conversion_versions() -> dict[str, str]:
+    """The libraries a GGUF conversion depends on: a cache made by others is not reused."""
+    from importlib import metadata
+
     import transformers
 
-    stat = gguf.stat()
-    return {
-        "gguf": str(gguf.resolve()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "transformers": transformers.__version__,
-    }
+    out = {"transformers": transformers.__version__}
+    for name in ("gguf", "paczero"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def _gguf_stamp(gguf: Path) -> dict[str, Any]:
+    return {"gguf": gguf.name, "sha256": file_sha256(gguf), **conversion_versions()}
+
+
+def gguf_cache_dir(root: Path, alias: str, stamp: dict[str, Any]) -> Path:
+    """Keyed by the source file's hash and the converting libraries' versions: two
+    installs (or two files of one name) never overwrite each other's cache."""
+    versions = "-".join(f"{k}{stamp[k]}" for k in ("transformers", "gguf", "paczero"))
+    return root / f"{alias}-{stamp['sha256'][:16]}-{versions}"
 
 
 def _load_gguf_cached(
     gguf: Path, alias: str, dtype: torch.dtype
 ) -> tuple[torch.nn.Module, Any, str]:
     """Dequantising + converting the tokenizer costs ~40 s; a float32 HF copy loads in ~1 s."""
+    from paczero.progress import quiet_library_bars, waiting
+
     root = cache_root()
     stamp = _gguf_stamp(gguf)
-    target = root / alias if root is not None else None
+    target = gguf_cache_dir(root, alias, stamp) if root is not None else None
     if target is not None and _stamp_matches(target, stamp):
         try:
             model, tok = _from_pretrained(str(target), alias, dtype=dtype)
             return model, tok, str(target)
         except UserError:
             pass  # a damaged cache: rebuild it below
-    model, tok = _load_gguf(gguf)
-    if target is not None:
-        _write_cache(model, tok, target, stamp)
+    first = " (once: the float32 copy is cached)" if target is not None else ""
+    with waiting(f"converting {gguf.name} to float32{first}"), quiet_library_bars():
+        model, tok = _load_gguf(gguf)
+        if target is not None:
+            _write_cache(model, tok, target, stamp)
     return model, tok, str(gguf)
 
 

@@ -185,29 +185,40 @@ def _labels(paths: list[Path]) -> list[str]:
 
 
 def _has_unanimity(records: list[dict[str, Any]]) -> bool:
-    """PACZero releases say whether the subsets agreed; MeZO and DP releases do not."""
-    return bool(records) and any("unanimous" in p for p in records[0].get("public", []))
+    from paczero.report import has_unanimity
+
+    return has_unanimity(records)
 
 
 def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     """Several runs on shared axes: the loss estimate (dev loss where the batch loss is
-    secret, DP), the dev metric, and the running unanimity fraction or the epsilon spent."""
+    secret, DP), the dev metric, the running unanimity fraction, and the privacy spent
+    against the steps (PACZero: MI charged on the path, with the budget dashed; DP:
+    epsilon, with its target dashed)."""
+    import yaml
+
     from paczero.privacy.ledger import read_jsonl
+    from paczero.report import privacy_curve
 
     runs = []
     for path, label in zip(paths, _labels(paths), strict=True):
         records = read_jsonl(path / "releases.jsonl")
         dev = [m for m in read_jsonl(path / "metrics.jsonl") if m.get("split") == "dev"]
-        runs.append((label, records, dev))
-    metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d in runs if d), "accuracy")
-    unanimity = any(_has_unanimity(rec) for _, rec, _ in runs)
-    spent = any(rec and "epsilon" in rec[0] for _, rec, _ in runs)
-    panels = ["loss", "dev"] + (["unanimity"] if unanimity else []) + (["epsilon"] if spent else [])
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+        runs.append((label, records, dev, privacy_curve(cfg, records)))
+    metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d, _ in runs if d), "accuracy")
+    unanimity = any(_has_unanimity(rec) for _, rec, _, _ in runs)
+    kinds = {curve["kind"] for *_, curve in runs if curve}
+    panels = ["loss", "dev"] + (["unanimity"] if unanimity else [])
+    panels += [k for k in ("mi", "epsilon") if k in kinds]
     plt = _pyplot()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.6), sharex=True)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.6), sharex=True, squeeze=False
+    )
+    axes = list(axes[:, 0])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ax_of = dict(zip(panels, axes, strict=True))
-    for i, (label, records, dev) in enumerate(runs):
+    for i, (label, records, dev, curve) in enumerate(runs):
         color = colors[i % len(colors)]
         steps = [r["step"] + 1 for r in records]
         ax = ax_of["loss"]
@@ -230,16 +241,21 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
             agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
             running = [sum(agree[: k + 1]) / (k + 1) for k in range(len(agree))]
             ax_of["unanimity"].plot(steps, running, lw=1.8, color=color, label=label)
-        if "epsilon" in ax_of and records and "epsilon" in records[0]:
-            ax_of["epsilon"].plot(steps, [r["epsilon"] for r in records], lw=1.8, color=color,
-                                  label=label)  # fmt: skip
+        if curve:
+            ax = ax_of[curve["kind"]]
+            ax.plot(steps, curve["values"], lw=1.8, color=color, label=label)
+            if curve.get("limit") is not None:
+                ax.axhline(curve["limit"], ls="--", lw=1, color=color, alpha=0.6,
+                           label=f"{label}: {curve['limit_label']}")  # fmt: skip
     ax_of["loss"].set_ylabel("loss")
     ax_of["dev"].set_ylabel(f"dev {metric}")
     if "unanimity" in ax_of:
         ax_of["unanimity"].set_ylabel("unanimous (running)")
         ax_of["unanimity"].set_ylim(-0.05, 1.05)
     if "epsilon" in ax_of:
-        ax_of["epsilon"].set_ylabel("epsilon spent")
+        ax_of["epsilon"].set_ylabel("DP epsilon spent")
+    if "mi" in ax_of:
+        ax_of["mi"].set_ylabel("MI charged, nats")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -115,7 +115,10 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
 
 
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:
-    """A PNG a person reads at a glance: loss estimate, unanimity, dev metric over the steps."""
+    """A PNG a person reads at a glance: the loss estimate (the dev loss where the batch's
+    loss is secret, DP), the unanimity of the releases, the privacy spent (PACZero: the MI
+    charged on the path against the budget; DP: epsilon against its target) and the dev
+    metric, all against the steps. Public values only: the release log and metrics.jsonl."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,13 +131,18 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     cfg = yaml.safe_load(run.config_path.read_text())
     records = run.releases()
     steps = [r["step"] + 1 for r in records]
-    agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
-    running = [sum(agree[: i + 1]) / (i + 1) for i in range(len(agree))]
     dev = [m for m in run.metrics() if m["split"] == "dev"]
-
-    fig, axes = plt.subplots(3 if dev else 2, 1, figsize=(7.5, 7 if dev else 5.5), sharex=True)
-    ax = axes[0]
-    if all("loss" in r for r in records):
+    unanimity = has_unanimity(records)
+    spent = privacy_curve(cfg, records)
+    panels = ["loss"] + (["unanimity"] if unanimity else []) + (["privacy"] if spent else [])
+    panels += ["dev"] if dev else []
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(7.5, 1.9 * len(panels) + 1.3), sharex=True, squeeze=False
+    )
+    axes = list(axes[:, 0])
+    ax_of = dict(zip(panels, axes, strict=True))
+    ax = ax_of["loss"]
+    if records and all("loss" in r for r in records):
         losses = [r["loss"] for r in records]
         window = max(1, len(losses) // 10)
         smooth = [
@@ -151,19 +159,26 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         ax.plot(dev_steps, dev_loss, "o-", color="tab:blue", label=label)
         ax.set_ylabel("dev loss")
     ax.legend(loc="upper right", fontsize=8)
-    ax = axes[1]
-    if records and all("epsilon" in r for r in records):  # DP: no subsets, show the spend
-        ax.plot(steps, [r["epsilon"] for r in records], lw=2, color="tab:purple")
-        ax.set_ylabel("epsilon spent")
-    else:
+    if unanimity:
+        agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
+        running = [sum(agree[: i + 1]) / (i + 1) for i in range(len(agree))]
+        ax = ax_of["unanimity"]
         ax.scatter(steps, agree, s=8, color="tab:green", alpha=0.5, label="this step")
         ax.plot(steps, running, lw=2, color="tab:green", label="running fraction")
         ax.set_ylabel("subsets unanimous")
         ax.set_ylim(-0.05, 1.05)
         ax.legend(loc="center right", fontsize=8)
+    if spent:
+        ax = ax_of["privacy"]
+        ax.plot(steps, spent["values"], lw=2, color="tab:purple", label=spent["label"])
+        if spent.get("limit") is not None:
+            ax.axhline(spent["limit"], ls="--", color="tab:purple", alpha=0.6,
+                       label=spent["limit_label"])  # fmt: skip
+        ax.set_ylabel(spent["axis"])
+        ax.legend(loc="lower right", fontsize=8)
     if dev:
         metric = "f1" if "f1" in dev[0] else "accuracy"
-        ax = axes[2]
+        ax = ax_of["dev"]
         ax.plot([m["step"] for m in dev], [m[metric] for m in dev], "o-", color="tab:red")
         ax.set_ylabel(f"dev {metric}")
     for ax in axes:
@@ -179,3 +194,44 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def has_unanimity(records: list[dict[str, Any]]) -> bool:
+    """PACZero releases say whether the subsets agreed; MeZO and DP releases do not."""
+    return bool(records) and any("unanimous" in p for p in records[0].get("public", []))
+
+
+def privacy_curve(cfg: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The privacy spent after each step, from the public log: DP's epsilon (with the
+    target), PACZero's MI charged on the path (with the budget, which is the guarantee;
+    PACZero-ZPL: 0). None for a mechanism without a guarantee."""
+    if not records:
+        return None
+    mech = cfg["mechanism"]
+    if all("epsilon" in r for r in records):
+        target = mech.get("epsilon")
+        return {
+            "kind": "epsilon",
+            "values": [float(r["epsilon"]) for r in records],
+            "label": "epsilon spent",
+            "axis": "DP epsilon",
+            "limit": float(target) if target is not None else None,
+            "limit_label": f"target epsilon {target}",
+        }
+    from paczero.mechanisms import mechanism_class
+
+    try:
+        private = mechanism_class(mech["name"]).private
+    except Exception:
+        private = False
+    if not private:
+        return None
+    budget = mech.get("budget") if mech["name"] == "paczero-mi" else 0.0
+    return {
+        "kind": "mi",
+        "values": [float(r.get("cumulative", 0.0)) for r in records],
+        "label": "MI charged on this path (not the MI)",
+        "axis": "MI, nats",
+        "limit": float(budget) if budget is not None else None,
+        "limit_label": "I = 0 (ZPL)" if not budget else f"budget {budget:g} nats = the bound",
+    }

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from paczero.auditing.canaries import add_canaries
-from paczero.config import RunConfig
+from paczero.config import RunConfig, TaskConfig
 from paczero.data import load_splits
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
 from paczero.mechanisms import Mechanism, build_mechanism, mechanism_class
@@ -85,14 +85,35 @@ class Session:
         return self.loaded.trainable
 
 
+def model_positions(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model takes (its position table), if it says."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def fit_task(task: TaskConfig, model: torch.nn.Module) -> TaskConfig:
+    """``task.max_length`` cut to the model's positions (SQuAD's default 2048 on a model
+    of 512 positions): prompts are truncated to fit instead of the run being refused."""
+    limit = model_positions(model)
+    if limit is None or task.max_length <= limit:
+        return task
+    return task.model_copy(update={"max_length": limit})
+
+
 def build_task_for(cfg: RunConfig, loaded: LoadedModel) -> Task:
-    """The run's task, batching for the model's device (``zo.micro_batch_tokens``)."""
+    """The run's task, batching for the model's device (``zo.micro_batch_tokens``), its
+    lengths fitted to the model (``fit_task``)."""
     budget = cfg.zo.micro_batch_tokens
     if budget == "auto":
         budget = CPU_BATCH_TOKENS if loaded.device.type == "cpu" else None
     elif budget == "off":
         budget = None
-    return build_task(cfg.task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
+    task = fit_task(cfg.task, loaded.model)
+    return build_task(task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
 
 
 def build_session(

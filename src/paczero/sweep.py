@@ -753,9 +753,9 @@ def _worker(argv: list[str]) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="transformers|peft|torch")
-    from paczero.cli import _quiet_libraries
+    from paczero.quiet import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         sweep = open_sweep(argv[0])
         execute(sweep, sweep.cell(argv[1]), int(argv[2]))

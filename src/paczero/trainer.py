@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from paczero import progress as progress_lines
 from paczero.config import RunConfig, load_config, validate_config
 from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
 from paczero.errors import Interrupted
@@ -34,6 +34,7 @@ from paczero.privacy.randomness import secret_stream
 from paczero.report import describe_result, privacy_report
 from paczero.runs import RunDir, check_new_run_dir, default_run_dir
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
+from paczero.tracking import open_tracker
 
 _ELSEWHERE = {  # entry points that live in their own modules, importable from here too
     "resume": "paczero.durable",
@@ -69,6 +70,7 @@ class Result:
         return describe_result(self.data, self.run_dir)
 
 
+@progress_lines.honours_progress_flag
 def train(
     config: RunConfig | dict | str | None = None,
     out: str | Path | None = None,
@@ -138,6 +140,8 @@ class Trainer:
         self.next_step = 0
         self.resumed_from: int | None = None
         self._signal: int | None = None
+        self.tracker = None  # paczero.tracking, while the loop runs (rank 0, train.report_to)
+        self._record: dict[str, Any] | None = None  # the last public release record
 
     # ------------------------------------------------------------ the loop
 
@@ -149,32 +153,43 @@ class Trainer:
             self.run_dir.open_releases() if main else contextlib.nullcontext() as releases,
             self.run_dir.open_private_releases() if main else contextlib.nullcontext() as private,
             self.run_dir.open_metrics() if main else contextlib.nullcontext() as metrics_log,
+            open_tracker(cfg, self.run_dir.path, _run_id(self.run_dir), main) as tracker,
             self._signals(),
         ):
             self.releases_log, self.private_log = releases, private
             self.metrics_log = metrics_log
+            self.tracker = tracker
+            if tracker is not None:
+                tracker.seed_unanimity(self.unanimous)
             fresh = self.next_step == 0 and not self.history
             if fresh and (cfg.train.eval_at_start or cfg.train.eval_every):
                 self.evaluate_dev(0)
-            bar = tqdm(
-                range(self.next_step, cfg.train.steps),
-                initial=self.next_step,
+            # a bar on a terminal, plain lines in a log (public values only: _postfix)
+            bar = progress_lines.Bar(
                 total=cfg.train.steps,
+                initial=self.next_step,
                 desc=cfg.mechanism.name,
-                disable=not self.progress,
-                dynamic_ncols=True,
+                unit="step",
+                enabled=self.progress,
             )
-            for step in bar:
-                if self.world.broadcast(s.mechanism.exhausted if self.main else None):
-                    break
-                t0 = time.perf_counter()
-                result = self.step(step)
-                self.step_times.append(time.perf_counter() - t0)
-                self.next_step = step + 1
-                self._account(result.releases)
-                bar.set_postfix(self._postfix(result), refresh=False)
-                self.after_step(self.next_step)
-            bar.close()
+            with bar:
+                result = None
+                for step in range(self.next_step, cfg.train.steps):
+                    if self.world.broadcast(s.mechanism.exhausted if self.main else None):
+                        break
+                    t0 = time.perf_counter()
+                    result = self.step(step)
+                    self.step_times.append(time.perf_counter() - t0)
+                    self.next_step = step + 1
+                    self._account(result.releases)
+                    if tracker is not None and self._record is not None:
+                        tracker.log_release(self._record)
+                    self.after_step(self.next_step)  # may evaluate: the bar shows it
+                    bar.set_postfix(self._postfix(result), refresh=False)
+                    bar.update(1)
+                self.final_dev()
+                if result is not None:  # the last line shows the final evaluation
+                    bar.set_postfix(self._postfix(result), refresh=False)
             return self.finish(setup_s)
 
     def step(self, step: int) -> StepResult:
@@ -193,7 +208,8 @@ class Trainer:
         private log one record ahead, which resume drops (that release was never public
         nor applied); the public log is never ahead of the private one."""
         self.private_log.append(_private_record(result))
-        self.releases_log.append(_release_record(result, self.s.mechanism))
+        self._record = _release_record(result, self.s.mechanism)
+        self.releases_log.append(self._record)
 
     def after_step(self, done: int) -> None:
         train = self.s.cfg.train
@@ -206,27 +222,37 @@ class Trainer:
             self.save_checkpoint(done)
             raise Interrupted(self.run_dir.path, done, signum)
 
+    def final_dev(self) -> None:
+        """The dev evaluation of the last step, unless it has one."""
+        if not self.history or self.history[-1]["step"] != self.next_step:
+            self.evaluate_dev(self.next_step)
+
     def finish(self, setup_s: float) -> Result:
         s, run = self.s, self.run_dir
         steps_run = self.next_step
-        if not self.history or self.history[-1]["step"] != steps_run:
-            self.evaluate_dev(steps_run)
+        self.final_dev()
         self.save_checkpoint(steps_run)
         if self.main:
             run.save_tensors("final", s.trainable, step=steps_run)
         self.world.barrier()  # every rank reads rank 0's dev-best tensors
         load_named(s.trainable, run.load_tensors("best"))
         t0 = time.perf_counter()
-        test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch, s.world)
+        with progress_lines.phase("test evaluation"):
+            test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch, s.world)
         self.eval_s += time.perf_counter() - t0
         if not self.main:
             return Result(run_dir=run.path, data={})
         self.metrics_log.append({"step": self.best["step"], "split": "test", **test_metrics})
         model_dir = run.path / "model"
-        s.loaded.model.save_pretrained(model_dir)
-        s.loaded.tokenizer.save_pretrained(model_dir)
+        with progress_lines.quiet_library_bars():
+            s.loaded.model.save_pretrained(model_dir)
+            s.loaded.tokenizer.save_pretrained(model_dir)
         result = self.result(test_metrics, steps_run, setup_s)
         run.write_result(result)
+        if self.tracker is not None:
+            self.tracker.log_eval("test", self.best["step"] or 0, test_metrics)
+            self.tracker.log_summary(result["privacy"], steps_run)
+        _plot(run.path)
         return Result(run_dir=run.path, data=result)
 
     # ------------------------------------------------------------ pieces
@@ -234,7 +260,8 @@ class Trainer:
     def evaluate_dev(self, step: int) -> None:
         s = self.s
         t0 = time.perf_counter()
-        dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world)
+        with progress_lines.phase("dev evaluation"):
+            dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world)
         self.eval_s += time.perf_counter() - t0
         score = dev_metrics[s.task.metric]
         if self.best["dev"] is None or score > self.best["dev"][s.task.metric]:
@@ -243,6 +270,8 @@ class Trainer:
                 self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
         if self.main:
             self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
+        if self.tracker is not None:
+            self.tracker.log_eval("dev", step, dev_metrics)
         self.history.append({"step": step, **dev_metrics})
 
     def save_checkpoint(self, step: int) -> None:
@@ -351,13 +380,35 @@ def _as_config(config, overrides) -> RunConfig:
             return config
         config = config.model_dump(mode="json")
     if isinstance(config, dict):
-        from paczero.config import apply_override
+        from paczero.config import apply_override, describe_overrides
 
         data = dict(config)
+        described = data.get("description")
         for assignment in overrides:
             apply_override(data, assignment)
+        describe_overrides(data, described, overrides)
         return validate_config(data)
     return load_config(config, overrides)
+
+
+def _run_id(run: RunDir) -> str:
+    try:
+        return run.run_id()
+    except Exception:  # a tracker name only; the run's identity is checked elsewhere
+        return "run"
+
+
+def _plot(run_path: Path) -> None:
+    """training.png for every run: public values only (report.plot_run); a plot that
+    fails never fails the finished run."""
+    import warnings
+
+    from paczero.report import plot_run
+
+    try:
+        plot_run(run_path)
+    except Exception as err:
+        warnings.warn(f"paczero: training.png not drawn ({err})", stacklevel=2)
 
 
 def _release_record(result: StepResult, mechanism) -> dict[str, Any]:

@@ -95,7 +95,11 @@ def test_zpl_skip_all_zero():
     g = np.zeros(40)
     plain, pub, sec = make("paczero-zpl", subsets=8)
     rel = plain.release(g, ctx(0, 0, pub, sec, np.arange(40)))
-    assert (rel.coeff, rel.kind) == (1.0, "unanimous")  # ties read +1, as in the paper
+    # The M signs agree only by the tie rule sign(0) = +1: no agreement, so not unanimous;
+    # ZPL treats it as a disagreement (a public coin: distributed as the tie rule's +1 move,
+    # z being symmetric).
+    assert rel.kind == "coin" and abs(rel.coeff) == 1.0 and rel.charge == 0.0
+    assert rel.public["unanimous"] is False and rel.public["all_zero"] is True
     skipping, pub, sec = make("paczero-zpl", subsets=8, skip_all_zero=True)
     rel = skipping.release(g, ctx(0, 0, pub, sec, np.arange(40)))
     assert (rel.coeff, rel.kind, rel.charge) == (0.0, "skip", 0.0)
@@ -499,6 +503,20 @@ def test_mi_public_fields_never_hold_the_secret(release):
         assert ("sigma" if release == "gaussian" else "flip_prob") in rel.public
     assert {"free", "noisy"} <= kinds
     assert "secret_index" not in mech.state_dict()
+
+
+def test_all_zero_means_are_not_unanimous():
+    """-F1 objective: an all-zero step (no answer changed) is no agreement of the subsets."""
+    mech, pub, sec = make("paczero-mi", subsets=8, pool=16, budget=0.5)
+    rel = mech.release(np.zeros(16), ctx(0, 0, pub, sec, np.arange(16)))
+    assert rel.public["unanimous"] is False and rel.public["all_zero"] is True
+    assert rel.kind == "free" and rel.charge == 0.0  # every candidate reads +1: no secret
+    skipping, pub, sec = make("paczero-zpl", subsets=8, skip_all_zero=True)
+    rel = skipping.release(np.zeros(40), ctx(0, 0, pub, sec, np.arange(40)))
+    assert rel.public["unanimous"] is False and rel.kind == "skip"
+    real, pub, sec = make("paczero-zpl", subsets=8)
+    rel = real.release(np.full(40, 2.0), ctx(0, 0, pub, sec, np.arange(40)))
+    assert rel.public["unanimous"] is True and "all_zero" not in rel.public
 
 
 def test_mi_skip_all_zero_charges_nothing():

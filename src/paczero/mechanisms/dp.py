@@ -29,6 +29,7 @@ from paczero.privacy.bounds import (
     posterior_bound_to_mi,
 )
 from paczero.privacy.randomness import RandomStream
+from paczero.progress import waiting
 
 
 class _LazySpent(Mapping):
@@ -112,15 +113,17 @@ class _DPMechanism(Mechanism):
         self.denominator = c.denominator
         count_eps = c.count_fraction * target if self.denominator == "noisy-count" else 0.0
         try:
-            self.accountant = DPAccountant.calibrate(
-                target,
-                delta,
-                self.sample_rate,
-                steps,
-                accountant=c.accountant,
-                noise=self.noise,
-                count_epsilon=count_eps,
-            )
+            what = f"{self.name}: calibrating the noise to epsilon {target:.4g} over {steps} steps"
+            with waiting(what):  # seconds to minutes for long runs: say so
+                self.accountant = DPAccountant.calibrate(
+                    target,
+                    delta,
+                    self.sample_rate,
+                    steps,
+                    accountant=c.accountant,
+                    noise=self.noise,
+                    count_epsilon=count_eps,
+                )
         except ValueError as err:
             raise UserError(f"{self.name}: {err}") from None
         self.sensitivity = self._sensitivity()

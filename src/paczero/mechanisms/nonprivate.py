@@ -98,7 +98,8 @@ class _SecretSubset(SubsetMechanism):
         g = prepare_derivatives(g, ctx.indices, self.pool_size, self.clip)
         means, counts = self._subset_stats(g, ctx.indices)
         signs = subset_signs(means)
-        public: dict[str, Any] = {**subset_summary(signs, counts), "mean": _mean(g)}
+        summary = subset_summary(signs, counts, all_zero=not np.any(means))
+        public: dict[str, Any] = {**summary, "mean": _mean(g)}
         if self.skip_all_zero and not np.any(means):
             public["skip_reason"] = "all-zero"
             return Release(0.0, "skip", public=public)

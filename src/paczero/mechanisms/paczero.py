@@ -54,13 +54,22 @@ class _SubsetRelease(SubsetMechanism):
     def release(self, g: np.ndarray, ctx: StepContext) -> Release:
         g = prepare_derivatives(g, ctx.indices, self.pool_size, self.clip)
         means, counts = self._subset_stats(g, ctx.indices)
-        if self.skip_all_zero and not np.any(means):
-            # "All means are zero" is a function of all M candidates, never of S*: I = 0.
-            return self._skip_all_zero(subset_summary(subset_signs(means), counts), ctx)
-        return self.release_signs(subset_signs(means), ctx, counts=counts)
+        # "All means are zero" (a piecewise-constant objective such as -F1 that did not move)
+        # is a function of all M candidates, never of S*: I = 0. The M signs then agree
+        # only by the tie rule sign(0) = +1, which is no agreement: not counted unanimous.
+        all_zero = not np.any(means)
+        if self.skip_all_zero and all_zero:
+            summary = subset_summary(subset_signs(means), counts, all_zero=True)
+            return self._skip_all_zero(summary, ctx)
+        return self.release_signs(subset_signs(means), ctx, counts=counts, all_zero=all_zero)
 
     def release_signs(
-        self, signs: np.ndarray, ctx: StepContext, *, counts: np.ndarray | None = None
+        self,
+        signs: np.ndarray,
+        ctx: StepContext,
+        *,
+        counts: np.ndarray | None = None,
+        all_zero: bool = False,
     ) -> Release:
         raise NotImplementedError
 
@@ -94,10 +103,15 @@ class PACZeroZPL(_SubsetRelease):
         return self.cfg.disagreement
 
     def release_signs(
-        self, signs: np.ndarray, ctx: StepContext, *, counts: np.ndarray | None = None
+        self,
+        signs: np.ndarray,
+        ctx: StepContext,
+        *,
+        counts: np.ndarray | None = None,
+        all_zero: bool = False,
     ) -> Release:
         signs = _as_signs(signs, self.subsets)
-        public = subset_summary(signs, _counts(counts, self.subsets))
+        public = subset_summary(signs, _counts(counts, self.subsets), all_zero=all_zero)
         if public["unanimous"]:
             return Release(float(signs[0]), "unanimous", 0.0, public=public)
         if self.disagreement == "skip":
@@ -238,7 +252,12 @@ class PACZeroMI(_SubsetRelease):
     # ------------------------------------------------------------ release
 
     def release_signs(
-        self, signs: np.ndarray, ctx: StepContext, *, counts: np.ndarray | None = None
+        self,
+        signs: np.ndarray,
+        ctx: StepContext,
+        *,
+        counts: np.ndarray | None = None,
+        all_zero: bool = False,
     ) -> Release:
         signs = _as_signs(signs, self.subsets)
         self._check_order(ctx)
@@ -250,7 +269,7 @@ class PACZeroMI(_SubsetRelease):
         entropy = binary_entropy(q_small)
         s = int(signs[secret_index])
 
-        public = subset_summary(signs, _counts(counts, self.subsets))
+        public = subset_summary(signs, _counts(counts, self.subsets), all_zero=all_zero)
         public.update(q=q, step_budget=beta, release_budget=budget)
         private: dict[str, Any] = {"secret_index": secret_index, "secret_sign": s}
         gaussian = self.channel == "gaussian"

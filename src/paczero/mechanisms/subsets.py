@@ -203,13 +203,18 @@ class SubsetMechanism(Mechanism):
             self._secret_index = int(index)
 
 
-def subset_summary(signs: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
-    """Public per-release facts about the M signs (they do not depend on S*)."""
+def subset_summary(signs: np.ndarray, counts: np.ndarray, all_zero: bool = False) -> dict[str, Any]:
+    """Public per-release facts about the M signs (they do not depend on S*). When every
+    subset mean is exactly 0 (``all_zero``), the signs agree only by the tie rule: that is
+    no agreement, so the release is not unanimous (and says ``all_zero``)."""
     m = signs.shape[0]
     n_plus = int(np.count_nonzero(signs > 0))
-    return {
-        "unanimous": n_plus in (0, m),
+    out = {
+        "unanimous": n_plus in (0, m) and not all_zero,
         "n_plus": n_plus,
         "frac_plus": n_plus / m,
         "empty_subsets": int(np.count_nonzero(counts == 0)),
     }
+    if all_zero:
+        out["all_zero"] = True
+    return out

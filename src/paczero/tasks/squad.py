@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from paczero import progress
 from paczero.config import TaskConfig
 from paczero.distributed import SOLO, World, shard
 from paczero.errors import UserError
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import exact_match, f1_score
-from paczero.tasks.sst2 import _special_prefix
+from paczero.tasks.sst2 import _count, _special_prefix
 
 TEMPLATES = ("mezo",)
 
@@ -325,7 +326,14 @@ class SquadTask:
         f1, em = np.full(n, -0.0), np.full(n, -0.0)  # -0.0: see distributed.unowned
         everything = np.arange(n)
         generate = self.batches(encoded, everything, batch_size, kind="generate")
-        for positions, batch in shard(generate, world):
+        total = n if world.size == 1 else None
+        for positions, batch in progress.track(
+            shard(generate, world),
+            total=total,
+            unit="ex",
+            size=_count,
+            desc=progress.label("generating answers"),
+        ):
             texts = self.generate(model, batch)
             for p, text, golds in zip(positions, texts, batch.golds, strict=True):
                 f1[p] = f1_score(text, golds)
@@ -334,7 +342,13 @@ class SquadTask:
         if self.objective == "ce":
             loss = np.full(n, -0.0)
             ce = self.batches(encoded, everything, batch_size, kind="ce")
-            for positions, batch in shard(ce, world):
+            for positions, batch in progress.track(
+                shard(ce, world),
+                total=total,
+                unit="ex",
+                size=_count,
+                desc=progress.label("scoring answers"),
+            ):
                 loss[positions] = self.ce_losses(model, batch).double().cpu().numpy()
             mean_loss = float(world.sum_array(loss).mean())
         else:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paczero import progress
 from paczero.config import TaskConfig
 from paczero.distributed import SOLO, World, shard
 from paczero.errors import UserError
@@ -266,13 +267,21 @@ class SST2Task:
         if n == 0:
             return {"accuracy": float("nan"), "loss": float("nan")}
         loss, correct = np.full(n, -0.0), np.full(n, -0.0)  # -0.0: see distributed.unowned
-        for positions, batch in shard(self.batches(encoded, np.arange(n), batch_size), world):
+        batches = shard(self.batches(encoded, np.arange(n), batch_size), world)
+        for positions, batch in progress.track(
+            batches, total=n if world.size == 1 else None, unit="ex", size=_count
+        ):
             scores = self.scores(model, batch)
             labels = batch.labels.to(scores.device)
             loss[positions] = _cross_entropy(scores, labels).double().cpu().numpy()
             correct[positions] = (scores.argmax(-1) == labels).cpu().numpy()
         loss, correct = world.sum_array(loss), world.sum_array(correct)
         return {"accuracy": float(correct.mean()), "loss": float(loss.mean())}
+
+
+def _count(item: tuple) -> int:
+    """Examples in one ``(positions, batch)`` work item (for progress)."""
+    return len(item[0])
 
 
 def _cross_entropy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

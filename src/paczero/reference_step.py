@@ -1,4 +1,4 @@
-"""A PACZero step written the way the published code does it, as a yardstick (not library code).
+"""A PACZero step written the way the published code does it: the yardstick of `paczero bench`.
 
 What makes it slow, on purpose (algorithms.md 6.2, 15, 16):
 - one sequence per label word (prompt + " terrible", prompt + " great"), scored by the mean
@@ -10,6 +10,7 @@ What makes it slow, on purpose (algorithms.md 6.2, 15, 16):
 
 The release is PACZero-ZPL's (all M subset signs from one product, common sign or a coin),
 so the mechanism costs the same on both sides and the ratio measures the engineering.
+Training never uses it; it ships in the package so that an installed bench can time it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,88 @@
+"""Plots for every run (issue #17 item 5): `train` draws training.png; `paczero plot RUN...`
+shows the loss estimate, the dev metric, the unanimity and the privacy spent against steps."""
+
+import json
+
+import matplotlib.figure
+import pytest
+
+from paczero.cli import main
+from paczero.report import privacy_curve
+from paczero.trainer import train
+
+SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=4"]
+SMALL += ["train.eval_every=2"]
+MI = ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.subsets=8"]
+MI += ["train.batch_size=full"]
+ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"]
+DP = ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=3"]
+DP += ["mechanism.epsilon=2", "mechanism.accountant=rdp"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    made = {}
+    for name, sets in (("mezo", []), ("mi", MI), ("zpl", ZPL), ("dp", DP)):
+        made[name] = train("smoke", out=root / name, overrides=[*SMALL, *sets], progress=False)
+    return made
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The y labels of every figure saved."""
+    figures = []
+    real = matplotlib.figure.Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        figures.append([ax.get_ylabel() for ax in self.axes])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return figures
+
+
+def _log(run):
+    return [json.loads(x) for x in (run.run_dir / "releases.jsonl").open()]
+
+
+def _config(run):
+    return run.data["config"]
+
+
+def test_every_run_draws_training_png(runs):
+    for result in runs.values():
+        png = result.run_dir / "training.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_privacy_spent_against_steps_comes_from_the_public_log(runs):
+    mi = privacy_curve(_config(runs["mi"]), _log(runs["mi"]))
+    assert mi["kind"] == "mi" and mi["limit"] == 0.3  # the budget: the guarantee
+    assert mi["values"] == [r["cumulative"] for r in _log(runs["mi"])]
+    zpl = privacy_curve(_config(runs["zpl"]), _log(runs["zpl"]))
+    assert zpl["values"] == [0.0] * 4 and zpl["limit"] == 0.0
+    dp = privacy_curve(_config(runs["dp"]), _log(runs["dp"]))
+    assert dp["kind"] == "epsilon" and dp["limit"] == 2.0
+    assert dp["values"] == [r["epsilon"] for r in _log(runs["dp"])]
+    assert dp["values"] == sorted(dp["values"]) and dp["values"][-1] <= 2.0 + 1e-9
+    assert privacy_curve(_config(runs["mezo"]), _log(runs["mezo"])) is None
+
+
+def test_plot_one_run_and_several_side_by_side(runs, tmp_path, drawn, capsys):
+    assert main(["plot", str(runs["mi"].run_dir), "--out", str(tmp_path / "mi.png")]) == 0
+    labels = drawn[-1]
+    assert labels == ["loss estimate", "subsets unanimous", "MI, nats", "dev accuracy"]
+    dirs = [str(runs[k].run_dir) for k in ("mezo", "mi", "zpl", "dp")]
+    assert main(["plot", *dirs, "--out", str(tmp_path / "all.png")]) == 0
+    labels = drawn[-1]
+    assert labels == [
+        "loss",
+        "dev accuracy",
+        "unanimous (running)",
+        "MI charged, nats",
+        "DP epsilon spent",
+    ]
+    assert (tmp_path / "all.png").is_file() and "all.png" in capsys.readouterr().out
+    assert main(["plot", str(runs["dp"].run_dir), "--out", str(tmp_path / "dp.png")]) == 0
+    assert drawn[-1] == ["dev loss", "DP epsilon", "dev accuracy"]  # no secret batch loss
