@@ -158,6 +158,15 @@ def test_a_non_private_ablation_is_caught(tmp_path, capsys):
     assert len(err) == 1 and "claims no privacy bound" in err[0]
 
 
+def test_naming_s_star_among_few_candidates_is_not_called_a_leak(tmp_path):
+    """With M = 8 a named S* is a 1-in-8 event: the line says so instead of "leak"."""
+    leak = ["data.num_train=16", "mechanism.name=secret-mean", "mechanism.subsets=8"]
+    report = audit(run(tmp_path, "few", *leak, "train.steps=2", "seed.secret=2"), write=False)
+    assert report.data["attacks"][0]["identified"] and report.verdict == "chance"
+    assert report.data["summary"].startswith("the transcript attack named S* among 8 candidates")
+    assert "1 time in 8 by chance: one run cannot tell this from chance" in str(report)
+
+
 def test_mi_posterior_rebuilt_from_the_log_matches_the_mechanism(tmp_path):
     mi = ["data.num_train=32", "mechanism.name=paczero-mi", "mechanism.budget=0.33"]
     mi += ["mechanism.subsets=8", "train.steps=12", "train.lr=0.05", "seed.secret=4"]

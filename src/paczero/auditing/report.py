@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,17 @@ def plain_words(data: dict[str, Any]) -> str:
     lb = data["epsilon_lower_bound"]
     confidence = f"{100 * data['confidence']:g}%"
     line = VERDICT_TEXT[kind]
-    if kind == "chance":
+    named = [a for a in data["attacks"] if a.get("identified")]
+    if kind == "chance" and named:
+        m = named[0]["candidates"]
+        line = (
+            f"the {named[0]['name']} attack named S* among {m} candidates, which a guess does "
+            f"1 time in {m} by chance"
+        )
+        if claim is not None:
+            line += f" and the guarantee allows up to {claim['identify_bound']:.3f} of the time"
+        line += f": one run cannot tell this from chance (empirical epsilon >= 0 at {confidence})"
+    elif kind == "chance":
         line += f" (empirical epsilon >= 0 at {confidence} confidence)"
     elif claim is not None:
         op = ">" if kind == "violation" else "<="
@@ -184,14 +195,19 @@ def plot_audit(data: dict[str, Any], out: Path) -> Path:
     claim = data["claim"]
     if claim is not None:
         ax.axhline(
-            claim["posterior_bound"], color="tab:red", lw=1.5, ls="--", label="bound (per example)"
+            claim["posterior_bound"],
+            color="tab:red",
+            lw=1.5,
+            ls="--",
+            label="bound (per example, in expectation)",
         )
     ax.set_xlabel("number of guesses (most confident first)")
     ax.set_ylabel("accuracy of the guesses")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"{data['mechanism']}: {data['summary']}", fontsize=8)
+    title = textwrap.wrap(f"{data['mechanism']}: {data['summary']}", 100)
+    ax.set_title("\n".join(title), fontsize=8)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -150,11 +150,13 @@ def _subset_rates(per_trial, claim, alpha, level) -> dict[str, Any]:
     m = per_trial[0]["candidates"]
     named = sum(bool(a["identified"]) for a in per_trial)
     accuracy = float(np.mean([a["coin_accuracy"] for a in per_trial]))
-    eps_named = 0.0
     low = clopper_pearson_lower(named, trials, level)
-    if low > 1.0 / m:
-        eps_named = mi_to_epsilon(min(kl_bernoulli(low, 1.0 / m), math.log(2.0)))
-    eps_acc = logit_epsilon(hoeffding_lower(accuracy, trials, level))
+    mi_named = kl_bernoulli(low, 1.0 / m) if low > 1.0 / m else 0.0
+    low_acc = hoeffding_lower(accuracy, trials, level)
+    mi_acc = kl_bernoulli(low_acc, 0.5) if low_acc > 0.5 else 0.0
+    mi = max(mi_named, mi_acc)  # I(S*; O) >= this, at the split confidence
+    # At I >= ln 2 the membership bound reaches 1: the matched epsilon is unbounded.
+    eps = mi_to_epsilon(mi) if mi < math.log(2.0) else math.inf
     return {
         "identified": named,
         "identify_rate": named / trials,
@@ -164,7 +166,8 @@ def _subset_rates(per_trial, claim, alpha, level) -> dict[str, Any]:
         "accuracy": accuracy,
         "accuracy_interval": list(hoeffding_interval(accuracy, trials, alpha)),
         "accuracy_bound": claim["posterior_bound"] if claim else None,
-        "epsilon_lower_bound": max(eps_named, eps_acc),
+        "mi_lower_bound": mi,
+        "epsilon_lower_bound": max(eps, logit_epsilon(low_acc)),
         "bound_method": "Clopper-Pearson on naming S*, Hoeffding on the mean accuracy "
         f"(each at {1 - level:.4g}: Bonferroni)",
     }
@@ -209,17 +212,18 @@ def _pooled_curve(per_trial) -> list[dict[str, int]]:
 
 
 def _trials_words(data: dict[str, Any]) -> str:
-    line = VERDICT_TEXT[data["verdict"]]
     conf = f"{100 * data['confidence']:g}%"
     lb = data["epsilon_lower_bound"]
+    mi = max((a.get("mi_lower_bound", 0.0) for a in data["attacks"]), default=0.0)
     claim = data["claim"]
-    tail = f" over {data['trials']} runs (empirical epsilon >= {lb:.3g} at {conf} confidence"
+    tail = f"empirical epsilon >= {lb:.3g}"
+    if mi > 0.0:
+        tail += f", I(S*; output) >= {mi:.3g} nats"
+    tail += f" at {conf} confidence"
     if claim is not None:
-        tail += f", {'matched' if claim['framework'] == 'pac' else 'claimed'} epsilon "
-        tail += f"{claim['epsilon']:.3g})"
-    else:
-        tail += ")"
-    return line + tail
+        kind = "matched" if claim["framework"] == "pac" else "claimed"
+        tail += f"; {kind} epsilon {claim['epsilon']:.3g}"
+    return f"over {data['trials']} runs, {VERDICT_TEXT[data['verdict']]} ({tail})"
 
 
 def format_trials(data: dict[str, Any]) -> str:
@@ -253,7 +257,10 @@ def format_trials(data: dict[str, Any]) -> str:
                 f"  {name}: {a['correct']}/{a['guesses']} canary guesses right = "
                 f"{a['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] ({conf}; chance 0.5{bound})"
             )
-        lines.append(f"  {' ' * len(name)}  empirical epsilon >= {a['epsilon_lower_bound']:.3g}")
+        bound = f"  {' ' * len(name)}  empirical epsilon >= {a['epsilon_lower_bound']:.3g}"
+        if a.get("mi_lower_bound"):
+            bound += f" (I(S*; output) >= {a['mi_lower_bound']:.3g} nats)"
+        lines.append(bound)
     if not data["checks_ok"]:
         lines.append("Some trial's recomputation disagreed with its release log.")
     lines.append(f"In plain words: {data['summary']}")
