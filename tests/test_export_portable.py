@@ -249,3 +249,30 @@ def test_base_identity_names_hub_models_and_gguf_sources(tmp_path, monkeypatch):
     smol = exporting.base_identity("smollm2-135m", Loaded, 0)
     assert smol["id"] == smol["hub_id"] == models.SMOLLM2_HUB_ID  # never the cache folder
     assert smol["gguf_file"] == "m.gguf" and smol["gguf_sha256"] == local["gguf_sha256"]
+
+
+def test_large_file_hashes_are_remembered_and_stale_entries_dropped(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("PACZERO_CACHE_DIR", str(tmp_path / "cache"))
+    small, large = tmp_path / "small.gguf", tmp_path / "large.gguf"
+    small.write_bytes(b"s")
+    large.write_bytes(b"x" * 64)
+    monkeypatch.setattr(models, "HASH_MEMO_BYTES", 32)
+    assert models.file_sha256(small) == hashlib.sha256(b"s").hexdigest()
+    index = tmp_path / "cache" / models.HASH_INDEX
+    assert not index.exists()  # a small file hashes at once: nothing remembered
+    assert models.file_sha256(large) == hashlib.sha256(b"x" * 64).hexdigest()
+    remembered = json.loads(index.read_text())
+    assert list(remembered.values()) == [hashlib.sha256(b"x" * 64).hexdigest()]
+    moved = tmp_path / "moved.gguf"
+    large.rename(moved)
+    models.file_sha256(moved)
+    assert [k.split("|")[0] for k in json.loads(index.read_text())] == [str(moved.resolve())]
+
+
+def test_the_runs_own_model_folder_is_portable_too(tmp_path, lora_run, base_dir):
+    adapter = json.loads((lora_run.run_dir / "model" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(base_dir.resolve())
+    run = train("smoke", out=tmp_path / "full", overrides=SMALL, progress=False).run_dir
+    assert json.loads((run / "model" / "config.json").read_text())["use_cache"] is True

