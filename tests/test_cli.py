@@ -62,7 +62,7 @@ def test_privacy_command(capsys):
         ),
         (["eval", "/nonexistent/model", "--set", "data.source=synthetic"], "no such file"),
         (["eval", "nobody/nomodel", "--set", "data.source=synthetic"], "unknown model"),
-        (["privacy", "--mi", "-1"], "mi must be >= 0"),
+        (["privacy", "--mi", "-1"], "'--mi': must be >= 0"),
         (["privacy", "--epsilon", "1", "--delta", "2"], "delta"),
     ],
 )

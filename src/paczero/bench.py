@@ -99,6 +99,15 @@ def bench_config(args: argparse.Namespace):
     return validate_config(data)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every option (``config.BenchArgs``) and the run config they build, checked before
+    anything runs or any subprocess starts: a refusal is one line."""
+    from paczero.config import BenchArgs, validate_options
+
+    validate_options(BenchArgs, vars(args))
+    bench_config(_quick_defaults(args))
+
+
 def _quick_defaults(args: argparse.Namespace) -> argparse.Namespace:
     if not args.quick:
         return args
@@ -165,6 +174,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    check_args(args)
     args = _quick_defaults(args)
     if args.phase != "all":
         return _memory_phase(args)

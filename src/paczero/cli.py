@@ -12,8 +12,15 @@ from pathlib import Path
 from paczero.errors import Interrupted, UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose refusals are one line, like every other refusal (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="paczero",
         description="PAC-private zeroth-order fine-tuning of language models, forward passes only.",
     )
@@ -30,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.steps=20 (repeatable)",
     )
-    p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>)")
+    p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>-<random>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     # The demo recipe's defaults, written out so that start-up need not load it (a test
@@ -52,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change train.lr from the next step on (e.g. after the run diverged)",
+    )
 
     p = sub.add_parser("export", help="rebuild a run's model from the base model and its log")
     p.add_argument("run_dir", help="the run directory")
@@ -162,8 +177,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from paczero.bench import format_table, run_bench
+    from paczero.bench import check_args, format_table, run_bench
 
+    check_args(args)  # before any subprocess starts
     _quiet_libraries()
     if args.nproc > 1:
         from paczero.bench_parallel import format_parallel, run_parallel_bench
@@ -181,7 +197,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from paczero.durable import resume
 
     _quiet_libraries()
-    result = resume(args.run_dir, progress=not args.quiet)
+    result = resume(args.run_dir, progress=not args.quiet, overrides=args.overrides)
     if _rank() == 0:
         print(result)
     return 0
@@ -296,8 +312,10 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:
+    from paczero.config import PrivacyArgs, validate_options
     from paczero.privacy.bounds import describe_summary, privacy_summary
 
+    validate_options(PrivacyArgs, vars(args))
     try:
         summary = privacy_summary(mi=args.mi, epsilon=args.epsilon, delta=args.delta)
     except ValueError as err:
@@ -322,6 +340,10 @@ COMMANDS = {
 }
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _rank() -> int:
     """This process's rank under torchrun (0 otherwise)."""
     return int(os.environ.get("RANK", "0") or 0)
@@ -332,7 +354,12 @@ def _ranked(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # a refusal, already printed on one line (--help exits 0)
+        if done.code in (0, None):
+            raise
+        return done.code if isinstance(done.code, int) else 2
     if not args.debug:
         warnings.filterwarnings("ignore", module="transformers|peft|torch")
     try:
@@ -341,8 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         if _rank() == 0 or not getattr(err, "everywhere", False):  # one line per run
-            print(f"paczero: error: {_ranked(str(err))}", file=sys.stderr)
+            print(f"paczero: error: {_ranked(_one_line(str(err)))}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # the machine refused (disk full, permissions): still one line
+        if args.debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"paczero: error: {_one_line(err.strerror or str(err))}{where}", file=sys.stderr)
+        return 2
     except Interrupted as err:
         if _rank() == 0:
             print(f"paczero: {err}", file=sys.stderr)

@@ -7,15 +7,75 @@ Every error is turned into one line that names the key (and a close match for ty
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.types import AllowInfNan
 
 from paczero.errors import UserError
+from paczero.textfiles import read_text
+
+# ---------------------------------------------------------------- value types
+#
+# One rule set for every key and every command-line number: floats are finite and fit a
+# float32 (they scale float32/float16 tensors), integers are integers (not true/false, not
+# 2.0) that fit an int64, booleans are true/false only, and strings come from a fixed list
+# wherever the set of meaningful values is known.
+
+FLOAT32_MAX = 3.4028234663852886e38
+INT64_MAX = 2**63 - 1
+LOG2 = math.log(2.0)
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {str(value).lower()}")
+    return value
+
+
+def _integer(value: Any) -> Any:
+    _no_bool(value)
+    if isinstance(value, float):
+        raise ValueError("must be a whole number written without a decimal point")
+    return value
+
+
+def _int64(value: int) -> int:
+    if not -INT64_MAX <= value <= INT64_MAX:
+        raise ValueError(f"must fit a 64-bit integer (at most {INT64_MAX} in size)")
+    return value
+
+
+def _float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"must be at most {FLOAT32_MAX:.4g} in size (the float32 range)")
+    return value
+
+
+# A finite float that fits float32 (inf, nan, 1e300 and true are refused).
+Float = Annotated[float, BeforeValidator(_no_bool), AllowInfNan(False), AfterValidator(_float32)]
+# An integer: not a boolean, not a float, at most 64 bits.
+Int = Annotated[int, BeforeValidator(_integer), AfterValidator(_int64)]
+Bool = StrictBool
+Seed = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=INT64_MAX)]
+Text = Annotated[str, Field(min_length=1)]
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 class Section(BaseModel):
@@ -23,14 +83,14 @@ class Section(BaseModel):
 
 
 class LoraConfig(Section):
-    rank: int = Field(8, ge=1)
-    alpha: float = Field(16.0, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    targets: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
+    rank: Int = Field(8, ge=1)
+    alpha: Float = Field(16.0, gt=0)
+    dropout: Float = Field(0.0, ge=0, lt=1)
+    targets: list[Text] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
 
 
 class ModelConfig(Section):
-    name: str = "smollm2-135m"
+    name: Text = "smollm2-135m"
     # auto: float16 for full-parameter on CUDA, else float32 (docs/performance.md)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
@@ -40,16 +100,29 @@ class ModelConfig(Section):
     track: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE.fullmatch(value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return value
+
 
 TASK_MAX_LENGTH = {"sst2": 256, "squad": 2048}  # SQuAD: MeZO's OPT context (long contexts)
+# The prompt templates of each task (tasks/sst2.py TEMPLATES and tasks/squad.py; a test
+# keeps them equal).
+TASK_TEMPLATES = {"sst2": ("mezo", "review"), "squad": ("mezo",)}
+# The fewest prompt tokens a run may keep: SST-2 sentences run to ~60 tokens, and a SQuAD
+# prompt cut shorter keeps little more than the title and the question.
+MIN_PROMPT_TOKENS = {"sst2": 64, "squad": 128}
 
 
 class TaskConfig(Section):
     name: Literal["sst2", "squad"] = "sst2"
     template: str = "mezo"  # MeZO's prompt; valid for every task
     objective: Literal["ce", "neg-f1"] = "ce"
-    max_length: int = Field(256, ge=8)  # default per task (TASK_MAX_LENGTH)
-    max_new_tokens: int = Field(50, ge=1)  # generation length for SQuAD answers
+    max_length: Int = Field(256, ge=8)  # default per task (TASK_MAX_LENGTH)
+    max_new_tokens: Int = Field(50, ge=1)  # generation length for SQuAD answers
 
     @model_validator(mode="before")
     @classmethod
@@ -58,7 +131,7 @@ class TaskConfig(Section):
         if isinstance(data, dict) and data.get("max_length") is None:
             data = {k: v for k, v in data.items() if k != "max_length"}
             name = data.get("name", "sst2")
-            if name in TASK_MAX_LENGTH:
+            if isinstance(name, str) and name in TASK_MAX_LENGTH:
                 data["max_length"] = TASK_MAX_LENGTH[name]
         return data
 
@@ -79,11 +152,11 @@ class TaskConfig(Section):
 
 class DataConfig(Section):
     source: Literal["auto", "synthetic"] = "auto"
-    dir: str | None = Field(default_factory=lambda: os.environ.get("PACZERO_DATA_DIR") or None)
-    num_train: int = Field(1000, ge=1)
-    num_dev: int = Field(500, ge=1)
-    num_test: int = Field(1000, ge=1)
-    seed: int = 0
+    dir: Text | None = Field(default_factory=lambda: os.environ.get("PACZERO_DATA_DIR") or None)
+    num_train: Int = Field(1000, ge=1)
+    num_dev: Int = Field(500, ge=1)
+    num_test: Int = Field(1000, ge=1)
+    seed: Seed = 0
 
     @model_validator(mode="before")
     @classmethod
@@ -102,12 +175,12 @@ class DataConfig(Section):
 
 
 class ZOConfig(Section):
-    eps: float = Field(1e-3, gt=0)
-    directions: int = Field(1, ge=1)
-    micro_batch: int = Field(32, ge=1)
+    eps: Float = Field(1e-3, gt=0)
+    directions: Int = Field(1, ge=1)
+    micro_batch: Int = Field(32, ge=1)
     # padded tokens per micro-batch at most; auto: 512 on CPU (short sentences are not
     # padded to a long one's length), no cap on accelerators (they want wide batches)
-    micro_batch_tokens: int | Literal["auto", "off"] = "auto"
+    micro_batch_tokens: Int | Literal["auto", "off"] = "auto"
     restore: Literal["auto", "exact", "fused"] = "auto"
 
     @field_validator("micro_batch_tokens")
@@ -119,14 +192,14 @@ class ZOConfig(Section):
 
 
 class TrainConfig(Section):
-    steps: int = Field(1000, ge=1)
-    lr: float = Field(1e-6, gt=0)
+    steps: Int = Field(1000, ge=1)
+    lr: Float = Field(1e-6, gt=0)
     schedule: Literal["constant", "linear"] = "constant"
-    batch_size: int | Literal["full"] = 16
-    eval_every: int = Field(0, ge=0)
-    checkpoint_every: int = Field(0, ge=0)
-    eval_batch: int = Field(32, ge=1)
-    eval_at_start: bool = True
+    batch_size: Int | Literal["full"] = 16
+    eval_every: Int = Field(0, ge=0)
+    checkpoint_every: Int = Field(0, ge=0)
+    eval_batch: Int = Field(32, ge=1)
+    eval_at_start: Bool = True
     # experiment tracking (paczero.tracking): public per-step figures and evaluations
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(default_factory=list)
 
@@ -150,23 +223,23 @@ class MechanismConfig(Section):
     the mechanism itself (``Mechanism.check_config``, called from ``RunConfig``)."""
 
     name: str = "mezo"
-    subsets: int = Field(128, ge=2)
+    subsets: Int = Field(128, ge=2)
     construction: Literal["random-halves", "disjoint-pairs"] = "random-halves"
-    clip: float | None = Field(None, gt=0)
-    budget: float | None = Field(None, gt=0)
+    clip: Float | None = Field(None, gt=0)
+    budget: Float | None = Field(None, gt=0)
     allocation: Literal["adaptive", "uniform"] = "adaptive"
     release: Literal["gaussian", "randomized-response"] = "gaussian"
     disagreement: Literal["coin", "skip"] = "coin"
-    skip_all_zero: bool = False
+    skip_all_zero: Bool = False
     # DP baselines (dpzero, dpzo, dpaggzo); delta 0 is only for dpzo's pure-DP Laplace noise.
-    epsilon: float | None = Field(None, gt=0, allow_inf_nan=False)
-    delta: float = Field(1e-5, ge=0, lt=1)
-    expected_batch: int | None = Field(None, ge=1)
+    epsilon: Float | None = Field(None, gt=0)
+    delta: Float = Field(1e-5, ge=0, lt=1)
+    expected_batch: Int | None = Field(None, ge=1)
     noise: Literal["gaussian", "laplace"] = "gaussian"
     denominator: Literal["expected", "noisy-count"] = "expected"
-    count_fraction: float = Field(0.05, gt=0, lt=1)
+    count_fraction: Float = Field(0.05, gt=0, lt=1)
     accountant: Literal["pld", "rdp", "opacus-rdp"] = "pld"
-    match_mi: float | None = Field(None, gt=0, lt=0.6931471805599453)
+    match_mi: Float | None = Field(None, gt=0, lt=LOG2)
 
     @field_validator("name")
     @classmethod
@@ -185,16 +258,16 @@ class MechanismConfig(Section):
 
 
 class SeedConfig(Section):
-    public: int = 0
-    secret: int | None = None
+    public: Seed = 0
+    secret: Seed | None = None
 
 
 class AuditConfig(Section):
     """Canaries for `paczero audit` (docs/audit.md 4): m examples, each included in the pool
     with probability 1/2 from the secret stream; the inclusion stays under private/."""
 
-    canaries: int = Field(0, ge=0)
-    canary_file: str | None = None  # JSON Lines of canary examples (default: built in)
+    canaries: Int = Field(0, ge=0)
+    canary_file: Text | None = None  # JSON Lines of canary examples (default: built in)
 
 
 class RunConfig(Section):
@@ -216,11 +289,43 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.batch_size ({batch}) is larger than the pool data.num_train ({pool})"
             )
+        task = self.task
+        templates = TASK_TEMPLATES[task.name]
+        if task.template not in templates:
+            raise ValueError(
+                f"task.template '{task.template}' is not a template of task '{task.name}'; "
+                f"choose one of {', '.join(templates)}"
+            )
+        room = task.max_length - (task.max_new_tokens if task.name == "squad" else 0)
+        least = MIN_PROMPT_TOKENS[task.name]
+        if room < least:
+            what = " after task.max_new_tokens" if task.name == "squad" else ""
+            raise ValueError(
+                f"task.max_length ({task.max_length}) leaves {room} prompt tokens{what}; a "
+                f"{task.name} prompt cut below {least} tokens is mostly truncated away: raise it"
+            )
+        tokens = self.zo.micro_batch_tokens
+        if isinstance(tokens, int) and tokens < task.max_length:
+            raise ValueError(
+                f"zo.micro_batch_tokens ({tokens}) is below task.max_length "
+                f"({task.max_length}): a micro-batch must hold one whole sequence; use at "
+                f"least {task.max_length}, 'auto' or 'off'"
+            )
         from paczero.mechanisms import mechanism_class  # the registry imports this module
 
         mechanism_class(self.mechanism.name).check_config(
             self.mechanism, pool_size=pool, steps=self.train.steps, directions=self.zo.directions
         )
+        mech = self.mechanism
+        if mech.name == "paczero-mi" and mech.budget is not None:
+            most = math.log(mech.subsets)  # H(S*): no release reveals more about S*
+            if not mech.budget < most:
+                raise ValueError(
+                    f"mechanism.budget ({mech.budget:g} nats) is at least log M = log "
+                    f"{mech.subsets} = {most:.4g} nats, the most any releases can reveal about "
+                    "the secret subset: it is no protection; use a smaller budget (the "
+                    "paper's are 0.33 and 0.68), or mechanism.name=mezo for a run without privacy"
+                )
         return self
 
     def public_dict(self) -> dict[str, Any]:
@@ -253,9 +358,11 @@ def read_source(source: str | None) -> dict[str, Any]:
         return {}
     path = Path(source)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise UserError(f"config file {source} is a directory, not a YAML file")
         if not path.is_file():
             raise UserError(f"config file not found: {source}")
-        text = path.read_text()
+        text = read_text(path, "config file")
     elif source in recipe_names():
         text = recipe_text(source)
     else:
@@ -332,21 +439,33 @@ def validate_config(data: dict[str, Any]) -> RunConfig:
         raise UserError(_one_line(err)) from None
 
 
-def _one_line(err: ValidationError) -> str:
+_TYPE_STEPS = {"int", "float", "str", "bool", "list", "dict", "none"}  # pydantic union members
+
+
+def _one_line(err: ValidationError, names: dict[str, str] | None = None) -> str:
+    """The first error as one line naming the key (``names`` maps fields to option names,
+    e.g. ``micro_batch`` to ``--micro-batch``)."""
     first = err.errors()[0]
-    internal = ("function-", "int", "literal")
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(internal))
+    parts = [str(p) for p in first["loc"]]
+    loc = ".".join(p for p in parts if "[" not in p and p not in _TYPE_STEPS)
+    if names is not None:
+        loc = names.get(loc, loc)
     kind = first["type"]
     if kind == "extra_forbidden":
         parent, _, leaf = loc.rpartition(".")
         hint = _suggest(leaf, _known_keys(parent))
         return f"unknown config key '{loc}'{hint}"
-    msg = first["msg"].removeprefix("Value error, ")
-    if kind == "value_error" and not loc:
-        return f"invalid config: {msg}"
+    msg = " ".join(first["msg"].removeprefix("Value error, ").split())
+    if kind in ("value_error", "assertion_error") and not loc:
+        return f"invalid {'arguments' if names is not None else 'config'}: {msg}"
     got = first.get("input")
-    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) or got is None else f" (got {_short(got)})"
     return f"invalid value for '{loc}': {msg}{shown}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _known_keys(parent: str) -> list[str]:
@@ -363,3 +482,98 @@ def _known_keys(parent: str) -> list[str]:
 def _suggest(word: str, options: list[str]) -> str:
     close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ---------------------------------------------------------------- command-line options
+#
+# The numbers of `paczero privacy` and `paczero bench` go through the same value types as
+# the config keys, so every command refuses inf, nan, true and out-of-range values alike.
+
+
+class PrivacyArgs(Section):
+    """`paczero privacy`: one MI budget or one DP epsilon."""
+
+    mi: Float | None = None
+    epsilon: Float | None = None
+    delta: Float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("epsilon")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(
+                "must be > 0: epsilon 0 is an output that ignores the data, there is no "
+                "budget to convert"
+            )
+        return value
+
+    @field_validator("mi")
+    @classmethod
+    def _below_log2(cls, value: float | None) -> float | None:
+        if value is not None and value < 0:
+            raise ValueError("must be >= 0 nats")
+        if value is not None and not value < LOG2:
+            raise ValueError(
+                f"must be below log 2 = {LOG2:.4f} nats: whether one example is in S* is a "
+                "fair coin, worth log 2 nats, so a larger budget bounds no attacker (the bound "
+                "is 1, no protection)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PrivacyArgs:
+        if (self.mi is None) == (self.epsilon is None):
+            raise ValueError("give exactly one of --mi NATS or --epsilon E")
+        return self
+
+
+def _json_target(value: str | None) -> str | None:
+    if value is None:
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError("is a directory; give a file path for the JSON report")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot be written: {parent} is a file, not a directory")
+            break
+    return value
+
+
+class BenchArgs(Section):
+    """`paczero bench` options (the run config they build is validated as a config)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Text
+    track: Literal["lora", "full"]
+    pool: Int = Field(ge=2)
+    mechanism: Text
+    subsets: Int | None = Field(None, ge=2)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    device: str
+    micro_batch: Int = Field(ge=1)
+    repeats: Int = Field(ge=1)
+    warmup: Int = Field(ge=0)
+    threads: Int | None = Field(None, ge=1)
+    nproc: Int = Field(1, ge=1)
+    json_path: Annotated[Text | None, AfterValidator(_json_target)] = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE.fullmatch(value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return value
+
+
+def validate_options(model: type[Section], values: dict[str, Any]) -> Section:
+    """Command-line options through ``model``; errors name the option (``--micro-batch``)."""
+    fields = set(model.model_fields)
+    names = {name: "--" + name.replace("_", "-") for name in fields}
+    names["json_path"] = "--json"
+    try:
+        return model.model_validate({k: v for k, v in values.items() if k in fields})
+    except ValidationError as err:
+        raise UserError(_one_line(err, names)) from None

@@ -1,99 +1,156 @@
 """Resume, replay and export: a run is theta_0 plus its release log (docs/algorithms.md 1.3).
 
 Resume rebuilds a killed run exactly where its write-ahead log ends; export rebuilds the
-model of any logged step from the base model and the log alone.
+model of any logged step from the base model and the log alone. Both verify the whole run
+directory first (``RunDir.verify``) and refuse a damaged or mixed-up one with one line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
+import hashlib
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from paczero.config import load_config
 from paczero.distributed import close_world, init_world
-from paczero.errors import UserError
+from paczero.errors import Diverged, UserError
 from paczero.exporting import write_export
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
-from paczero.runs import RunDir, open_run
+from paczero.runs import RunDir, atomic_write_bytes, notice, open_run, read_json, write_json
 from paczero.session import build_session, load_named, restore_mode
 from paczero.trainer import Result, Trainer, check_ranks_agree
 from paczero.zo import ZOEstimator
 
+RESUMABLE_KEYS = ("train.lr",)  # what `resume --set` may change: not the releases' privacy
+DIVERGED = "diverged.json"  # written when a run stops on a non-finite loss
+
 
 @honours_progress_flag
-def resume(path: str | Path, progress: bool = True) -> Result:
+def resume(
+    path: str | Path, progress: bool = True, overrides: list[str] | tuple[str, ...] = ()
+) -> Result:
     """Continue a killed or interrupted run exactly where its release log ends.
 
-    The model is rebuilt from the newest checkpoint plus a replay of the logged releases
-    (no forward pass); the mechanism's posterior and spend come from the last logged
-    release; the secret is read from private/, never re-drawn.
+    The whole directory is verified first (identity, hash chains, checkpoints, metrics);
+    the model is rebuilt from the newest readable checkpoint plus a replay of the logged
+    releases (no forward pass); the mechanism's posterior and spend come from the last
+    logged release; the secret is read from private/, never re-drawn. ``overrides`` may
+    change ``RESUMABLE_KEYS`` only (a run that diverged continues only with one changed).
     """
     started = time.perf_counter()
     run = open_run(path)
-    if (run.path / "result.json").exists():
-        raise UserError(f"{run.path} is a finished run (result.json exists); nothing to resume")
-    cfg = load_config(str(run.config_path))
+    stored = load_config(str(run.config_path))
+    cfg = load_config(str(run.config_path), overrides) if overrides else stored
+    changed = _changed_keys(stored.public_dict(), cfg.public_dict())
     world = init_world(cfg.model.device)  # any number of processes, whatever the run had
     try:
         found: dict[str, tuple[int, str]] = {}  # rank 0 reads private/; it never leaves it
-        world.on_main(lambda: found.setdefault("secret", _read_secret(run)) and None)
+        world.on_main(lambda: found.setdefault("secret", _prepare(run, cfg, changed)) and None)
         root, source = found.get("secret", (0, "rank 0"))
-        stream = RandomStream(root, "secret") if world.is_main else None
-        session = build_session(cfg, stream, source, world)
-        trainer = Trainer(session, run, progress, started)
-        restore_from_log(trainer)
-        check_ranks_agree(session)
-        return trainer.run()
+        with run.writing():  # rank 0 holds the lock until here; OSError -> one line
+            stream = RandomStream(root, "secret") if world.is_main else None
+            session = build_session(cfg, stream, source, world)
+            trainer = Trainer(session, run, progress, started)
+            try:
+                restore_from_log(trainer)  # may evaluate the dev set
+            except Diverged as err:
+                raise stop_diverged(trainer, err) from None
+            check_ranks_agree(session)
+            return trainer.run()
     finally:
+        run.unlock()
         close_world(world)
 
 
-def _read_secret(run: RunDir) -> tuple[int, str]:
-    """The secret root and its source from private/ (rank 0 only): never re-drawn."""
-    secret_file = run.private_dir / "secret.json"
-    if not secret_file.exists():
-        raise UserError(
-            f"{run.path}/private/secret.json is missing: the secret cannot be re-drawn, "
-            "so this run cannot be resumed"
-        )
-    info = json.loads(secret_file.read_text())
-    if info.get("run_id") != run.run_id():
-        raise UserError(
-            f"{run.path}/private/ belongs to a different run (config.yaml changed or "
-            "private/ was copied from elsewhere); refusing to resume"
-        )
-    return int(info["root"]), info["source"]
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(prefix + key)
+    return keys
+
+
+def _prepare(run: RunDir, cfg, changed: list[str]) -> tuple[int, str]:
+    """Rank 0, before anything is built: lock, verify, then repair what a crash leaves.
+    Returns the secret root and its source."""
+    run.lock()
+    try:
+        if (run.path / "result.json").exists():
+            raise UserError(f"{run.path} is a finished run (result.json exists); nothing to resume")
+        refused = [k for k in changed if k not in RESUMABLE_KEYS]
+        if refused:
+            raise UserError(
+                f"resume --set cannot change {refused[0]}: the logged steps were taken with it "
+                f"(resume may change {', '.join(RESUMABLE_KEYS)}; start a new run otherwise)"
+            )
+        marker = run.path / DIVERGED
+        diverged = read_json(marker, "divergence note") if marker.exists() else None
+        if diverged is not None and not changed:
+            key = diverged.get("key", RESUMABLE_KEYS[0])
+            raise UserError(
+                f"{run.path} diverged at step {diverged.get('step')} ({diverged.get('what')}); "
+                f"it would diverge again with the same config: continue with a changed key, "
+                f"e.g. paczero resume {run.path} --set {key}=SMALLER (or start a new run)"
+            )
+        verified = run.verify(private=True)
+        # verified: now repair what a crash leaves (never a committed public record)
+        for entry in run.clean_temporaries():
+            notice(f"removed {entry.relative_to(run.path)}, left by an interrupted write")
+        run.releases(repair=True)  # torn last lines; a private record never published
+        metrics = run.metrics(repair=True)
+        tests = [i for i, m in enumerate(metrics) if m.get("split") == "test"]
+        if tests:  # a finish killed after its test line: it is written again, once
+            run.cut_metrics(tests[0])
+        if changed:
+            _record_change(run, cfg, changed, len(verified.records))
+            marker.unlink(missing_ok=True)
+        info = read_json(run.private_dir / "secret.json", "secret file")
+        return int(info["root"]), str(info["source"])
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _record_change(run: RunDir, cfg, changed: list[str], step: int) -> None:
+    """config.yaml takes the new values; run.json says from which step they hold."""
+    info = read_json(run.path / "run.json", "run identity file")
+    values = cfg.public_dict()
+    change = {}
+    for key in changed:
+        node: Any = values
+        for part in key.split("."):
+            node = node[part]
+        change[key] = node
+    info.setdefault("changes", []).append({"from_step": step, "set": change})
+    write_json(run.path / "run.json", info)
+    atomic_write_bytes(run.config_path, cfg.to_yaml().encode())
 
 
 def restore_from_log(trainer: Trainer) -> None:
     """Theta, mechanism state and bookkeeping at the end of the release log (rank 0
-    repairs the logs and restores the mechanism; every rank rebuilds theta)."""
+    restores the mechanism; every rank rebuilds theta). Every rebuild starts from a
+    readable step-0 checkpoint: if a kill came before it was durable (or it was damaged),
+    theta_0 is written again from the freshly built model first."""
     s, run, main = trainer.s, trainer.run_dir, trainer.main
     if main:
-        run.releases(repair=True)
-        run.metrics(repair=True)
+        _ensure_theta0(trainer)
     trainer.world.barrier()
     records = run.releases()
     done = len(records)
-    if [r["step"] for r in records] != list(range(done)):
-        raise UserError(f"{run.path}/releases.jsonl is not a gap-free step sequence")
     rebuild(trainer, done, records)
     if records and main:
-        private = json.loads((run.private_dir / "mechanism.json").read_text())
+        private = read_json(run.private_dir / "mechanism.json", "mechanism state file")
         s.mechanism.load_state_dict(records[-1]["state"], private)
-        charged = math.fsum(r["charge"] for r in records)
-        logged = records[-1]["cumulative"]
-        if abs(charged - logged) > 1e-9 * max(1.0, abs(logged)):
-            raise UserError(
-                f"{run.path}/releases.jsonl: charges add up to {charged!r} but the log "
-                f"says {logged!r}; the ledger is inconsistent"
-            )
     s.optimizer.step_index = done
     trainer.next_step = done
     trainer.resumed_from = done
@@ -123,12 +180,28 @@ def restore_from_log(trainer: Trainer) -> None:
             trainer.evaluate_dev(done)  # the eval the kill interrupted
 
 
+def _ensure_theta0(trainer: Trainer) -> None:
+    """The session was just built, so its trainable tensors are theta_0."""
+    run = trainer.run_dir
+    names = [n for n, _ in trainer.s.trainable]
+    step, tensors = run.load_checkpoint(at_most=0, names=names)
+    if tensors is None:
+        shutil.rmtree(run.path / "checkpoints" / f"step-{0:07d}", ignore_errors=True)
+        trainer.save_checkpoint(0)
+
+
 def rebuild(trainer: Trainer, step: int, records: list[dict[str, Any]]) -> None:
-    """Trainable tensors after ``step`` steps: newest checkpoint <= step, then replay."""
+    """Trainable tensors after ``step`` steps: newest readable checkpoint <= step (there is
+    always step 0, theta_0), then a replay of the records after it."""
     s = trainer.s
-    start, tensors = trainer.run_dir.load_checkpoint(at_most=step)
-    if tensors is not None:
-        load_named(s.trainable, tensors)
+    names = [n for n, _ in s.trainable]
+    start, tensors = trainer.run_dir.load_checkpoint(at_most=step, names=names)
+    if tensors is None:
+        raise UserError(
+            f"{trainer.run_dir.path} has no readable checkpoint at or before step {step}, "
+            "not even theta_0 (checkpoints/step-0000000)"
+        )
+    load_named(s.trainable, tensors)
     replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
 
 
@@ -139,6 +212,35 @@ def replay(estimator, records: list[dict[str, Any]], directions: int) -> None:
         estimator.replay(record["seeds"], amounts)
 
 
+def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
+    """A non-finite loss at step k (before step k released anything): rebuild theta_k
+    (the live tensors are perturbed), checkpoint it, note the divergence so that ``resume``
+    wants a changed key, and return the one-line error to raise."""
+    s, run, step = trainer.s, trainer.run_dir, err.step
+    if step == 0 and "dev" in err.what:
+        return UserError(
+            f"the initial model gives a non-finite dev loss ({err.what}); the likely key is "
+            f"model.dtype ({s.cfg.model.dtype}): use float32"
+        )
+    if step == 0:
+        return UserError(
+            f"training diverged at step 0 ({err.what}): the perturbation theta + eps z already "
+            f"gives a non-finite loss; the likely key is zo.eps ({s.cfg.zo.eps:g}): lower it"
+        )
+    key, value = "train.lr", s.cfg.train.lr
+    rebuild(trainer, step, run.releases())
+    trainer.save_checkpoint(step)
+    if trainer.main:
+        config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()
+        note = {"step": step, "what": err.what, "key": key, "config": config_sha}
+        write_json(run.path / DIVERGED, note)
+    return UserError(
+        f"training diverged at step {step} ({err.what}); the likely key is {key} ({value:g}): "
+        f"{run.path} is consistent and checkpointed at step {step}; continue with a smaller "
+        f"value: paczero resume {run.path} --set {key}=VALUE (or start a new run)"
+    )
+
+
 def export(
     run_path: str | Path, to: str | Path, step: str | int = "best", merge: bool = False
 ) -> dict[str, Any]:
@@ -147,15 +249,18 @@ def export(
     ``step``: ``best`` (the dev-best step), ``final``, or a step number. Writes a PEFT
     adapter (LoRA; ``merge``: a full model with the adapter merged in) or a full HF model
     directory that loads anywhere (``paczero.exporting``), with the tokenizer, a model card
-    (README.md) with the privacy report, and ``paczero_export.json``.
+    (README.md) with the privacy report, and
+    ``paczero_export.json`` with everything needed to rebuild the base (a seed-built tiny
+    model needs the run's ``seed.public``). The run directory is verified first; the
+    target is written whole or not at all.
     """
     run = open_run(run_path)
     to = Path(to)
-    if to.exists() and any(to.iterdir()):
-        raise UserError(f"export target {to} is not empty; choose another --to")
+    _check_export_target(to)
     cfg = load_config(str(run.config_path))
-    records = run.releases()
-    target = _export_step(run, step, len(records))
+    verified = run.verify(private=False)
+    records = verified.records
+    target = _export_step(run, step, len(records), verified.metrics)
     public = public_stream(cfg.seed.public)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     estimator = ZOEstimator(
@@ -164,17 +269,51 @@ def export(
         restore=restore_mode(cfg, loaded.model, loaded.trainable),
     )
     replay(estimator, records[:target], cfg.zo.directions)
-    to.mkdir(parents=True, exist_ok=True)
-    info = {"run": str(run.path), "step": target, "base_model": cfg.model.name}
-    info["track"] = cfg.model.track
-    return write_export(to, loaded, cfg, run, info, records[:target], merge=merge)
+    public_cfg = cfg.public_dict()
+    info = {
+        "run": str(run.path),
+        "run_id": run.run_id(),
+        "step": target,
+        "base_model": cfg.model.name,
+        "track": cfg.model.track,
+        "seed_public": cfg.seed.public,  # a tiny model's weights come from it
+        "model": public_cfg["model"],
+        "task": public_cfg["task"],
+    }
+    to.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=to.parent, prefix=f".{to.name}."))
+    try:
+        info = write_export(staging, loaded, cfg, run, info, records[:target], merge=merge)
+        if to.exists():
+            to.rmdir()  # empty (checked above)
+        os.replace(staging, to)
+    except BaseException as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise UserError(f"cannot write the export to {to}: {err.strerror or err}") from None
+        raise
+    return info
 
 
-def _export_step(run: RunDir, step: str | int, logged: int) -> int:
+def _check_export_target(to: Path) -> None:
+    if to.exists() and not to.is_dir():
+        raise UserError(f"export target {to} is a file; choose another --to")
+    if to.exists() and any(to.iterdir()):
+        raise UserError(f"export target {to} is not empty; choose another --to")
+    for parent in Path(os.path.abspath(to)).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot create export target {to}: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"cannot create export target {to}: {parent} is not writable")
+            break
+
+
+def _export_step(run: RunDir, step: str | int, logged: int, metrics: list[dict]) -> int:
     if step == "final":
         return logged
     if step == "best":
-        dev = [m for m in run.metrics() if m["split"] == "dev" and m["step"] <= logged]
+        dev = [m for m in metrics if m["split"] == "dev" and m["step"] <= logged]
         if not dev:
             raise UserError(f"{run.path} has no dev evaluation; use --step final or a number")
         metric = "f1" if "f1" in dev[0] else "accuracy"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from paczero import progress
-from paczero.config import load_config
+from paczero.config import apply_override, load_config, validate_config
 from paczero.data import load_splits
+from paczero.errors import UserError
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
-from paczero.runs import RunDir
+from paczero.runs import RunDir, read_json
 from paczero.session import build_task_for, load_named
 
 
@@ -24,9 +24,8 @@ def evaluate(
     if run_config.exists():
         cfg = load_config(str(run_config), overrides)
     elif exported.exists():
-        info = json.loads(exported.read_text())
-        base = info["base_model"] if info["track"] == "lora" else str(target)
-        cfg = load_config(None, [f"model.name={base}", "model.track=full", *overrides])
+        info = read_json(exported, "export description")
+        cfg = validate_config(_export_config(target, info, overrides))
     else:
         cfg = load_config(None, [f"model.name={target}", *overrides])
     public = public_stream(cfg.seed.public)
@@ -44,3 +43,28 @@ def evaluate(
     with progress.phase(f"{split} evaluation"):  # a bar on a terminal, lines in a log
         metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
     return {**metrics, "examples": len(encoded), "split": split}
+
+
+def _export_config(target: Path, info: dict[str, Any], overrides) -> dict[str, Any]:
+    """The config that rebuilds an export's base exactly as the run built it: the model's
+    dtype, the run's ``seed.public`` (a seed-built tiny model's weights come from it) and
+    its task; ``overrides`` on top."""
+    try:
+        track, base = info["track"], info["base_model"]
+        model = dict(info.get("model") or {})
+        task = dict(info.get("task") or {})
+        seed = int(info.get("seed_public", 0))
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{target / 'paczero_export.json'} is damaged") from None
+    dtype = model.get("dtype", "auto")
+    if dtype == "auto" and track == "lora":
+        dtype = "float32"  # what "auto" gave the LoRA run; the base loads as "full" here
+    data: dict[str, Any] = {
+        "model": {"name": base if track == "lora" else str(target), "track": "full"},
+        "task": task,
+        "seed": {"public": seed},
+    }
+    data["model"]["dtype"] = dtype
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return data

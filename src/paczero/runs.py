@@ -1,41 +1,115 @@
-"""The run directory: resolved config, logs, tensors, private state, result.json."""
+"""The run directory: resolved config, logs, tensors, private state, result.json.
+
+Integrity (docs/algorithms.md 8):
+
+- a writing process holds an exclusive ``fcntl`` lock on ``DIR/.lock`` for its life; a
+  second one is refused with the holder's pid;
+- ``run.json`` (public) and ``private/secret.json`` carry the same random run identity,
+  drawn when the directory is created, so a ``private/`` from another run is refused even
+  when the configs are identical;
+- the release logs are hash-chained (``paczero.privacy.ledger``), and every checkpoint
+  records the hash of the last record it includes;
+- ``verify`` checks all of it before ``resume`` or ``export`` touches the directory.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
+import sys
 import tempfile
-from datetime import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from paczero.config import RunConfig
 from paczero.errors import UserError
-from paczero.privacy.ledger import JsonlLog, read_jsonl, repair_jsonl
+from paczero.privacy.ledger import (
+    GENESIS,
+    JsonlLog,
+    LogError,
+    read_chain,
+    read_records,
+    repair_jsonl,
+)
+from paczero.textfiles import decode_utf8, read_bytes
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+LOCK_NAME = ".lock"
+# What an interrupted atomic write leaves: ".step-*" folders and ".<name>.<8 random>" files
+# (tempfile's names); nothing else starting with a dot is touched.
+TEMPORARY = re.compile(r"\.step-.+|\..+\.[a-z0-9_]{8}")
+
+
+def notice(message: str) -> None:
+    """One line on stderr for something the user should know that is not an error."""
+    print(f"paczero: note: {message}", file=sys.stderr, flush=True)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
+    """runs/<time>-<task>-<mechanism>-<random>: unique even for runs started the same second."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.task.name}-{cfg.mechanism.name}"
+    return Path("runs") / f"{stamp}-{cfg.task.name}-{cfg.mechanism.name}-{secrets.token_hex(3)}"
 
 
 def check_new_run_dir(path: Path) -> None:
-    """Refuse before any work starts if the directory already holds something."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    """Refuse before any work starts if the directory already holds something, or cannot
+    be made (a file in the way, a folder we may not write)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output directory {path} is a file; choose another --out")
+    if path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
         what = "a run" if (path / "config.yaml").exists() else "files"
         raise UserError(
             f"output directory {path} already holds {what}; choose another --out "
             "(or `paczero resume` an unfinished run)"
         )
+    existing = path if path.exists() else _existing_parent(path)
+    if not existing.is_dir():
+        raise UserError(f"cannot create output directory {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create output directory {path}: {existing} is not writable")
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in Path(os.path.abspath(path)).parents:
+        if parent.exists():
+            return parent
+    return Path("/")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what mkdir -p creates)."""
+    path = Path(os.path.abspath(path))
+    if path.exists():
+        return None
+    top = path
+    for parent in path.parents:
+        if parent.exists():
+            return top
+        top = parent
+    return top
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -52,6 +126,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def write_json(path: Path, obj: Any, mode: int | None = None) -> None:
@@ -59,22 +134,193 @@ def write_json(path: Path, obj: Any, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode(), mode)
 
 
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a run file, or one line saying what is wrong with it."""
+    text = decode_utf8(read_bytes(path, what), path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is damaged (not valid JSON: {err.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is damaged (not a JSON object)")
+    return data
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``DIR/.lock``, which holds the pid of its holder.
+
+    The kernel releases it when the process ends, however it ends; a clean release also
+    removes the file. Acquiring checks that the locked file is still the one at the path,
+    so a release that removes it cannot hand two processes a lock each.
+    """
+
+    def __init__(self, run_path: Path):
+        self.path = Path(run_path) / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise UserError(
+                    f"cannot lock {self.path.parent}: {err.strerror} (is it writable?)"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise UserError(f"cannot lock {self.path.parent}: {err.strerror}") from None
+                raise UserError(
+                    f"{self.path.parent} is in use by process {holder} (a paczero train or "
+                    "resume writing it); wait for it to end or stop it, then try again"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder released and removed it between our open and flock
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+@dataclass
+class Verified:
+    """What ``RunDir.verify`` read: the consistent public (and private) logs."""
+
+    records: list[dict[str, Any]]
+    private: list[dict[str, Any]] | None
+    metrics: list[dict[str, Any]]
+    checkpoints: list[int]  # readable checkpoints that match the log
+    private_ahead: bool  # the private log holds one never-published record to drop
+
+
 class RunDir:
     """Paths and writers of one run; everything secret-dependent goes through ``private``."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock = RunLock(self.path)
+        self._created: Path | None = None  # what create() made (removed on set-up failure)
+        self._created_inside = False  # create() used an empty folder the user made
+        self._release_log: JsonlLog | None = None
 
     @classmethod
     def create(cls, path: Path, cfg: RunConfig) -> RunDir:
+        """Make the directory, lock it, and write its identity and config.yaml.
+
+        Call ``writing()`` around everything that follows: it removes what this made if the
+        run fails before its first release, and releases the lock.
+        """
+        path = Path(path)
         check_new_run_dir(path)
         run = cls(path)
-        run.path.mkdir(parents=True, exist_ok=True)
-        (run.path / "checkpoints").mkdir(exist_ok=True)
-        run.private_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
-        os.chmod(run.private_dir, PRIVATE_DIR_MODE)
-        atomic_write_bytes(run.path / "config.yaml", cfg.to_yaml().encode())
+        created = _first_missing(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create output directory {path}: {err.strerror}") from None
+        run._lock.acquire()  # refused: another process made and holds it; not ours to remove
+        run._created = created if created is not None else path
+        run._created_inside = created is None  # a folder the user made: remove its contents only
+        try:
+            check_new_run_dir(path)  # another process may have filled it before our lock
+            (run.path / "checkpoints").mkdir(exist_ok=True)
+            run.private_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+            os.chmod(run.private_dir, PRIVATE_DIR_MODE)
+            identity = {"run_id": secrets.token_hex(16), "created": _now()}
+            write_json(run.path / "run.json", identity)
+            atomic_write_bytes(run.config_path, cfg.to_yaml().encode())
+        except BaseException as err:
+            run._abandon()
+            if isinstance(err, OSError):
+                raise UserError(_os_error(err, run.path, released=False)) from None
+            raise
         return run
+
+    # ------------------------------------------------------------ lock and failures
+
+    def lock(self) -> None:
+        """Take the run's exclusive lock (``UserError`` naming the holder if taken)."""
+        self._lock.acquire()
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[RunDir]:
+        """Around a process's writes: releases the lock at the end; on a failure before the
+        first release removes what ``create`` made, after it keeps the (consistent) run and
+        says how to continue; an OSError (full disk, read-only folder) becomes one line."""
+        try:
+            yield self
+        except BaseException as err:
+            released = self.released_steps() > 0
+            removed = not released and self._created is not None
+            if removed:
+                self._abandon()
+            if isinstance(err, OSError):
+                raise UserError(_os_error(err, self.path, released)) from None
+            if isinstance(err, UserError) and removed:
+                raise UserError(
+                    f"{err}; nothing was released, so {self.path} was removed"
+                ) from None
+            raise
+        finally:
+            self._lock.release()
+
+    def _abandon(self) -> None:
+        """Remove what ``create`` made (nothing was released) and release the lock."""
+        created, self._created = self._created, None
+        if created is not None and self._lock.held:
+            with contextlib.suppress(OSError):
+                if self._created_inside:
+                    for entry in created.iterdir():
+                        if entry.name != LOCK_NAME:
+                            _remove(entry)
+                else:
+                    shutil.rmtree(created)
+        self._lock.release()
+
+    def released_steps(self) -> int:
+        """Complete lines of releases.jsonl (no parsing: used on failure paths)."""
+        try:
+            return self.releases_path.read_bytes().count(b"\n")
+        except OSError:
+            return 0
+
+    def clean_temporaries(self) -> list[Path]:
+        """Remove what a killed atomic write left (``TEMPORARY``)."""
+        removed = []
+        for folder in (self.path, self.path / "checkpoints", self.private_dir):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                if TEMPORARY.fullmatch(entry.name) and entry.name != LOCK_NAME:
+                    _remove(entry)
+                    removed.append(entry)
+        return removed
+
+    # ------------------------------------------------------------ paths and identity
 
     @property
     def private_dir(self) -> Path:
@@ -84,11 +330,32 @@ class RunDir:
     def config_path(self) -> Path:
         return self.path / "config.yaml"
 
+    @property
+    def releases_path(self) -> Path:
+        return self.path / "releases.jsonl"
+
+    @property
+    def private_releases_path(self) -> Path:
+        return self.private_dir / "releases.jsonl"
+
+    def run_id(self) -> str:
+        """The run's random identity (``run.json``); private/secret.json carries it too."""
+        info = read_json(self.path / "run.json", "run identity file")
+        run_id = info.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise UserError(f"{self.path / 'run.json'} is damaged (no run_id)")
+        return run_id
+
+    # ------------------------------------------------------------ logs
+
     def open_releases(self) -> JsonlLog:
-        return JsonlLog(self.path / "releases.jsonl", durable=True)
+        self._release_log = JsonlLog(self.releases_path, durable=True, chained=True)
+        return self._release_log
 
     def open_private_releases(self) -> JsonlLog:
-        return JsonlLog(self.private_releases_path, durable=True, mode=PRIVATE_FILE_MODE)
+        return JsonlLog(
+            self.private_releases_path, durable=True, mode=PRIVATE_FILE_MODE, chained=True
+        )
 
     def open_metrics(self) -> JsonlLog:
         return JsonlLog(self.path / "metrics.jsonl")
@@ -96,31 +363,95 @@ class RunDir:
     def write_private(self, name: str, obj: Any) -> None:
         write_json(self.private_dir / name, obj, mode=PRIVATE_FILE_MODE)
 
-    def run_id(self) -> str:
-        """Identifies the run's config; private/ records it so a mismatch is caught."""
-        return hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
+    def releases(self, repair: bool = False) -> list[dict[str, Any]]:
+        """The public release log, checked (a damaged log is refused with its line number).
+        ``repair`` (before writing to the run again) cuts torn last lines off both logs and
+        drops a private record that was never published."""
+        if repair:
+            repair_jsonl(self.releases_path)
+            repair_jsonl(self.private_releases_path)
+            self._reconcile_release_logs(read_chain(self.releases_path))
+        return read_chain(self.releases_path)
+
+    def private_releases(self) -> list[dict[str, Any]]:
+        return read_chain(self.private_releases_path)
+
+    def _reconcile_release_logs(self, public: list[dict[str, Any]]) -> None:
+        """The private record of a step is written before the public one, so after a crash
+        the private log may hold one record more: a release that was never published nor
+        applied, dropped here (the step is redone with the same keyed draws). Anything
+        else means the pair was damaged or mixed up: refuse."""
+        private = self.private_releases()
+        n = len(public)
+        if _private_ahead(public, private):
+            _truncate_lines(self.private_releases_path, n)
+            private = private[:n]
+        _check_pair(self, public, private)
+
+    def metrics(self, repair: bool = False) -> list[dict[str, Any]]:
+        if repair:
+            repair_jsonl(self.path / "metrics.jsonl")
+        return read_records(self.path / "metrics.jsonl")
+
+    def cut_metrics(self, keep: int) -> None:
+        """Keep the first ``keep`` lines of metrics.jsonl (drops a test line that a killed
+        finish wrote before its result.json)."""
+        path = self.path / "metrics.jsonl"
+        if path.exists():
+            _truncate_lines(path, keep)
+
+    def result(self) -> dict[str, Any]:
+        path = self.path / "result.json"
+        if not path.exists():
+            raise UserError(f"{self.path} has no result.json (is it a finished paczero run?)")
+        return read_json(path, "result file")
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        write_json(self.path / "result.json", result)
+
+    # ------------------------------------------------------------ tensors
 
     def save_tensors(
         self, name: str, named: list[tuple[str, torch.Tensor]], step: int | None = None
     ) -> Path:
         path = self.path / "checkpoints" / f"{name}.safetensors"
         _save_safetensors(path, named, step)
+        _fsync_dir(path.parent)
         return path
 
     def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
         path = self.path / "checkpoints" / f"{name}.safetensors"
         if not path.exists():
             raise UserError(f"{self.path} has no checkpoints/{name}.safetensors")
-        return load_file(path)
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UserError(f"{path} is unreadable ({_first_line(err)})") from None
 
     def tensors_step(self, name: str) -> int | None:
-        """The step a tensors file holds (from its metadata), None if absent."""
+        """The step a tensors file holds (from its metadata), None if absent or unreadable."""
         path = self.path / "checkpoints" / f"{name}.safetensors"
         if not path.exists():
             return None
-        with safe_open(path, framework="pt") as handle:
-            step = (handle.metadata() or {}).get("step")
-        return None if step is None else int(step)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                step = (handle.metadata() or {}).get("step")
+            return None if step is None else int(step)
+        except (SafetensorError, OSError, ValueError):
+            return None
+
+    def log_sha(self, step: int) -> str | None:
+        """The hash of the last release record a checkpoint at ``step`` includes."""
+        if step == 0:
+            return GENESIS
+        log = self._release_log
+        if log is not None and not log._file.closed and len(log.shas) >= step:
+            return log.shas[step - 1]
+        try:
+            records = read_chain(self.releases_path)
+        except UserError:
+            return None
+        return records[step - 1]["sha"] if len(records) >= step else None
 
     def save_checkpoint(
         self,
@@ -129,87 +460,228 @@ class RunDir:
         keep: int,
         state: dict[str, Any] | None = None,
     ) -> None:
-        """checkpoints/step-NNNNNNN/ written whole or not at all; step 0 and the last few kept.
+        """checkpoints/step-NNNNNNN/ written whole or not at all (files and folder fsynced
+        before the rename); step 0 and the last few kept.
 
         ``state`` is public state only (mechanism posterior, schedule); secret state lives in
-        private/ and does not change after setup.
+        private/ and does not change after setup. ``log`` ties it to its release record.
         """
-        final = self.path / "checkpoints" / f"step-{step:07d}"
+        folder = self.path / "checkpoints"
+        final = folder / f"step-{step:07d}"
         if final.exists():
             return
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".step-"))
-        _save_safetensors(tmp / "trainable.safetensors", named, step)
-        write_json(tmp / "state.json", {"step": step, **(state or {})})
-        os.replace(tmp, final)
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".step-"))
+        try:
+            _save_safetensors(tmp / "trainable.safetensors", named, step)
+            head = {"step": step, "log": self.log_sha(step)}
+            write_json(tmp / "state.json", {**head, **(state or {})})
+            _fsync_dir(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(folder)
         old = self.checkpoint_steps()[:-keep]
         for stale in old:
             if stale != 0:
-                shutil.rmtree(self.path / "checkpoints" / f"step-{stale:07d}")
+                shutil.rmtree(folder / f"step-{stale:07d}")
 
     def checkpoint_steps(self) -> list[int]:
         folder = self.path / "checkpoints"
         steps = []
         for entry in folder.glob("step-*"):
-            if entry.is_dir() and (entry / "state.json").exists():
-                steps.append(int(entry.name.removeprefix("step-")))
+            number = entry.name.removeprefix("step-")
+            if entry.is_dir() and number.isdigit() and (entry / "state.json").exists():
+                steps.append(int(number))
         return sorted(steps)
 
-    def load_checkpoint(self, at_most: int) -> tuple[int, dict[str, torch.Tensor] | None]:
-        """The newest complete checkpoint with step <= at_most (step 0 and None if none)."""
+    def checkpoint_state(self, step: int) -> dict[str, Any] | None:
+        """state.json of a checkpoint, None if unreadable."""
+        try:
+            return read_json(self.path / "checkpoints" / f"step-{step:07d}" / "state.json", "")
+        except UserError:
+            return None
+
+    def load_checkpoint(
+        self, at_most: int, names: list[str] | None = None
+    ) -> tuple[int, dict[str, torch.Tensor] | None]:
+        """The newest readable checkpoint with step <= at_most (step 0 and None if none).
+
+        An unreadable one (a truncated file, missing tensors) is passed over with one line
+        saying so: the log replays from an older one to the same state.
+        """
         usable = [s for s in self.checkpoint_steps() if s <= at_most]
-        if not usable:
-            return 0, None
-        step = usable[-1]
-        return step, load_file(
-            self.path / "checkpoints" / f"step-{step:07d}" / "trainable.safetensors"
+        for step in reversed(usable):
+            path = self.path / "checkpoints" / f"step-{step:07d}" / "trainable.safetensors"
+            try:
+                tensors = load_file(path)
+                missing = [n for n in names or () if n not in tensors]
+                if missing:
+                    raise ValueError(f"no tensor {missing[0]}")
+                if self.checkpoint_state(step) is None:
+                    raise ValueError("state.json is damaged")
+            except (SafetensorError, OSError, ValueError) as err:
+                older = [s for s in usable if s < step]
+                instead = f"step {older[-1]}" if older else "theta_0"
+                notice(
+                    f"checkpoint {path.parent.name} is unreadable ({_first_line(err)}); "
+                    f"using {instead} and replaying the log from there"
+                )
+                continue
+            return step, tensors
+        return 0, None
+
+    # ------------------------------------------------------------ verification
+
+    def verify(self, private: bool) -> Verified:
+        """Check the whole directory before resume (``private``) or export touches it:
+        the run identity on both sides, the hash-chained logs (and their pairing), the
+        charges, every checkpoint against its record, and metrics.jsonl. Reads only."""
+        self.run_id()
+        records = read_chain(self.releases_path)
+        priv = None
+        ahead = False
+        if private:
+            try:
+                _check_private_side(self)
+            except UserError as err:
+                if records or self.released_steps():
+                    raise
+                raise UserError(
+                    f"{err} (it was stopped in set-up, before anything was released: remove "
+                    "it and start again with paczero train)"
+                ) from None
+            priv = self.private_releases()
+            ahead = _private_ahead(records, priv)
+            _check_pair(self, records, priv[: len(records)] if ahead else priv)
+        _check_charges(self, records)
+        checkpoints = _check_checkpoints(self, records)
+        metrics = read_records(self.path / "metrics.jsonl")
+        _check_metrics(self, metrics, len(records))
+        return Verified(records, priv, metrics, checkpoints, ahead)
+
+
+def _check_private_side(run: RunDir) -> None:
+    secret = run.private_dir / "secret.json"
+    if not secret.exists():
+        raise UserError(
+            f"{secret} is missing: the secret cannot be re-drawn, so this run cannot be resumed"
+        )
+    info = read_json(secret, "secret file")
+    if info.get("run_id") != run.run_id():
+        raise UserError(
+            f"{run.path}/private/ belongs to a different run (its run id differs from "
+            "run.json: private/ was copied from elsewhere); refusing to resume"
+        )
+    if not isinstance(info.get("root"), int) or not isinstance(info.get("source"), str):
+        raise UserError(f"{secret} is damaged (no secret root)")
+    mechanism = run.private_dir / "mechanism.json"
+    if not mechanism.exists():
+        raise UserError(
+            f"{mechanism} is missing: the secret mechanism state (S*) cannot be re-drawn, "
+            "so this run cannot be resumed"
+        )
+    read_json(mechanism, "mechanism state file")
+
+
+def _private_ahead(public: list[dict[str, Any]], private: list[dict[str, Any]]) -> bool:
+    n = len(public)
+    return len(private) == n + 1 and private[-1].get("step") == n
+
+
+def _check_pair(run: RunDir, public: list[dict[str, Any]], private: list[dict[str, Any]]) -> None:
+    if len(private) != len(public):
+        raise UserError(
+            f"{run.private_releases_path} holds {len(private)} records for the {len(public)} "
+            f"steps of {run.releases_path}: the public and private release logs disagree; "
+            "this run cannot be resumed"
         )
 
-    def write_result(self, result: dict[str, Any]) -> None:
-        write_json(self.path / "result.json", result)
 
-    def releases(self, repair: bool = False) -> list[dict[str, Any]]:
-        """The public release log. ``repair`` (before writing to the run again) cuts torn
-        last lines off both logs and makes the private log match the public one."""
-        public_path = self.path / "releases.jsonl"
-        if repair:
-            repair_jsonl(public_path)
-            repair_jsonl(self.private_releases_path)
-            self._reconcile_release_logs(read_jsonl(public_path))
-        return read_jsonl(public_path)
+def _check_charges(run: RunDir, records: list[dict[str, Any]]) -> None:
+    import math
 
-    @property
-    def private_releases_path(self) -> Path:
-        return self.private_dir / "releases.jsonl"
+    if not records:
+        return
+    try:
+        charged = math.fsum(float(r["charge"]) for r in records)
+        logged = float(records[-1]["cumulative"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{run.releases_path}: a record lacks its charge") from None
+    if abs(charged - logged) > 1e-9 * max(1.0, abs(logged)):
+        raise UserError(
+            f"{run.releases_path}: charges add up to {charged!r} but the log says "
+            f"{logged!r}; the ledger is inconsistent"
+        )
 
-    def _reconcile_release_logs(self, public: list[dict[str, Any]]) -> None:
-        """The private record of a step is written before the public one, so after a crash
-        the private log may hold one record more: a release that was never published nor
-        applied, dropped here (the step is redone with the same keyed draws). Anything
-        else means the pair was damaged or mixed up: refuse."""
-        path = self.private_releases_path
-        private = read_jsonl(path)
-        n = len(public)
-        if len(private) == n + 1 and private[-1].get("step") == n:
-            _truncate_lines(path, n)
-            private = private[:n]
-        steps = [r.get("step") for r in public]
-        if [r.get("step") for r in private] != steps:
+
+def _check_checkpoints(run: RunDir, records: list[dict[str, Any]]) -> list[int]:
+    """Every readable checkpoint must include exactly the records its ``log`` hash names."""
+    n = len(records)
+    good = []
+    for step in run.checkpoint_steps():
+        state = run.checkpoint_state(step)
+        name = f"checkpoints/step-{step:07d}"
+        if state is None:
+            continue  # unreadable: load_checkpoint passes over it with a note
+        if step > n:
             raise UserError(
-                f"{path} holds {len(private)} records for the {n} steps of "
-                f"{self.path / 'releases.jsonl'}: the public and private release logs "
-                "disagree; this run cannot be resumed"
+                f"{run.path}/{name} is ahead of releases.jsonl ({n} steps): the log lost "
+                "records it had committed; this run cannot be resumed or exported"
+            )
+        expected = GENESIS if step == 0 else records[step - 1]["sha"]
+        if state.get("log") != expected or state.get("step") != step:
+            line = f"line {step}" if step else "its start"
+            raise UserError(
+                f"{run.path}/{name} does not match releases.jsonl {line}: the checkpoint "
+                "and the log come from different runs or one was edited"
+            )
+        if step and state.get("mechanism") != records[step - 1].get("state"):
+            raise UserError(
+                f"{run.path}/{name}: its mechanism state differs from releases.jsonl line "
+                f"{step}; one of them was edited"
+            )
+        good.append(step)
+    return good
+
+
+def _check_metrics(run: RunDir, metrics: list[dict[str, Any]], steps: int) -> None:
+    path = run.path / "metrics.jsonl"
+    for number, line in enumerate(metrics, 1):
+        step, split = line.get("step"), line.get("split")
+        if split not in ("dev", "test") or not isinstance(step, int | None):
+            raise LogError(path, number, "is not a dev or test evaluation")
+        if split == "dev" and not (isinstance(step, int) and 0 <= step <= steps):
+            raise LogError(
+                path, number, f"evaluates step {step!r}, beyond the {steps} logged steps"
             )
 
-    def metrics(self, repair: bool = False) -> list[dict[str, Any]]:
-        if repair:
-            repair_jsonl(self.path / "metrics.jsonl")
-        return read_jsonl(self.path / "metrics.jsonl")
 
-    def result(self) -> dict[str, Any]:
-        path = self.path / "result.json"
-        if not path.exists():
-            raise UserError(f"{self.path} has no result.json (is it a finished paczero run?)")
-        return json.loads(path.read_text())
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _os_error(err: OSError, path: Path, released: bool) -> str:
+    where = f" ({err.filename})" if err.filename else ""
+    what = err.strerror or _first_line(err)
+    if released:
+        return (
+            f"{what}{where}: {path} is consistent up to its last logged step; fix the cause "
+            f"(free disk space, permissions) and continue with: paczero resume {path}"
+        )
+    return f"{what}{where}: the run had released nothing, so {path} was removed"
 
 
 def _save_safetensors(path: Path, named: list[tuple[str, torch.Tensor]], step: int | None) -> None:
@@ -219,6 +691,8 @@ def _save_safetensors(path: Path, named: list[tuple[str, torch.Tensor]], step: i
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -239,6 +713,8 @@ def _truncate_lines(path: Path, lines: int) -> None:
 
 def open_run(path: str | Path) -> RunDir:
     run = RunDir(Path(path))
+    if not run.path.is_dir():
+        raise UserError(f"{path} is not a paczero run directory (no such folder)")
     if not run.config_path.exists():
         raise UserError(f"{path} is not a paczero run directory (no config.yaml)")
     return run

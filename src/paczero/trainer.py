@@ -28,7 +28,7 @@ import torch
 from paczero import progress as progress_lines
 from paczero.config import RunConfig, load_config, validate_config
 from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
-from paczero.errors import Interrupted
+from paczero.errors import Diverged, Interrupted
 from paczero.exporting import base_identity, ready_to_share
 from paczero.optim import StepResult
 from paczero.privacy.randomness import secret_stream
@@ -97,18 +97,20 @@ def train(
         session = build_session(cfg, secret, secret_source, world)
         check_ranks_agree(session)
         run = RunDir.create(out_path, cfg) if world.is_main else RunDir(out_path)
-        if world.is_main:
-            run.write_private(
-                "secret.json",
-                {"root": secret.root, "source": secret_source, "run_id": run.run_id()},
-            )
-            run.write_private("mechanism.json", session.mechanism.private_state_dict())
-            canaries = getattr(session.task, "canary_record", None)  # docs/audit.md 4
-            if canaries is not None:
-                run.write_private("canaries.json", canaries)
-        trainer = Trainer(session, run, progress, started)
-        trainer.save_checkpoint(0)  # theta_0: every later state is a checkpoint plus a replay
-        return trainer.run()
+        # locked until the end; a failure before the first release removes the run
+        with run.writing():
+            if world.is_main:
+                run.write_private(
+                    "secret.json",
+                    {"root": secret.root, "source": secret_source, "run_id": run.run_id()},
+                )
+                run.write_private("mechanism.json", session.mechanism.private_state_dict())
+                canaries = getattr(session.task, "canary_record", None)  # docs/audit.md 4
+                if canaries is not None:
+                    run.write_private("canaries.json", canaries)
+            trainer = Trainer(session, run, progress, started)
+            trainer.save_checkpoint(0)  # theta_0, durable before any step
+            return trainer.run()
     finally:
         close_world(world)
 
@@ -147,6 +149,14 @@ class Trainer:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> Result:
+        try:
+            return self._run()
+        except Diverged as err:  # a consistent checkpoint, then one line
+            from paczero.durable import stop_diverged  # durable imports this module
+
+            raise stop_diverged(self, err) from None
+
+    def _run(self) -> Result:
         s, cfg = self.s, self.s.cfg
         setup_s = time.perf_counter() - self.started
         main = self.main
@@ -197,8 +207,17 @@ class Trainer:
         """One step; the optimizer picks its rows (the mechanism's or a public minibatch)."""
         s = self.s
 
+        secret_rows = s.mechanism.batch(step) is not None  # a DP sample: its losses are secret
+
         def losses(rows: np.ndarray, world: World = SOLO) -> torch.Tensor:
-            return pool_losses(s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch, world)
+            out = pool_losses(s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch, world)
+            if not bool(torch.isfinite(out).all()):
+                if not secret_rows:
+                    raise Diverged(step, "the loss became non-finite")
+                # Stopping here would publish something about the secret sample: each such
+                # example counts 0 (the clip bounds it), and the public dev loss stops the run.
+                out = torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+            return out
 
         lr = learning_rate(s.cfg, step)
         log = self.log_release if self.main else None
@@ -268,6 +287,8 @@ class Trainer:
         with progress_lines.phase("dev evaluation"):
             dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world)
         self.eval_s += time.perf_counter() - t0
+        if not all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float)):
+            raise Diverged(step, "the dev loss became non-finite")
         score = dev_metrics[s.task.metric]
         if self.best["dev"] is None or score > self.best["dev"][s.task.metric]:
             self.best.update(step=step, dev=dev_metrics)
@@ -325,7 +346,8 @@ class Trainer:
 
         def handler(signum, frame):
             self._signal = signum
-            signal.signal(signum, signal.SIG_DFL)
+            for sig in (signal.SIGINT, signal.SIGTERM):  # any second signal stops at once
+                signal.signal(sig, signal.SIG_DFL)
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

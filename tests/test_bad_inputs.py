@@ -1,0 +1,369 @@
+"""Every input either works or is refused in one line (issue #18).
+
+Each bad input goes through ``paczero.cli.main`` in-process and must end with exit status 2,
+exactly one line on stderr, no traceback, and nothing left behind: the working directory
+(where a default ``runs/`` would appear), the input files and the finished run the
+commands read are byte-for-byte as they were.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from paczero.cli import main
+
+SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=4"]
+SMALL += ["train.batch_size=8", "train.eval_every=2"]
+MI = ["mechanism.name=paczero-mi", "mechanism.subsets=4"]
+DP = ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=4"]
+DP += ["mechanism.epsilon=2", "mechanism.accountant=rdp"]
+SQUAD = ["task.name=squad", "data.source=auto", "model.name=tiny-llama", "task.max_length=512"]
+
+
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", "smoke", "--out", str(out), "--quiet", *sets(*SMALL)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def stopped_run(finished_run, tmp_path_factory):
+    """The finished run as if stopped before its end: resumable."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    shutil.copytree(finished_run, out)
+    (out / "result.json").unlink()
+    return out
+
+
+def _sst2(folder: Path, train: bytes, dev: bytes = b"sentence\tlabel\nfine \t1\n") -> None:
+    (folder / "sst2").mkdir(parents=True)
+    (folder / "sst2" / "train.tsv").write_bytes(train)
+    (folder / "sst2" / "dev.tsv").write_bytes(dev)
+
+
+def _squad(folder: Path, qa: dict | None = None, raw: bytes | None = None, context="Ctx.") -> None:
+    (folder / "squad").mkdir(parents=True)
+    qa = qa or {"id": "q1", "question": "What?", "answers": [{"text": "Ctx", "answer_start": 0}]}
+    articles = [
+        {"title": f"T{i}", "paragraphs": [{"context": context if i == 1 else "C.", "qas": [qa]}]}
+        for i in range(4)
+    ]
+    data = raw if raw is not None else json.dumps({"version": "1.1", "data": articles}).encode()
+    (folder / "squad" / "dev-v1.1.json").write_bytes(data)
+
+
+GOOD_TSV = b"sentence\tlabel\n" + b"".join(b"a film %d \t%d\n" % (i, i % 2) for i in range(80))
+NO_ANSWER = {"id": "q9", "question": "What?", "answers": []}
+NUMBER_ANSWER = {"id": "q9", "question": "What?", "answers": [{"text": 7, "answer_start": 0}]}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "latin1.yaml").write_bytes(b"description: caf\xe9\ntrain: {steps: 3}\n")
+    (root / "list.yaml").write_text("- train\n- steps\n")
+    (root / "broken.yaml").write_text("train: {steps: [1, 2\n")
+    (root / "dir.yaml").mkdir()
+    (root / "a-file").write_text("not a folder\n")
+    (root / "full").mkdir()
+    (root / "full" / "mine.txt").write_text("keep me\n")
+    _sst2(root / "tsv-train-bytes", GOOD_TSV.replace(b"a film 3", b"a film \xff3"))
+    _sst2(root / "tsv-dev-bytes", GOOD_TSV, b"sentence\tlabel\nfine \xc3\x28 \t1\n")
+    _sst2(root / "tsv-header", b"text\tlabel\nfine \t1\n")
+    _sst2(root / "tsv-label", GOOD_TSV + b"a film \t2\n")
+    _squad(root / "squad-bytes", raw=b'{"version": "1.1", "data": [{"title": "\xe9"}]}')
+    _squad(root / "squad-json", raw=b'{"version": "1.1", "data": [')
+    _squad(root / "squad-no-answer", NO_ANSWER)
+    _squad(root / "squad-null-context", context=None)
+    _squad(root / "squad-number-answer", NUMBER_ANSWER)
+    _squad(root / "squad-no-data", raw=b'{"version": "1.1"}')
+    return root
+
+
+def _snapshot(*folders: Path) -> dict[str, tuple[int, bytes]]:
+    out = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            key = str(path)
+            out[key] = (path.stat().st_mode, path.read_bytes() if path.is_file() else b"")
+    return out
+
+
+T = ["train", "smoke", "--quiet"]
+# (id, argv, needle): {run} a finished run, {stopped} an unfinished one, {files} the input
+# files, {tmp} a fresh folder.
+CASES = [
+    # ---- non-finite and overflowing numbers
+    ("lr-inf", [*T, *sets("train.lr=inf")], "'train.lr': Input should be a finite number"),
+    ("lr-nan", [*T, *sets("train.lr=nan")], "'train.lr'"),
+    ("lr-1e300", [*T, *sets("train.lr=1e300")], "'train.lr': must be at most 3.403e+38"),
+    ("lr-negative", [*T, *sets("train.lr=-1")], "'train.lr'"),
+    ("eps-inf", [*T, *sets("zo.eps=inf")], "'zo.eps': Input should be a finite number"),
+    ("eps-1e300", [*T, *sets("zo.eps=1e300")], "'zo.eps': must be at most"),
+    ("budget-inf", [*T, *sets(*MI, "mechanism.budget=inf")], "'mechanism.budget'"),
+    ("clip-inf", [*T, *sets(*DP[:-1], "mechanism.clip=inf")], "'mechanism.clip'"),
+    ("epsilon-inf", [*T, *sets(*DP, "mechanism.epsilon=inf")], "'mechanism.epsilon'"),
+    ("delta-1", [*T, *sets(*DP, "mechanism.delta=1")], "'mechanism.delta'"),
+    ("match-mi-log2", [*T, *sets(*DP[:-2], "mechanism.match_mi=0.7")], "'mechanism.match_mi'"),
+    ("budget-1e9", [*T, *sets(*MI, "mechanism.budget=1e9")], "at least log M = log 4"),
+    ("budget-log-m", [*T, *sets(*MI, "mechanism.budget=1.3863")], "no protection"),
+    # ---- wrong types
+    ("task-name-list", [*T, *sets("task.name=[a]")], "invalid value for 'task.name'"),
+    ("task-name-dict", [*T, *sets("task.name={a: 1}")], "invalid value for 'task.name'"),
+    ("mechanism-list", [*T, *sets("mechanism.name=[a]")], "'mechanism.name'"),
+    ("steps-true", [*T, *sets("train.steps=true")], "'train.steps': must be a number, not true"),
+    ("steps-float", [*T, *sets("train.steps=2.0")], "'train.steps': must be a whole number"),
+    ("steps-word", [*T, *sets("train.steps=1e3")], "'train.steps'"),
+    ("steps-huge", [*T, *sets("train.steps=99999999999999999999")], "64-bit"),
+    ("lr-true", [*T, *sets("train.lr=true")], "'train.lr': must be a number, not true"),
+    ("seed-public-negative", [*T, *sets("seed.public=-1")], "'seed.public'"),
+    ("seed-secret-negative", [*T, *sets("seed.secret=-5")], "'seed.secret'"),
+    ("data-seed-negative", [*T, *sets("data.seed=-1")], "'data.seed'"),
+    ("seed-too-large", [*T, *sets("seed.public=99999999999999999999")], "'seed.public'"),
+    ("eval-at-start-1", [*T, *sets("train.eval_at_start=1")], "'train.eval_at_start'"),
+    ("eval-at-start-word", [*T, *sets("train.eval_at_start=maybe")], "eval_at_start"),
+    ("skip-all-zero-2", [*T, *sets("mechanism.skip_all_zero=2")], "skip_all_zero"),
+    ("lora-rank-true", [*T, *sets("model.lora.rank=true")], "'model.lora.rank'"),
+    ("batch-size-true", [*T, *sets("train.batch_size=true")], "'train.batch_size'"),
+    ("batch-size-0", [*T, *sets("train.batch_size=0")], "'train.batch_size'"),
+    ("num-train-0", [*T, *sets("data.num_train=0")], "'data.num_train'"),
+    ("directions-0", [*T, *sets("zo.directions=0")], "'zo.directions'"),
+    ("max-length-8", [*T, *sets("task.max_length=8")], "task.max_length (8) leaves 8 prompt"),
+    ("squad-no-prompt-room", [*T, *sets(*SQUAD[:1], "task.max_length=100")], "max_new_tokens"),
+    ("tokens-1", [*T, *sets("zo.micro_batch_tokens=1")], "zo.micro_batch_tokens (1) is below"),
+    ("tokens-word", [*T, *sets("zo.micro_batch_tokens=some")], "'zo.micro_batch_tokens'"),
+    # ---- enumerated strings
+    ("device-gpu", [*T, *sets("model.device=gpu")], "'model.device': must be auto, cpu"),
+    ("dtype-float8", [*T, *sets("model.dtype=float8")], "'model.dtype'"),
+    ("template-fancy", [*T, *sets("task.template=fancy")], "task.template 'fancy'"),
+    ("schedule-cosine", [*T, *sets("train.schedule=cosine")], "'train.schedule'"),
+    ("mechanism-unknown", [*T, *sets("mechanism.name=dp-magic")], "unknown mechanism"),
+    ("model-name-empty", [*T, *sets("model.name=")], "'model.name'"),
+    ("subsets-odd", [*T, *sets("mechanism.subsets=3")], "must be even"),
+    # ---- keys
+    ("unknown-key", [*T, *sets("train.stepz=3")], "unknown config key 'train.stepz'"),
+    ("set-no-value", [*T, "--set", "train.steps"], "--set expects key=value"),
+    ("section-as-value", [*T, *sets("train=5")], "'train'"),
+    ("value-as-section", [*T, *sets("train.steps.x=1")], "'steps' is a value"),
+    # ---- config files
+    (
+        "config-not-utf8",
+        ["train", "{files}/latin1.yaml"],
+        "line 1, column 17 (byte offset 16): byte 0xe9",
+    ),
+    ("config-list", ["train", "{files}/list.yaml"], "a config must be a YAML mapping"),
+    ("config-broken", ["train", "{files}/broken.yaml"], "not valid YAML"),
+    ("config-dir", ["train", "{files}/dir.yaml"], "is a directory"),
+    ("config-missing", ["train", "{files}/missing.yaml"], "config file not found"),
+    ("recipe-unknown", ["train", "smok"], "did you mean 'smoke'"),
+    # ---- data files
+    (
+        "tsv-train-bytes",
+        [*T, *sets("data.source=auto", "data.dir={files}/tsv-train-bytes")],
+        "train.tsv line 5, column 8",
+    ),
+    (
+        "tsv-dev-bytes",
+        [*T, *sets("data.source=auto", "data.dir={files}/tsv-dev-bytes")],
+        "dev.tsv line 2, column 6",
+    ),
+    (
+        "tsv-header",
+        [*T, *sets("data.source=auto", "data.dir={files}/tsv-header")],
+        "line 1: expected the header",
+    ),
+    (
+        "tsv-label",
+        [*T, *sets("data.source=auto", "data.dir={files}/tsv-label")],
+        "line 82: label must be 0 or 1",
+    ),
+    (
+        "data-dir-missing",
+        [*T, *sets("data.source=auto", "data.dir={files}/nowhere")],
+        "does not exist",
+    ),
+    ("squad-bytes", [*T, *sets(*SQUAD, "data.dir={files}/squad-bytes")], "is not UTF-8"),
+    ("squad-json", [*T, *sets(*SQUAD, "data.dir={files}/squad-json")], "not valid JSON"),
+    (
+        "squad-no-answer",
+        [*T, *sets(*SQUAD, "data.dir={files}/squad-no-answer")],
+        "(id 'q9') has no answers",
+    ),
+    (
+        "squad-null-context",
+        [*T, *sets(*SQUAD, "data.dir={files}/squad-null-context")],
+        "paragraphs[0].context must be a string, got null",
+    ),
+    (
+        "squad-number-answer",
+        [*T, *sets(*SQUAD, "data.dir={files}/squad-number-answer")],
+        "answers[0].text must be a string, got int",
+    ),
+    ("squad-no-data", [*T, *sets(*SQUAD, "data.dir={files}/squad-no-data")], "no 'data' list"),
+    # ---- output directories
+    ("out-under-file", [*T, "--out", "{files}/a-file/run"], "a-file is a file"),
+    ("out-is-file", [*T, "--out", "{files}/a-file"], "is a file"),
+    ("out-full", [*T, "--out", "{files}/full"], "already holds files"),
+    ("out-a-run", [*T, "--out", "{run}"], "already holds a run"),
+    # ---- resume
+    ("resume-missing", ["resume", "{tmp}/nowhere"], "not a paczero run directory"),
+    ("resume-file", ["resume", "{files}/a-file"], "not a paczero run directory"),
+    ("resume-not-a-run", ["resume", "{files}/full"], "no config.yaml"),
+    ("resume-finished", ["resume", "{run}"], "is a finished run"),
+    ("resume-set-steps", ["resume", "{stopped}", *sets("train.steps=9")], "cannot change train"),
+    ("resume-set-eps", ["resume", "{stopped}", *sets("zo.eps=0.1")], "cannot change zo.eps"),
+    ("resume-set-inf", ["resume", "{stopped}", *sets("train.lr=inf")], "finite number"),
+    # ---- export
+    ("export-to-file", ["export", "{run}", "--to", "{files}/a-file"], "is a file"),
+    ("export-under-file", ["export", "{run}", "--to", "{files}/a-file/x"], "a-file is a file"),
+    ("export-to-full", ["export", "{run}", "--to", "{files}/full"], "is not empty"),
+    ("export-step-word", ["export", "{run}", "--to", "{tmp}/x", "--step", "last"], "--step"),
+    ("export-step-large", ["export", "{run}", "--to", "{tmp}/x", "--step", "99"], "outside"),
+    ("export-step-negative", ["export", "{run}", "--to", "{tmp}/x", "--step=-1"], "outside"),
+    ("export-no-run", ["export", "{tmp}/nowhere", "--to", "{tmp}/x"], "not a paczero run"),
+    # ---- eval
+    ("eval-missing", ["eval", "{tmp}/nowhere", *sets("data.source=synthetic")], "no such file"),
+    ("eval-set-inf", ["eval", "{run}", *sets("train.lr=inf")], "finite number"),
+    ("eval-split", ["eval", "{run}", "--split", "train"], "invalid choice"),
+    (
+        "eval-bad-data",
+        ["eval", "{run}", *sets("data.source=auto", "data.dir={files}/tsv-header")],
+        "expected the header",
+    ),
+    # ---- privacy
+    ("privacy-mi-inf", ["privacy", "--mi", "inf"], "'--mi': Input should be a finite number"),
+    ("privacy-mi-nan", ["privacy", "--mi", "nan"], "'--mi': Input should be a finite number"),
+    ("privacy-mi-1e6", ["privacy", "--mi", "1e6"], "must be below log 2"),
+    ("privacy-mi-log2", ["privacy", "--mi", "0.6932"], "no protection"),
+    ("privacy-mi-negative", ["privacy", "--mi", "-1"], "'--mi': must be >= 0"),
+    ("privacy-mi-word", ["privacy", "--mi", "lots"], "invalid float value"),
+    ("privacy-eps-0", ["privacy", "--epsilon", "0"], "'--epsilon': must be > 0"),
+    ("privacy-eps-inf", ["privacy", "--epsilon", "inf"], "'--epsilon': Input should be a finite"),
+    ("privacy-eps-negative", ["privacy", "--epsilon", "-2"], "'--epsilon': must be > 0"),
+    ("privacy-delta-1", ["privacy", "--epsilon", "1", "--delta", "1"], "'--delta'"),
+    ("privacy-delta-nan", ["privacy", "--epsilon", "1", "--delta", "nan"], "'--delta'"),
+    ("privacy-both", ["privacy", "--mi", "0.1", "--epsilon", "1"], "not allowed with"),
+    ("privacy-none", ["privacy"], "one of the arguments --mi --epsilon is required"),
+    # ---- bench
+    ("bench-repeats-0", ["bench", "--quick", "--repeats", "0"], "'--repeats'"),
+    ("bench-threads-0", ["bench", "--quick", "--threads", "0"], "'--threads'"),
+    ("bench-json-dir", ["bench", "--quick", "--json", "{files}/full"], "'--json': is a directory"),
+    ("bench-json-under-file", ["bench", "--quick", "--json", "{files}/a-file/b.json"], "a file"),
+    ("bench-pool-negative", ["bench", "--quick", "--pool", "-5"], "'--pool'"),
+    ("bench-pool-1", ["bench", "--quick", "--pool", "1"], "'--pool'"),
+    ("bench-warmup-negative", ["bench", "--quick", "--warmup", "-1"], "'--warmup'"),
+    ("bench-micro-batch-0", ["bench", "--quick", "--micro-batch", "0"], "'--micro-batch'"),
+    ("bench-subsets-odd", ["bench", "--quick", "--subsets", "3"], "must be even"),
+    ("bench-device", ["bench", "--quick", "--device", "gpu"], "'--device'"),
+    ("bench-nproc-0", ["bench", "--quick", "--nproc", "0"], "'--nproc'"),
+    ("bench-set-inf", ["bench", "--quick", *sets("train.lr=inf")], "'train.lr'"),
+    ("bench-repeats-word", ["bench", "--quick", "--repeats", "few"], "invalid int value"),
+    # ---- demo and the command line itself
+    ("demo-steps-0", ["demo", "--steps", "0", "--quiet"], "'train.steps'"),
+    ("demo-pool-negative", ["demo", "--pool", "-1", "--quiet"], "'data.num_train'"),
+    ("demo-mechanism", ["demo", "--mechanism", "nope", "--quiet"], "unknown mechanism"),
+    ("no-command", [], "required: COMMAND"),
+    ("unknown-command", ["tune"], "invalid choice"),
+    ("unknown-option", ["train", "--bogus"], "unrecognized arguments"),
+]
+
+
+def test_the_table_is_large_and_covers_every_command():
+    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+    commands = {argv[0] for _, argv, _ in CASES if argv}
+    assert {"train", "resume", "eval", "export", "privacy", "bench", "demo"} <= commands
+
+
+@pytest.mark.parametrize(("argv", "needle"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_in_one_line(
+    argv, needle, finished_run, stopped_run, files, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a default runs/ folder would show up here
+    places = {"run": finished_run, "stopped": stopped_run, "files": files, "tmp": tmp_path / "tmp"}
+    for name, path in places.items():
+        argv = [arg.replace("{" + name + "}", str(path)) for arg in argv]
+    if argv[:1] == ["train"] and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "tmp" / "run")]
+    before = _snapshot(tmp_path, finished_run, stopped_run, files)
+    capsys.readouterr()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("paczero") and "error" in lines[0]
+    assert "Traceback" not in err and "Traceback" not in out
+    assert needle in lines[0]
+    assert _snapshot(tmp_path, finished_run, stopped_run, files) == before  # nothing left
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """os.access is what check_new_run_dir asks; it answers for a read-only mount too (root
+    writes through chmod, so the folder's answer is simulated here)."""
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != parent and real(p, mode))
+    assert main([*T, "--out", str(parent / "run"), *sets(*SMALL)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ro is not writable" in err and "\n" not in err
+    assert list(parent.iterdir()) == []
+
+
+def test_a_folder_that_refuses_mkdir_is_one_line(tmp_path, capsys, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    import paczero.runs
+
+    monkeypatch.setattr(paczero.runs.Path, "mkdir", refuse)
+    assert main([*T, "--out", str(tmp_path / "run"), *sets(*SMALL)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot create output directory" in err and "Permission denied" in err
+    assert "\n" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_run_that_fails_in_set_up_removes_what_it_made(tmp_path, capsys, monkeypatch):
+    """A failure after the directory exists but before the first release (here the step-0
+    checkpoint hits a full disk) leaves nothing, and says so in one line."""
+    import paczero.runs
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", "trainable.safetensors")
+
+    monkeypatch.setattr(paczero.runs, "_save_safetensors", full)
+    (tmp_path / "mine").mkdir()  # a folder the user made: kept, emptied
+    for out in (tmp_path / "new" / "run", tmp_path / "mine"):
+        assert main([*T, "--out", str(out), *sets(*SMALL)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "No space left on device" in err and "released nothing" in err
+        assert "\n" not in err
+    assert not (tmp_path / "new").exists()
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
+def test_a_squad_file_passes_the_reader_checks(files, tmp_path):
+    """The fixture's SQuAD file is valid but for the one damaged field of each case."""
+    from paczero.data import read_squad_json
+
+    good = tmp_path / "good"
+    _squad(good)
+    rows = read_squad_json(good / "squad" / "dev-v1.1.json")
+    assert len(rows) == 4 and rows[0]["answers"] == ["Ctx"]
+    shutil.rmtree(good)
+
+
+def test_the_config_knows_every_task_template():
+    """config.TASK_TEMPLATES refuses an unknown template at validation; it must list exactly
+    the templates the tasks define."""
+    from paczero.config import TASK_TEMPLATES
+    from paczero.tasks import squad, sst2
+
+    assert {"sst2": tuple(sst2.TEMPLATES), "squad": tuple(squad.TEMPLATES)} == TASK_TEMPLATES
