@@ -157,3 +157,17 @@ def test_dp_calibration_and_gguf_conversion_say_what_they_wait_for(
     models._load_gguf_cached(fake, "gguf-model", models.DTYPES["float32"])
     err = capsys.readouterr().err
     assert "converting model.gguf to float32" in err and "done in" in err
+
+
+def test_a_wait_that_fails_does_not_say_done(monkeypatch, capsys):
+    monkeypatch.setenv(progress.INTERVAL_ENV, "0")
+    with (
+        pytest.raises(RuntimeError, match="unreachable"),
+        progress.waiting("calibrating", delay=0.0),
+    ):
+        import time
+
+        time.sleep(0.2)
+        raise RuntimeError("unreachable")
+    err = capsys.readouterr().err
+    assert "calibrating ..." in err and "done" not in err

@@ -313,14 +313,16 @@ def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
 
     thread = threading.Thread(target=tick, name="paczero-progress", daemon=True)
     thread.start()
+    failed = True
     try:
         yield
+        failed = False
     finally:
         done.set()
         thread.join()
         if "bar" in shown:
             shown["bar"].close()
-        if shown:
+        if shown and not failed:  # a failure says so in its own one line, not "done"
             _write_line(out, f"{desc}: done in {_duration(time.monotonic() - started)}")
 
 
