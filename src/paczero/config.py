@@ -78,6 +78,15 @@ Text = Annotated[str, Field(min_length=1)]
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
+def _device(value: str) -> str:
+    if not DEVICE.fullmatch(value):
+        raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_device)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -93,19 +102,12 @@ class ModelConfig(Section):
     name: Text = "smollm2-135m"
     # auto: float16 for full-parameter on CUDA, else float32 (docs/performance.md)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"
+    device: Device = "auto"
     # Place a model larger than one device across GPUs with accelerate: auto, balanced, or
     # an explicit {module name: device} map (docs/scaling.md); None keeps it on model.device.
     device_map: Literal["auto", "balanced"] | dict[str, str | int] | None = None
     track: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE.fullmatch(value):
-            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
-        return value
 
 
 TASK_MAX_LENGTH = {"sst2": 256, "squad": 2048}  # SQuAD: MeZO's OPT context (long contexts)
@@ -552,20 +554,13 @@ class BenchArgs(Section):
     mechanism: Text
     subsets: Int | None = Field(None, ge=2)
     dtype: Literal["auto", "float32", "bfloat16", "float16"]
-    device: str
+    device: Device
     micro_batch: Int = Field(ge=1)
     repeats: Int = Field(ge=1)
     warmup: Int = Field(ge=0)
     threads: Int | None = Field(None, ge=1)
     nproc: Int = Field(1, ge=1)
     json_path: Annotated[Text | None, AfterValidator(_json_target)] = None
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        if not DEVICE.fullmatch(value):
-            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
-        return value
 
 
 def validate_options(model: type[Section], values: dict[str, Any]) -> Section:

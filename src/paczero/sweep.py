@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import Any
 import yaml
 
 from paczero.errors import Interrupted, UserError
+from paczero.signals import handled
 
 SPEC_KEYS = ("description", "base", "set", "grid", "cells", "seeds", "out")
 CELL_KEYS = ("name", "kind", "base", "set", "seeds", "splits")
@@ -637,7 +637,7 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
         if not stop:
             stop.append(signum)
 
-    with _signals(handler):
+    with handled(handler):
         while pending or running:
             while pending and len(running) < jobs and not stop:
                 i, (cell, seed) = pending.pop(0)
@@ -730,19 +730,6 @@ def _die_with_parent(parent: int):
             os._exit(143)
 
     return setup
-
-
-@contextlib.contextmanager
-def _signals(handler):
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 # ---------------------------------------------------------------- worker process

@@ -14,7 +14,6 @@ import resource
 import signal
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from paczero.privacy.randomness import secret_stream
 from paczero.report import describe_result, privacy_report
 from paczero.runs import RunDir, check_new_run_dir, default_run_dir
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
+from paczero.signals import STOP_SIGNALS, handled
 from paczero.tracking import open_tracker
 
 _ELSEWHERE = {  # entry points that live in their own modules, importable from here too
@@ -340,21 +340,14 @@ class Trainer:
     @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM finish the current step, checkpoint, then stop (a second one kills)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
         def handler(signum, frame):
             self._signal = signum
-            for sig in (signal.SIGINT, signal.SIGTERM):  # any second signal stops at once
+            for sig in STOP_SIGNALS:  # any second signal stops at once
                 signal.signal(sig, signal.SIG_DFL)
 
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with handled(handler):
             yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
 
     def result(self, test_metrics, steps_run: int, setup_s: float) -> dict[str, Any]:
         s, cfg = self.s, self.s.cfg
