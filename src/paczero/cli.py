@@ -19,6 +19,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_overrides(parser: argparse.ArgumentParser, text: str | None = None) -> None:
+    """The repeatable ``--set KEY=VALUE`` of every command that takes a config."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=text
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="paczero",
@@ -29,14 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run one training run and write a run directory")
     p.add_argument("config", nargs="?", help="a recipe name (see `paczero recipes`) or a YAML file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.steps=20 (repeatable)",
-    )
+    _add_overrides(p, "override a config key, e.g. --set train.steps=20 (repeatable)")
     p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>-<random>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (default smollm2-135m)")
     p.add_argument("--pool", type=int, help="private pool size (default 32)")
     p.add_argument("--out", help="run directory")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_overrides(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("bench", help="time a step against its floor (two forward passes)")
@@ -59,14 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change train.lr from the next step on (e.g. after the run diverged)",
-    )
+    _add_overrides(p, "change train.lr from the next step on (e.g. after the run diverged)")
 
     p = sub.add_parser("export", help="rebuild a run's model from the base model and its log")
     p.add_argument("run_dir", help="the run directory")
@@ -83,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run directory's dev-best model, or a base model")
     p.add_argument("target", help="a run directory, or a model name/path (zero-shot)")
     p.add_argument("--split", choices=("test", "dev"), default="test")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_overrides(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (resumable, J at a time)")
@@ -123,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.95, help="default 0.95")
     p.add_argument("--trials", type=int, help="repeat the run R times with fresh secrets")
     p.add_argument("--seed", type=int, help="with --trials: trial secrets seed, seed+1, ...")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_overrides(p)
     p.add_argument(
         "--check",
         action="store_true",

@@ -184,12 +184,6 @@ def _labels(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.name}" for p in paths]
 
 
-def _has_unanimity(records: list[dict[str, Any]]) -> bool:
-    from paczero.report import has_unanimity
-
-    return has_unanimity(records)
-
-
 def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     """Several runs on shared axes: the loss estimate (dev loss where the batch loss is
     secret, DP), the dev metric, the running unanimity fraction, and the privacy spent
@@ -198,7 +192,7 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     import yaml
 
     from paczero.privacy.ledger import read_jsonl
-    from paczero.report import privacy_curve
+    from paczero.report import has_unanimity, privacy_curve, running_mean
 
     runs = []
     for path, label in zip(paths, _labels(paths), strict=True):
@@ -207,7 +201,7 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         runs.append((label, records, dev, privacy_curve(cfg, records)))
     metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d, _ in runs if d), "accuracy")
-    unanimity = any(_has_unanimity(rec) for _, rec, _, _ in runs)
+    unanimity = any(has_unanimity(rec) for _, rec, _, _ in runs)
     kinds = {curve["kind"] for *_, curve in runs if curve}
     panels = ["loss", "dev"] + (["unanimity"] if unanimity else [])
     panels += [k for k in ("mi", "epsilon") if k in kinds]
@@ -224,11 +218,7 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
         ax = ax_of["loss"]
         if records and all("loss" in r for r in records):
             losses = [r["loss"] for r in records]
-            window = max(1, len(losses) // 10)
-            smooth = [
-                sum(losses[max(0, k - window + 1) : k + 1]) / min(window, k + 1)
-                for k in range(len(losses))
-            ]
+            _, smooth = running_mean(losses)
             ax.plot(steps, losses, lw=0.6, alpha=0.3, color=color)
             ax.plot(steps, smooth, lw=1.8, color=color, label=f"{label}: loss estimate")
         elif dev:
@@ -237,7 +227,7 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
         if dev:
             ax_of["dev"].plot([m["step"] for m in dev], [m[metric] for m in dev], "o-",
                               color=color, label=label)  # fmt: skip
-        if "unanimity" in ax_of and _has_unanimity(records):
+        if "unanimity" in ax_of and has_unanimity(records):
             agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
             running = [sum(agree[: k + 1]) / (k + 1) for k in range(len(agree))]
             ax_of["unanimity"].plot(steps, running, lw=1.8, color=color, label=label)

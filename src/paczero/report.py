@@ -144,11 +144,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     ax = ax_of["loss"]
     if records and all("loss" in r for r in records):
         losses = [r["loss"] for r in records]
-        window = max(1, len(losses) // 10)
-        smooth = [
-            sum(losses[max(0, i - window + 1) : i + 1]) / min(window, i + 1)
-            for i in range(len(losses))
-        ]
+        window, smooth = running_mean(losses)
         ax.plot(steps, losses, lw=0.8, color="tab:blue", alpha=0.45, label="per step")
         ax.plot(steps, smooth, lw=2, color="tab:blue", label=f"mean of {window}")
         ax.set_ylabel("loss estimate")
@@ -194,6 +190,15 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def running_mean(values: list[float]) -> tuple[int, list[float]]:
+    """(window, trailing means over a tenth of the series): the smoothed loss curve."""
+    window = max(1, len(values) // 10)
+    smooth = [
+        sum(values[max(0, i - window + 1) : i + 1]) / min(window, i + 1) for i in range(len(values))
+    ]
+    return window, smooth
 
 
 def has_unanimity(records: list[dict[str, Any]]) -> bool:
