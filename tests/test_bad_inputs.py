@@ -361,9 +361,18 @@ def test_a_squad_file_passes_the_reader_checks(files, tmp_path):
 
 
 def test_the_config_knows_every_task_template():
-    """config.TASK_TEMPLATES refuses an unknown template at validation; it must list exactly
-    the templates the tasks define."""
-    from paczero.config import TASK_TEMPLATES
-    from paczero.tasks import squad, sst2
+    """The config refuses an unknown template at validation, from the preset's own list
+    (the task registry): every template a preset defines is accepted, no other."""
+    from paczero.config import load_config
+    from paczero.errors import UserError
+    from paczero.tasks import PRESETS, squad, sst2
 
-    assert {"sst2": tuple(sst2.TEMPLATES), "squad": tuple(squad.TEMPLATES)} == TASK_TEMPLATES
+    assert {"sst2": tuple(sst2.TEMPLATES), "squad": tuple(squad.TEMPLATES)} == {
+        name: preset.templates for name, preset in PRESETS.items()
+    }
+    for name, preset in PRESETS.items():
+        sets = [f"task.name={name}", "data.source=auto"]
+        for template in preset.templates:
+            assert load_config(None, [*sets, f"task.template={template}"]).task.template == template
+        with pytest.raises(UserError, match="task.template 'fancy' is not a template"):
+            load_config(None, [*sets, "task.template=fancy"])

@@ -53,7 +53,7 @@ def test_privacy_command(capsys):
         (["train", "smoke", "--set", "mechanism.name=paczero-mi"], "mechanism.budget"),
         (["train", "smoke", "--set", "mechanism.budget=-1"], "mechanism.budget"),
         (["train", "smoke", "--set", "train.batch_size=999"], "larger than the pool"),
-        (["train", "smoke", "--set", "task.name=imdb"], "invalid value for 'task.name'"),
+        (["train", "smoke", "--set", "task.name=imdb"], "task.name 'imdb' is not a preset"),
         (["train", "nosuchrecipe"], "unknown recipe or config file 'nosuchrecipe'"),
         (["train", "missing.yaml"], "config file not found: missing.yaml"),
         (

@@ -110,52 +110,126 @@ class ModelConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
-TASK_MAX_LENGTH = {"sst2": 256, "squad": 2048}  # SQuAD: MeZO's OPT context (long contexts)
-# The prompt templates of each task (tasks/sst2.py TEMPLATES and tasks/squad.py; a test
-# keeps them equal).
-TASK_TEMPLATES = {"sst2": ("mezo", "review"), "squad": ("mezo",)}
-# The fewest prompt tokens a run may keep: SST-2 sentences run to ~60 tokens, and a SQuAD
-# prompt cut shorter keeps little more than the title and the question.
-MIN_PROMPT_TOKENS = {"sst2": 64, "squad": 128}
+def label_key(value: Any) -> str | None:
+    """A label value as text, the way label words are keyed: 1, 1.0 and "1" are "1"."""
+    if value is None or isinstance(value, (list, dict)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _label_words(value: Any) -> Any:
+    """{label value: word} with the label values as text (YAML reads ``0:`` as a number)."""
+    if isinstance(value, dict):
+        keys = {k: label_key(k) for k in value}
+        if any(not k for k in keys.values()):
+            raise ValueError("every label needs a value (a key of the mapping)")
+        return {keys[k]: v for k, v in value.items()}
+    return value
 
 
 class TaskConfig(Section):
-    name: Literal["sst2", "squad"] = "sst2"
-    template: str = "mezo"  # MeZO's prompt; valid for every task
+    """A preset (``name: sst2`` or ``squad``) or a task of one's own (``type``: the task
+    type, with its keys inline or in a task ``file``). The registry ``paczero.tasks`` knows
+    each type's and preset's keys, defaults and checks."""
+
+    name: str = "sst2"  # a preset, or (with type) the name of your task
+    type: str | None = Field(None, validate_default=True)  # classification | generation
+    file: Text | None = None  # a task YAML file: its keys fill those not given here
+    template: str = "mezo"  # a preset's prompt template (sst2: mezo, review; squad: mezo)
+    prompt: Text | None = None  # your task's prompt over the row's fields: "Q: {question}\nA:"
+    label_field: Text | None = None  # classification: the label column (default label)
+    # classification: one label word per class, {label value: word} or a list (labels 0..)
+    label_words: Annotated[list[Text] | dict[str, Text] | None, BeforeValidator(_label_words)] = (
+        None
+    )
+    completion_field: Text | None = None  # generation: the column of the text to produce
+    answers_field: Text | None = None  # generation: a column of acceptable answers (a list)
+    target_delimiter: str = " "  # between the prompt and a label word or completion
+    stop: list[Text] = Field(default_factory=lambda: ["\n"])  # generation: where answers end
+    truncate_field: Text | None = None  # generation: the field cut when a prompt is too long
+    metrics: list[Text] | None = None  # default: the type's; the first picks the dev-best
     objective: Literal["ce", "neg-f1"] = "ce"
-    max_length: Int = Field(256, ge=8)  # default per task (TASK_MAX_LENGTH)
-    max_new_tokens: Int = Field(50, ge=1)  # generation length for SQuAD answers
+    max_length: Int = Field(256, ge=8)  # default per task (its preset or type)
+    max_new_tokens: Int = Field(50, ge=1)  # generation length of an answer
 
     @model_validator(mode="before")
     @classmethod
-    def _task_defaults(cls, data: Any) -> Any:
-        """SQuAD prompts need a longer context than SST-2 when max_length is not given."""
-        if isinstance(data, dict) and data.get("max_length") is None:
-            data = {k: v for k, v in data.items() if k != "max_length"}
-            name = data.get("name", "sst2")
-            if isinstance(name, str) and name in TASK_MAX_LENGTH:
-                data["max_length"] = TASK_MAX_LENGTH[name]
+    def _file_and_defaults(cls, data: Any) -> Any:
+        """The task file's keys under the ones given here; the name of a task of one's own
+        (the file's stem, or its type); max_length from the preset or the type."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("file"):
+            path = Path(str(data["file"])).expanduser()
+            data = {**read_task_file(path), **data, "file": str(path.resolve())}
+        if data.get("type") is not None and not data.get("name"):
+            data["name"] = Path(data["file"]).stem if data.get("file") else data["type"]
+        if data.get("max_length") is None:
+            data.pop("max_length", None)
+            name, kind = data.get("name", "sst2"), data.get("type")
+            if isinstance(name, str) and (kind is None or isinstance(kind, str)):
+                from paczero.tasks import default_max_length  # the registry imports this module
+
+                length = default_max_length(name, kind)
+                if length is not None:
+                    data["max_length"] = length
         return data
 
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str | None, info: Any) -> str | None:
+        from paczero.tasks import check_name_and_type  # the registry imports this module
+
+        if "name" in info.data:
+            check_name_and_type(info.data["name"], value)
+        return value
+
     @model_validator(mode="after")
-    def _objective_fits(self) -> TaskConfig:
-        if self.objective == "neg-f1" and self.name != "squad":
-            raise ValueError(
-                f"task.objective 'neg-f1' (negative F1 of a generated answer) is for task.name "
-                f"'squad' only; use 'ce' for '{self.name}'"
-            )
-        if self.name == "squad" and self.max_length <= self.max_new_tokens:
-            raise ValueError(
-                f"task.max_length ({self.max_length}) must exceed task.max_new_tokens "
-                f"({self.max_new_tokens}): the prompt and the answer share it"
-            )
+    def _fits_its_type(self) -> TaskConfig:
+        from paczero.tasks import check_task_config  # the registry imports this module
+
+        check_task_config(self)
         return self
+
+
+def read_task_file(path: Path) -> dict[str, Any]:
+    """The keys of a task YAML file (lm-evaluation-harness style: type, prompt, label words)."""
+    text = read_text(path, "task file")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"task file {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"task file {path}: a task file is a YAML mapping of task keys")
+    if "file" in data:
+        raise UserError(f"task file {path}: a task file cannot name another (drop its 'file')")
+    return data
+
+
+class HubSplits(Section):
+    """The split of a hub data set each part is read from (``data.train`` etc. a hub id)."""
+
+    train: Text = "train"
+    dev: Text = "validation"
+    test: Text = "test"
 
 
 class DataConfig(Section):
     source: Literal["auto", "synthetic"] = "auto"
     dir: Text | None = Field(default_factory=lambda: os.environ.get("PACZERO_DATA_DIR") or None)
-    num_train: Int = Field(1000, ge=1)
+    # your own data: a CSV, TSV, JSON, JSON Lines or Parquet file or folder, or a hub id
+    train: Text | None = None  # the private pool's source (the guarantee covers the pool)
+    dev: Text | None = None  # default: carved from data.test's file, else from data.train
+    test: Text | None = None  # default: carved from data.dev's file, else from data.train
+    hub_config: Text | None = None  # the hub data set's config (e.g. sst2 of nyu-mll/glue)
+    splits: HubSplits = Field(default_factory=HubSplits)
+    group_field: Text | None = None  # rows sharing its value are one privacy unit (a user)
+    num_train: Int = Field(1000, ge=1)  # the pool: rows, or units with data.group_field
     num_dev: Int = Field(500, ge=1)
     num_test: Int = Field(1000, ge=1)
     seed: Seed = 0
@@ -173,7 +247,32 @@ class DataConfig(Section):
                 f"data.dir ({given}) is set but data.source is 'synthetic', which reads no "
                 "files: drop data.dir, or set data.source=auto to read it"
             )
+        for key in ("train", "dev", "test"):
+            if data.get(key) is not None:
+                raise ValueError(
+                    f"data.{key} is set but data.source is 'synthetic', which reads no files: "
+                    "drop one of them"
+                )
         return {**data, "dir": None}
+
+    @field_validator("train", "dev", "test")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """A local file or folder by its absolute path (a run resumes from anywhere); a hub
+        id as given."""
+        if value is not None and Path(value).expanduser().exists():
+            return str(Path(value).expanduser().resolve())
+        return value
+
+    @model_validator(mode="after")
+    def _own_data_keys(self) -> DataConfig:
+        for key in ("dev", "test", "group_field", "hub_config"):
+            if getattr(self, key) is not None and self.train is None:
+                raise ValueError(
+                    f"data.{key} goes with data.train (your own data); the presets' own files "
+                    "(data.dir) have a fixed split"
+                )
+        return self
 
 
 class ZOConfig(Section):
@@ -291,21 +390,10 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.batch_size ({batch}) is larger than the pool data.num_train ({pool})"
             )
+        from paczero.tasks import check_run_task  # the registry imports this module
+
+        check_run_task(self.task, self.data)
         task = self.task
-        templates = TASK_TEMPLATES[task.name]
-        if task.template not in templates:
-            raise ValueError(
-                f"task.template '{task.template}' is not a template of task '{task.name}'; "
-                f"choose one of {', '.join(templates)}"
-            )
-        room = task.max_length - (task.max_new_tokens if task.name == "squad" else 0)
-        least = MIN_PROMPT_TOKENS[task.name]
-        if room < least:
-            what = " after task.max_new_tokens" if task.name == "squad" else ""
-            raise ValueError(
-                f"task.max_length ({task.max_length}) leaves {room} prompt tokens{what}; a "
-                f"{task.name} prompt cut below {least} tokens is mostly truncated away: raise it"
-            )
         tokens = self.zo.micro_batch_tokens
         if isinstance(tokens, int) and tokens < task.max_length:
             raise ValueError(
@@ -379,6 +467,22 @@ def read_source(source: str | None) -> dict[str, Any]:
     return data
 
 
+# Paths a config file may give relative to its own folder (examples/tickets.yaml names
+# tickets.csv beside it); --set values stay relative to the working directory.
+RELATIVE_KEYS = (("task", "file"), ("data", "train"), ("data", "dev"), ("data", "test"))
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths of a config file that exist beside it, made absolute."""
+    for section, key in RELATIVE_KEYS:
+        node = data.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            beside = base / value
+            if beside.exists():
+                node[key] = str(beside.resolve())
+
+
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Set ``a.b.c=value`` in a nested mapping; the value is parsed as YAML (numbers, lists)."""
     key, sep, raw = assignment.partition("=")
@@ -403,6 +507,8 @@ def load_config(
     source: str | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> RunConfig:
     data = read_source(source)
+    if source is not None and source not in recipe_names():
+        resolve_paths(data, Path(source).parent)
     described = data.get("description")
     for assignment in overrides:
         apply_override(data, assignment)

@@ -1,25 +1,40 @@
-"""SST-2 and SQuAD from local files or the HF hub, and the seeded pool / dev / test split.
+"""Data: a user's files or a hub data set through ``datasets``, SST-2 and SQuAD's own files,
+the seeded pool / dev / test split, and the privacy units of the pool.
 
-Examples are plain dicts ``{"sentence": str, "label": int}`` (0 negative, 1 positive),
-kept exactly as in GLUE (sentences end with a space; the task strips them). Sampling is
-public randomness: the pool, dev and test rows are a pure function of ``data.seed``.
+A task type declares what it needs from a row (``RowSchema``: its columns and the check of
+each row); ``own_splits`` reads ``data.train`` (and ``data.dev`` / ``data.test``) as CSV,
+TSV, JSON, JSON Lines or Parquet files or folders, or a hub data set, and checks every row
+before any model loads: each bad input is one line naming the file, the column or the row.
+The presets also read their published files (``load_sst2``, ``load_squad``) when no
+``data.train`` is given. Sampling is public randomness: the pool, dev and test rows are a
+pure function of ``data.seed`` and the data.
+
+SST-2 examples are plain dicts ``{"sentence": str, "label": int}`` (0 negative, 1
+positive), kept exactly as in GLUE (sentences end with a space; the task strips them).
+
+The privacy unit is one row, or, with ``data.group_field``, every row that shares the
+field's value (a user, a patient): the pool is sampled by units, and ``Splits.units`` holds
+each pool unit's rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
 import json
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from paczero.config import DataConfig
+from paczero.config import DataConfig, TaskConfig, label_key
 from paczero.errors import UserError
-from paczero.textfiles import read_text
+from paczero.textfiles import decode_utf8, read_bytes, read_text
 
 Example = dict  # {"sentence": str, "label": int}
 
@@ -168,13 +183,21 @@ class Splits:
     dev: list[dict]
     test: list[dict]
     pool_indices: np.ndarray = field(repr=False)  # rows of the train split
-    dev_indices: np.ndarray = field(repr=False)  # rows of the train split
-    test_indices: np.ndarray = field(repr=False)  # rows of the validation split
+    dev_indices: np.ndarray = field(repr=False)  # rows of the train split (or the dev file)
+    test_indices: np.ndarray = field(repr=False)  # rows of the validation split (or file)
     test_requested: int = 0
     test_is_whole_split: bool = False  # validation was no larger than num_test (SST-2: 872)
     # "official": pool/dev from the train split, test from validation; "dev-derived": all
-    # three from one split, divided by article (SQuAD offline, no train file)
+    # three from one split, divided by article (SQuAD offline, no train file); "own data":
+    # data.train (and data.dev / data.test) read by ``own_splits``
     provenance: str = "official"
+    # Where the guarantee stops: dev and test rows carved from the pool's own source are
+    # data of the same holder, outside the pool, so outside the guarantee.
+    dev_from_pool_source: bool = True
+    test_from_pool_source: bool = False
+    # data.group_field: the pool positions of each privacy unit's rows (None: one row each)
+    units: list[np.ndarray] | None = field(default=None, repr=False)
+    unit_field: str | None = None
 
     def summary(self) -> dict:
         return {
@@ -184,6 +207,20 @@ class Splits:
             "test_requested": self.test_requested,
             "test_is_whole_split": self.test_is_whole_split,
             "provenance": self.provenance,
+        }
+
+    def coverage(self) -> dict[str, Any]:
+        """What the guarantee covers, in public terms: the unit, the number of units in the
+        pool, and whether dev and test were carved from the pool's source."""
+        units = len(self.pool) if self.units is None else len(self.units)
+        return {
+            "covers": "pool",
+            "unit": "row" if self.unit_field is None else "group",
+            "unit_field": self.unit_field,
+            "level": "example-level" if self.unit_field is None else "user-level",
+            "pool_units": units,
+            "dev_from_pool_source": self.dev_from_pool_source,
+            "test_from_pool_source": self.test_from_pool_source,
         }
 
 
@@ -217,13 +254,12 @@ def sample_splits(data: dict[str, list[dict]], cfg: DataConfig) -> Splits:
     )
 
 
-def load_splits(task_name: str, cfg: DataConfig) -> Splits:
-    """The pool / dev / test examples of a task (one entry point for every task)."""
-    if task_name == "sst2":
-        return sample_splits(load_sst2(cfg), cfg)
-    if task_name == "squad":
-        return squad_splits(load_squad(cfg), cfg)
-    raise UserError(f"unknown task '{task_name}'; available: sst2, squad")
+def load_splits(task: str | TaskConfig, cfg: DataConfig) -> Splits:
+    """The pool / dev / test examples of a task: the task type declares how its rows are
+    read (``paczero.tasks.read_splits``); ``task`` is a task config or a preset's name."""
+    from paczero.tasks import read_splits  # the task registry imports this module
+
+    return read_splits(task if isinstance(task, TaskConfig) else TaskConfig(name=task), cfg)
 
 
 # ---------------------------------------------------------------- SQuAD v1.1
@@ -422,4 +458,302 @@ def split_by_article(rows: list[dict], cfg: DataConfig) -> Splits:
         test_requested=cfg.num_test,
         test_is_whole_split=len(chosen[2]) < cfg.num_test,
         provenance="dev-derived",
+        test_from_pool_source=True,
     )
+
+
+# ---------------------------------------------------------------- your own data
+#
+# data.train / data.dev / data.test: a file or folder of CSV, TSV, JSON, JSON Lines or
+# Parquet, or a hub data set id (with data.hub_config and data.splits), read by `datasets`.
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+TEXT_FORMATS = ("csv", "tsv", "json")  # checked for UTF-8 first (the error names the byte)
+
+
+@dataclass(frozen=True)
+class RowSchema:
+    """What a task type needs from each row, checked before any model loads.
+
+    ``columns`` maps each column the rows must have to what names it in the config (for
+    the error); ``check(row, where)`` raises ``UserError`` naming ``where`` (the file and
+    the row) when a value cannot be used, and returns the example the task encodes.
+    """
+
+    columns: dict[str, str]
+    check: Callable[[dict, str], dict]
+
+
+@dataclass
+class Table:
+    """The rows of one source, and the name errors give it (a file, or a hub split)."""
+
+    rows: list[dict]
+    columns: list[str]
+    name: str
+
+
+def cell_text(value: Any, where: str) -> str:
+    """A cell used as text: a string or a number, not empty."""
+    if isinstance(value, (list, dict)):
+        raise UserError(f"{where} is not text (got a {type(value).__name__})")
+    text = "" if value is None else str(value)
+    if not text.strip():
+        raise UserError(f"{where} is empty")
+    return text
+
+
+def answer_list(value: Any, where: str | None = None) -> list[str]:
+    """Acceptable answers: a list of strings, one string, or the hub's SQuAD form
+    ``{"text": [...]}``; every answer non-empty (checked when ``where`` names the cell)."""
+    if isinstance(value, dict) and "text" in value:
+        value = value["text"]
+    answers = value if isinstance(value, list) else [value]
+    if where is not None:
+        for i, answer in enumerate(answers):
+            cell_text(answer, f"{where} answer {i + 1}")
+    return [str(a) for a in answers]
+
+
+def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
+    """Pool, dev and test from ``data.train`` (and ``data.dev`` / ``data.test``).
+
+    The pool is ``data.num_train`` units drawn from data.train with ``data.seed``; a unit is
+    a row, or every row sharing the value of ``data.group_field``. A dev or test file gives
+    its rows; when only one is given, the other is carved from it (disjoint); when neither
+    is, both are carved from data.train, by units, disjoint from the pool (and then not
+    covered by the guarantee, which the report says).
+    """
+    if not data.train:
+        raise UserError(
+            "data.train is not set: point it at your data (a CSV, TSV, JSON, JSON Lines or "
+            "Parquet file or folder, or a hub data set id)"
+        )
+    train = read_table(data.train, "train", data)
+    columns = dict(schema.columns)
+    if data.group_field:
+        columns[data.group_field] = "data.group_field"
+    rows = checked_rows(train, columns, schema.check)
+    units = _group_units(train, data.group_field) if data.group_field else None
+    n_units = len(rows) if units is None else len(units)
+
+    files = {role: read_table(getattr(data, role), role, data) for role in ("dev", "test")
+             if getattr(data, role)}  # fmt: skip
+    carved = [role for role in ("dev", "test") if role not in files]
+    public = next(iter(files.values()), None)  # carve a missing one from the given file
+    wanted = {"dev": data.num_dev, "test": data.num_test}
+    from_train = carved if public is None else []
+    need = data.num_train + sum(wanted[r] for r in from_train)
+    if n_units < need:
+        keys = " + ".join(["data.num_train", *(f"data.num_{r}" for r in from_train)])
+        have = (
+            f"{n_units} rows"
+            if units is None
+            else f"{n_units} units ({len(rows)} rows; a unit is the rows that share "
+            f"data.group_field '{data.group_field}')"
+        )
+        raise UserError(
+            f"{train.name} has {have}, fewer than {keys} = {need}; lower them"
+            + ("" if public is not None else ", or give separate data.dev / data.test files")
+        )
+    perm = np.random.default_rng(data.seed).permutation(n_units)
+    taken = {"pool": np.sort(perm[: data.num_train])}
+    start = data.num_train
+    for role in from_train:
+        taken[role] = np.sort(perm[start : start + wanted[role]])
+        start += wanted[role]
+
+    def rows_of(chosen: np.ndarray) -> np.ndarray:
+        if units is None:
+            return chosen
+        return np.concatenate([units[u] for u in chosen]).astype(np.int64)
+
+    pool_idx = rows_of(taken["pool"])
+    parts: dict[str, tuple[list[dict], np.ndarray]] = {}
+    for role in from_train:
+        idx = rows_of(taken[role])
+        parts[role] = ([rows[i] for i in idx], idx)
+    if public is not None:
+        parts.update(_public_parts(files, carved, wanted, schema, data.seed))
+    pool_units = None
+    if units is not None:
+        sizes = [len(units[u]) for u in taken["pool"]]
+        ends = np.cumsum(sizes)
+        pool_units = [np.arange(e - n, e, dtype=np.int64) for e, n in zip(ends, sizes, strict=True)]
+    return Splits(
+        pool=[rows[i] for i in pool_idx],
+        dev=parts["dev"][0],
+        test=parts["test"][0],
+        pool_indices=pool_idx,
+        dev_indices=parts["dev"][1],
+        test_indices=parts["test"][1],
+        test_requested=data.num_test,
+        provenance="own data",
+        dev_from_pool_source="dev" in from_train,
+        test_from_pool_source="test" in from_train,
+        units=pool_units,
+        unit_field=data.group_field,
+    )
+
+
+def _public_parts(
+    files: dict[str, Table], carved: list[str], wanted: dict[str, int], schema, seed: int
+) -> dict[str, tuple[list[dict], np.ndarray]]:
+    """Dev and test rows from the given file(s): each from its own, a missing one carved
+    from the other file, disjoint."""
+    out = {}
+    for key, (role, table) in enumerate(files.items(), start=1):
+        rows = checked_rows(table, schema.columns, schema.check)
+        roles = [role, *carved]
+        need = sum(wanted[r] for r in roles)
+        if len(rows) < need:
+            keys = " + ".join(f"data.num_{r}" for r in roles)
+            raise UserError(
+                f"{table.name} has {len(rows)} rows, fewer than {keys} = {need}; lower them"
+            )
+        perm = np.random.default_rng([seed, key]).permutation(len(rows))
+        start = 0
+        for r in roles:
+            idx = np.sort(perm[start : start + wanted[r]])
+            out[r] = ([rows[i] for i in idx], idx)
+            start += wanted[r]
+    return out
+
+
+def checked_rows(table: Table, columns: dict[str, str], check: Callable) -> list[dict]:
+    """Every row through the task's check, after the columns are found."""
+    for column, named in columns.items():
+        if column not in table.columns:
+            raise UserError(
+                f"{table.name} has no column '{column}' ({named}); its columns are: "
+                f"{', '.join(table.columns) or 'none'}"
+            )
+    if not table.rows:
+        raise UserError(f"{table.name} has no rows")
+    return [check(row, f"{table.name} row {i + 1}") for i, row in enumerate(table.rows)]
+
+
+def _group_units(table: Table, name: str) -> list[np.ndarray]:
+    """The rows of each group, in the order groups first appear; refused: an empty group
+    value, or a single group (one unit: nothing to protect it among)."""
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(table.rows):
+        key = label_key(row[name])
+        if not key:
+            raise UserError(
+                f"{table.name} row {i + 1}: column '{name}' (data.group_field) is empty"
+            )
+        groups.setdefault(key, []).append(i)
+    if len(groups) == 1:
+        raise UserError(
+            f"data.group_field '{name}': every row of {table.name} has the same value "
+            f"({next(iter(groups))!r}), so the pool would be one privacy unit; choose a column "
+            "that names the user (or patient) of each row, or drop data.group_field"
+        )
+    return [np.asarray(rows, dtype=np.int64) for rows in groups.values()]
+
+
+def read_table(source: str, role: str, data: DataConfig) -> Table:
+    """The rows of a local file or folder, or of a hub data set's split."""
+    path = Path(source).expanduser()
+    key = f"data.{role}"
+    if path.exists():
+        return _read_files(path, key)
+    if path.suffix.lower() in FORMATS or source.startswith((".", "/", "~")):
+        raise UserError(f"{key} file {source} not found")
+    return _read_hub(source, getattr(data.splits, role), data.hub_config, key)
+
+
+def _read_files(path: Path, key: str) -> Table:
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS
+        )  # fmt: skip
+        if not files:
+            raise UserError(f"{key} folder {path} holds no {_format_names()} file")
+        name = f"{path}/"
+    else:
+        if path.suffix.lower() not in FORMATS:
+            raise UserError(f"{key} {path}: unknown format '{path.suffix}'; use {_format_names()}")
+        files, name = [path], str(path)
+    kinds = {FORMATS[p.suffix.lower()] for p in files}
+    if len(kinds) > 1:
+        raise UserError(f"{key} folder {path} mixes formats ({', '.join(sorted(kinds))}): use one")
+    kind = kinds.pop()
+    if kind in TEXT_FORMATS:
+        for file in files:  # the one-line error names the file, line, column and byte
+            decode_utf8(read_bytes(file, f"{key} file"), file)
+    options: dict[str, Any] = {}
+    if kind in ("csv", "tsv"):  # every cell as written: "NA" or "null" is text, not missing
+        options.update(na_filter=False)
+    if kind == "tsv":  # as GLUE's files: tabs separate, quotes are text
+        options.update(sep="\t", quoting=csv.QUOTE_NONE)
+    builder = {"tsv": "csv"}.get(kind, kind)
+    # A temporary cache: the private rows are not copied into ~/.cache/huggingface.
+    with tempfile.TemporaryDirectory(prefix="paczero-data-") as cache, _quiet_datasets():
+        import datasets
+
+        try:
+            loaded = datasets.load_dataset(
+                builder,
+                data_files=[str(f) for f in files],
+                split="train",
+                cache_dir=cache,
+                keep_in_memory=True,
+                **options,
+            )
+        except Exception as err:  # noqa: BLE001 - the library's many parse errors, one line
+            raise UserError(f"cannot read {key} {name}: {_cause(err)}") from None
+        return Table(loaded.to_list(), list(loaded.column_names), name)
+
+
+def _read_hub(source: str, split: str, config: str | None, key: str) -> Table:
+    name = f"{source}{f' ({config})' if config else ''} split '{split}'"
+    with _quiet_datasets():
+        import datasets
+
+        try:
+            loaded = datasets.load_dataset(source, config, split=split)
+        except Exception as err:  # noqa: BLE001 - any hub failure means the same to the user
+            raise UserError(
+                f"{key} '{source}' is not a local file or folder, and the hub data set could "
+                f"not be loaded ({_cause(err)})"
+            ) from None
+        return Table(loaded.to_list(), list(loaded.column_names), name)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """``datasets``' bars and log lines off while it reads (our errors say what failed)."""
+    import datasets
+    from datasets.utils import logging as ds_logging
+
+    bars = not datasets.is_progress_bar_enabled()
+    level = ds_logging.get_verbosity()
+    datasets.disable_progress_bars()
+    ds_logging.set_verbosity(ds_logging.CRITICAL)
+    try:
+        yield
+    finally:
+        ds_logging.set_verbosity(level)
+        if not bars:
+            datasets.enable_progress_bars()
+
+
+def _cause(err: BaseException) -> str:
+    """The first line of the most specific message in the chain (the parser's, not the
+    wrapper's "An error occurred while generating the dataset")."""
+    chain = []
+    while err is not None and len(chain) < 8:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for item in reversed(chain):
+        text = str(item).strip()
+        if text and "error occurred while generating" not in text:
+            return f"{type(item).__name__}: {text.splitlines()[0][:200]}"
+    return type(chain[0]).__name__
+
+
+def _format_names() -> str:
+    return ", ".join(FORMATS)

@@ -29,7 +29,7 @@ def evaluate(
     else:
         cfg = load_config(None, [f"model.name={target}", *overrides])
     public = public_stream(cfg.seed.public)
-    splits = load_splits(cfg.task.name, cfg.data)
+    splits = load_splits(cfg.task, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     model = loaded.model
     if run_config.exists():

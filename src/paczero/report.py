@@ -16,9 +16,11 @@ def privacy_report(
     unanimous: list[bool],
     secret_source: str,
     steps_run: int,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``result.json["privacy"]``: the run's bookkeeping plus the mechanism's own section
-    (its guarantee, budget and cost; ``Mechanism.privacy_report``)."""
+    (its guarantee, budget and cost; ``Mechanism.privacy_report``) and, given the splits'
+    ``coverage``, which data the guarantee covers (``data``)."""
     report: dict[str, Any] = {
         "mechanism": cfg.mechanism.name,
         "private": bool(mechanism.private),
@@ -30,7 +32,37 @@ def privacy_report(
         "secret_source": secret_source,
     }
     report.update(mechanism.privacy_report())
+    if data is not None:
+        report["data"] = {**data, "note": coverage_note(data)}
     return report
+
+
+def coverage_note(data: dict[str, Any]) -> str:
+    """Which data the guarantee covers, in plain words (public facts only: the unit, the
+    number of units, where dev and test came from)."""
+    n = data["pool_units"]
+    if data.get("unit") == "group":
+        what = (
+            f"The privacy unit is a user (user-level): every row that shares the value of "
+            f"data.group_field '{data['unit_field']}' is one unit, in or out of the pool as a "
+            "whole (a DP neighbour adds or removes one unit). The guarantee covers the "
+            f"{n} units of the pool only."
+        )
+    else:
+        what = (
+            f"The privacy unit is one row (example-level). The guarantee covers the {n} rows "
+            "of the pool only."
+        )
+    carved = [part for part in ("dev", "test") if data.get(f"{part}_from_pool_source")]
+    if "dev" in carved:
+        what += (
+            " The dev rows were carved from the pool's own source, so the dev-best model "
+            "selection and the logged dev metrics are not covered; give a separate dev file "
+            "(data.dev) to keep the private data in the pool."
+        )
+    if "test" in carved:
+        what += " The test rows were carved from it too: the test metrics are not covered."
+    return what
 
 
 def describe_privacy(privacy: dict[str, Any]) -> str:
@@ -59,8 +91,14 @@ def _describe_dp(privacy: dict[str, Any]) -> list[str]:
         f"  membership-inference success bound: {privacy['posterior_bound']:.4f} "
         f"(prior 0.5); matched MI: {privacy['matched_mi']:.4g} nats",
         f"  {privacy['guarantee']}",
+        *_describe_data(privacy),
         f"  secret source: {privacy['secret_source']}",
     ]
+
+
+def _describe_data(privacy: dict[str, Any]) -> list[str]:
+    data = privacy.get("data")
+    return [] if data is None else [f"  data: {data['note']}"]
 
 
 def _describe_pac(privacy: dict[str, Any]) -> list[str]:
@@ -87,6 +125,7 @@ def _describe_pac(privacy: dict[str, Any]) -> list[str]:
         f"matched DP epsilon: {privacy['matched_epsilon']:.3g}"
     )
     lines.append(f"  {privacy['guarantee']}")
+    lines += _describe_data(privacy)
     lines.append(f"  secret source: {privacy['secret_source']}")
     return lines
 
@@ -173,7 +212,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         ax.set_ylabel(spent["axis"])
         ax.legend(loc="lower right", fontsize=8)
     if dev:
-        metric = "f1" if "f1" in dev[0] else "accuracy"
+        metric = next(k for k in dev[0] if k not in ("step", "split"))  # the task's first
         ax = ax_of["dev"]
         ax.plot([m["step"] for m in dev], [m[metric] for m in dev], "o-", color="tab:red")
         ax.set_ylabel(f"dev {metric}")

@@ -14,18 +14,39 @@ import torch
 
 from paczero.auditing.canaries import add_canaries
 from paczero.config import RunConfig, TaskConfig
-from paczero.data import load_splits
+from paczero.data import Splits, load_splits
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
 from paczero.mechanisms import Mechanism, build_mechanism, mechanism_class
 from paczero.models import LoadedModel, load_model
 from paczero.optim import ZOOptimizer
 from paczero.privacy.randomness import RandomStream, public_stream
-from paczero.tasks import EncodedSet, SquadEncoded, Task, build_task
+from paczero.tasks import Task, build_task
+from paczero.tasks.base import Encoded
 
 LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
 CPU_BATCH_TOKENS = 512  # measured on SmolLM2: pool 32 x1.5, pool 128 x1.1 faster than no cap
 
-Encoded = EncodedSet | SquadEncoded  # a tokenised split of any task
+
+@dataclass(frozen=True)
+class Units:
+    """The privacy units of the pool (``data.group_field``): each unit's rows, as positions
+    in the encoded pool. The mechanism's examples are the units: it sees one derivative per
+    unit, the mean of its rows' derivatives, and subsets and samples whole units."""
+
+    rows: tuple[np.ndarray, ...]
+    field: str
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def expand(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the rows of ``units``, unit after unit; for each row, its unit's position in
+        ``units``)."""
+        parts = [self.rows[int(u)] for u in np.asarray(units, dtype=np.int64)]
+        if not parts:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        return np.concatenate(parts).astype(np.int64), owner
 
 
 def pool_losses(
@@ -35,10 +56,21 @@ def pool_losses(
     indices: np.ndarray,
     micro_batch: int,
     world: World = SOLO,
+    units: Units | None = None,
 ) -> torch.Tensor:
     """Per-example losses of the given rows, in the order of ``indices``. In a
     multi-process ``world`` each rank computes its share of the micro-batches and every
-    rank gets the whole vector, bit-identical to one process."""
+    rank gets the whole vector, bit-identical to one process. With ``units``, ``indices``
+    are units and each gets the mean loss of its rows (float32, summed in float64)."""
+    if units is not None:
+        rows, owner = units.expand(indices)
+        per_row = pool_losses(model, task, encoded, rows, micro_batch, world)
+        n = len(np.asarray(indices))
+        sums = torch.zeros(n, dtype=torch.float64).index_add_(
+            0, torch.from_numpy(owner), per_row.double()
+        )
+        sizes = torch.from_numpy(np.bincount(owner, minlength=n)).double()
+        return (sums / sizes).float()
     out = unowned(len(indices))
     for positions, batch in shard(task.batches(encoded, indices, micro_batch), world):
         out[torch.as_tensor(positions)] = task.losses(model, batch).float().cpu()
@@ -79,10 +111,17 @@ class Session:
     optimizer: ZOOptimizer
     restore: str
     world: World = SOLO
+    units: Units | None = None  # data.group_field: the pool's privacy units
+    coverage: dict | None = None  # what the guarantee covers (Splits.coverage, public)
 
     @property
     def trainable(self) -> list[tuple[str, torch.Tensor]]:
         return self.loaded.trainable
+
+    @property
+    def pool_size(self) -> int:
+        """The mechanism's examples: units with data.group_field, else rows."""
+        return len(self.pool) if self.units is None else len(self.units)
 
 
 def model_positions(model: torch.nn.Module) -> int | None:
@@ -122,12 +161,15 @@ def build_session(
     """The run's pieces; on ranks other than 0 the mechanism is a public stand-in and
     there is no secret stream."""
     public = public_stream(cfg.seed.public)
-    splits = load_splits(cfg.task.name, cfg.data)
+    splits = load_splits(cfg.task, cfg.data)  # every row checked before the model loads
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     task = build_task_for(cfg, loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
     task, pool, _ = add_canaries(cfg, task, pool, splits.pool, public, secret)  # docs/audit.md 4
-    sizes = {"pool_size": len(pool), "steps": cfg.train.steps, "directions": cfg.zo.directions}
+    units = pool_units(splits, len(pool))
+    pool_size = len(pool) if units is None else len(units)
+    coverage = {**splits.coverage(), "pool_units": pool_size}
+    sizes = {"pool_size": pool_size, "steps": cfg.train.steps, "directions": cfg.zo.directions}
     if world.is_main:
         mechanism = build_mechanism(cfg.mechanism, **sizes)
     else:
@@ -148,8 +190,17 @@ def build_session(
     provenance = getattr(splits, "provenance", "official")
     return Session(
         cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
-        mechanism, optimizer, restore, world,
+        mechanism, optimizer, restore, world, units, coverage,
     )  # fmt: skip
+
+
+def pool_units(splits: Splits, pool_rows: int) -> Units | None:
+    """The pool's units (None without data.group_field); rows past the data's own (audit
+    canaries) are a unit each."""
+    if splits.units is None:
+        return None
+    extra = tuple(np.array([i], dtype=np.int64) for i in range(len(splits.pool), pool_rows))
+    return Units(tuple(splits.units) + extra, str(splits.unit_field))
 
 
 @torch.no_grad()

@@ -210,7 +210,9 @@ class Trainer:
         secret_rows = s.mechanism.batch(step) is not None  # a DP sample: its losses are secret
 
         def losses(rows: np.ndarray, world: World = SOLO) -> torch.Tensor:
-            out = pool_losses(s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch, world)
+            out = pool_losses(
+                s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch, world, units=s.units
+            )
             if not bool(torch.isfinite(out).all()):
                 if not secret_rows:
                     raise Diverged(step, "the loss became non-finite")
@@ -362,15 +364,21 @@ class Trainer:
                 "dev_history": self.history,
                 "test": test_metrics,
                 "splits": {
-                    "pool": len(s.pool),
+                    "pool": s.pool_size,  # units with data.group_field
                     "dev": len(s.dev),
                     "test": len(s.test),
                     "provenance": s.provenance,
                 },
             },
             "privacy": privacy_report(
-                cfg, s.mechanism, self.kinds, self.unanimous, s.secret_source, steps_run
-            ),
+                cfg,
+                s.mechanism,
+                self.kinds,
+                self.unanimous,
+                s.secret_source,
+                steps_run,
+                data=s.coverage,
+            ),  # fmt: skip
             "training": {
                 "steps_run": steps_run,
                 "steps_planned": cfg.train.steps,

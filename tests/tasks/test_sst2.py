@@ -250,7 +250,7 @@ def test_encode_stores_labels_and_lengths():
     assert len(encoded) == len(EXAMPLES)
     assert encoded.labels.tolist() == [ex["label"] for ex in EXAMPLES]
     assert encoded.lengths.tolist() == [len(i) for i in encoded.ids]
-    with pytest.raises(UserError, match="labels must be in 0..1"):
+    with pytest.raises(UserError, match=r"label 2 is not one of the task's labels \(0, 1\)"):
         task.encode([{"sentence": "x", "label": 2}])
     assert (task.name, task.metric, task.metric_mode) == ("sst2", "accuracy", "max")
 

@@ -80,6 +80,16 @@ class RunView:
         return self.cfg.mechanism.subsets if self.uses_subsets else None
 
 
+def check_auditable(cfg) -> None:
+    """The attacks score rows: a run whose privacy unit is a group of rows is refused."""
+    if cfg.data.group_field:
+        raise UserError(
+            f"paczero audit scores one row at a time; this run's privacy unit is every row "
+            f"sharing data.group_field '{cfg.data.group_field}' (user-level), which it does "
+            "not audit yet"
+        )
+
+
 def open_view(path: str | Path) -> RunView:
     """The run's public side and its private truth; bad input raises UserError."""
     run = open_run(path)
@@ -99,6 +109,7 @@ def open_view(path: str | Path) -> RunView:
             "was copied from elsewhere); refusing to audit"
         )
     cfg = load_config(str(run.config_path))
+    check_auditable(cfg)
     records = run.releases()
     if not records:
         raise UserError(f"{run.path}/releases.jsonl is empty: the run took no step to audit")
@@ -190,7 +201,7 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
 
     cfg, records = view.cfg, view.records
     public = public_stream(cfg.seed.public)
-    splits = load_splits(cfg.task.name, cfg.data)
+    splits = load_splits(cfg.task, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     model = loaded.model
     task = build_task_for(cfg, loaded)

@@ -29,6 +29,8 @@ import torch
 
 from paczero.errors import UserError
 from paczero.privacy.randomness import RandomStream
+from paczero.tasks import row_schema
+from paczero.textfiles import read_text
 
 CANARY_FILE = "canaries.json"  # under private/
 
@@ -59,18 +61,16 @@ def builtin_canaries(m: int, public: RandomStream) -> list[dict[str, Any]]:
     return out
 
 
-SST2_KEYS = {"sentence", "label"}
-SQUAD_KEYS = {"id", "title", "context", "question", "answers"}
-
-
-def file_canaries(path: str | Path, m: int, task: str) -> list[dict[str, Any]]:
-    """The first m examples of a JSON Lines file, in the task's example format."""
+def file_canaries(path: str | Path, m: int, task) -> list[dict[str, Any]]:
+    """The first m examples of a JSON Lines file, each a row of the task (``task``: its
+    config; the columns and checks are the task type's, as for a data file)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"audit.canary_file {path} not found")
-    keys = SST2_KEYS if task == "sst2" else SQUAD_KEYS
+    schema = row_schema(task)
+    keys = set(schema.columns)
     out: list[dict[str, Any]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "canary file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -79,11 +79,10 @@ def file_canaries(path: str | Path, m: int, task: str) -> list[dict[str, Any]]:
             raise UserError(f"{path} line {number}: not JSON ({err.msg})") from None
         if not isinstance(example, dict) or not keys <= set(example):
             raise UserError(
-                f"{path} line {number}: a {task} canary needs the keys {', '.join(sorted(keys))}"
+                f"{path} line {number}: a {task.name} canary needs the keys "
+                f"{', '.join(sorted(keys))}"
             )
-        if task == "sst2" and example["label"] not in (0, 1):
-            raise UserError(f"{path} line {number}: label must be 0 or 1")
-        out.append(example)
+        out.append(schema.check(example, f"{path} line {number}"))
         if len(out) == m:
             return out
     raise UserError(f"{path} holds {len(out)} canaries, fewer than audit.canaries = {m}")
@@ -95,7 +94,7 @@ def canary_examples(cfg, public: RandomStream) -> list[dict[str, Any]]:
     if m == 0:
         return []
     if cfg.audit.canary_file:
-        return file_canaries(cfg.audit.canary_file, m, cfg.task.name)
+        return file_canaries(cfg.audit.canary_file, m, cfg.task)
     if cfg.task.name != "sst2":
         raise UserError(
             f"built-in canaries are SST-2 sentences; for task {cfg.task.name} set "
@@ -117,6 +116,11 @@ def check_canary_config(cfg) -> None:
         return
     from paczero.mechanisms import mechanism_class
 
+    if cfg.data.group_field:
+        raise UserError(
+            "audit.canaries are single rows, and paczero audit scores rows: they do not go "
+            "with data.group_field (user-level units); set audit.canaries=0"
+        )
     if mechanism_class(cfg.mechanism.name).uses_subsets:
         raise UserError(
             f"audit.canaries is for runs without candidate subsets (DP, MeZO): "

@@ -36,10 +36,13 @@ from paczero.privacy.channels import kl_bernoulli
 
 def trial_config(target: str | Path, overrides=()):
     """The config repeated: a run directory's config.yaml, or a recipe / YAML file."""
+    from paczero.auditing.attacks import check_auditable
+
     path = Path(target)
-    if (path / "config.yaml").is_file():
-        return load_config(str(path / "config.yaml"), overrides)
-    return load_config(str(target), overrides)
+    source = path / "config.yaml" if (path / "config.yaml").is_file() else target
+    cfg = load_config(str(source), overrides)
+    check_auditable(cfg)
+    return cfg
 
 
 def audit_trials(

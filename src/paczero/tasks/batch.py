@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import fields, replace
 
 import numpy as np
 import torch
 
-try:  # transformers >= 5: logits_to_keep accepts per-row positions (a 2-D index tensor)
-    from transformers.modeling_utils import slice_logits_to_keep as _slice_logits_to_keep  # noqa: F401
 
-    _ROW_KEEP = True
-except ImportError:  # pragma: no cover - older transformers: full logits, then gather
-    _ROW_KEEP = False
+@functools.cache
+def _row_keep() -> bool:
+    """transformers >= 5: logits_to_keep accepts per-row positions (a 2-D index tensor).
+    Asked on first use: importing transformers' modelling code takes seconds."""
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401
+    except ImportError:  # pragma: no cover - older transformers: full logits, then gather
+        return False
+    return True
 
 
 class TensorBatch:
@@ -40,7 +45,7 @@ def kept_log_probs(model: torch.nn.Module, batch: TensorBatch) -> torch.Tensor:
     The LM head runs on those positions alone; the softmax is float32 for half-precision
     models and float64 for float64 ones. Call under ``torch.inference_mode()``.
     """
-    if _ROW_KEEP:
+    if _row_keep():
         logits = model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,

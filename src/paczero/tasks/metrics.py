@@ -60,3 +60,19 @@ def squad_scores(predictions: Iterable[str], golds: Iterable[Sequence[str]]) -> 
     if not f1s:
         return {"f1": float("nan"), "exact_match": float("nan")}
     return {"f1": sum(f1s) / len(f1s), "exact_match": sum(ems) / len(ems)}
+
+
+def macro_f1(gold: Sequence[int], predicted: Sequence[int]) -> float:
+    """The unweighted mean of each class's F1 over the classes that occur among the gold
+    labels or the predictions (as scikit-learn's ``f1_score(average="macro")``); a class
+    with no true positive scores 0."""
+    gold, predicted = list(gold), list(predicted)
+    classes = sorted(set(gold) | set(predicted))
+    if not classes:
+        return float("nan")
+    scores = []
+    for c in classes:
+        tp = sum(1 for g, p in zip(gold, predicted, strict=True) if g == c and p == c)
+        wrong = sum(1 for g, p in zip(gold, predicted, strict=True) if (g == c) != (p == c))
+        scores.append(2 * tp / (2 * tp + wrong) if tp else 0.0)
+    return sum(scores) / len(scores)

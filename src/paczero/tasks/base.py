@@ -1,0 +1,187 @@
+"""What every task type shares: the ``Task`` protocol, prompts over a row's fields, presets.
+
+A task type (``classification``, ``generation``) is one class that declares how its rows
+are read (``row_schema``: the columns it needs and the check of each row, before any
+model loads), encoded (``encode``: tokenise once), batched (``batches``: length-sorted
+micro-batches) and scored (``losses``, ``evaluate``). A preset (SST-2, SQuAD) is a task
+type with a fixed spec and its own reader of the published files.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from paczero.config import DataConfig, TaskConfig
+from paczero.distributed import World
+
+
+class Encoded(Protocol):
+    """A tokenised split of any task: one entry per example, its prompt length known."""
+
+    lengths: np.ndarray
+
+    def __len__(self) -> int: ...
+
+
+class Task(Protocol):
+    name: str
+    metric: str  # the dev metric that picks the dev-best model (it improves upwards)
+    metric_mode: str  # "max"
+
+    def encode(self, examples: Sequence[dict]) -> Encoded: ...
+
+    def batches(
+        self, encoded: Encoded, indices: np.ndarray, max_sequences: int
+    ) -> Iterator[tuple[np.ndarray, Any]]: ...
+
+    def losses(self, model: torch.nn.Module, batch: Any) -> torch.Tensor: ...
+
+    def evaluate(
+        self, model: torch.nn.Module, encoded: Encoded, batch_size: int, world: World = ...
+    ) -> dict: ...
+
+    def describe(self) -> str: ...
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def prompt_fields(text: str) -> tuple[str, ...]:
+    """The ``{field}`` names of a prompt template, in order (ValueError if it is not one)."""
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise ValueError(
+            f"not a prompt template ({err}); write a literal brace as {{{{ or }}}}"
+        ) from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name or name.isdigit():
+            raise ValueError("a field needs a column name: write {text}, not {} or {0}")
+        if any(c in name for c in ".[]") or spec or conversion:
+            raise ValueError(f"field '{name}' is not a plain column name (write {{text}})")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt template over a row's fields: ``"Message: {text}\\nTeam:"``.
+
+    Each field's value is inserted stripped of surrounding whitespace, except the
+    ``verbatim`` ones (SQuAD's title and context, as MeZO renders them).
+    """
+
+    text: str
+    verbatim: frozenset[str] = frozenset()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return prompt_fields(self.text)
+
+    def render(self, row: Mapping[str, Any]) -> str:
+        values = {}
+        for name in self.fields:
+            value = str(row[name])
+            values[name] = value if name in self.verbatim else value.strip()
+        return self.text.format_map(values)
+
+    def placeholder(self) -> str:
+        """The template with ``<field>`` for each field (for ``describe``)."""
+        return self.text.format_map({name: f"<{name}>" for name in self.fields})
+
+    def cue(self) -> str:
+        """The text after the last field (``"\\nAnswer:"``): a completion follows it."""
+        cue = ""
+        for literal, name, _, _ in string.Formatter().parse(self.text):
+            # a part is (literal text, then a field or None): a field resets the cue
+            cue = "" if name is not None else cue + literal
+        return cue
+
+
+def escape(text: str) -> str:
+    """``text`` as the literal part of a prompt template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+# ---------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A published task as a spec of a task type plus its own reader of the published files
+    (used when ``data.train`` is not given)."""
+
+    name: str
+    type: type  # the task type class
+    templates: tuple[str, ...]  # the values of task.template
+    spec: Callable[[TaskConfig], Any]  # task config -> the type's spec
+    read: Callable[[DataConfig], Any]  # data config -> Splits (its files, the hub)
+    max_length: int  # the default task.max_length
+    min_prompt_tokens: int  # the fewest prompt tokens a run may keep
+    title: str  # how errors and descriptions name it ("SQuAD")
+
+
+def with_metrics(spec: Any, cfg: TaskConfig) -> Any:
+    """A preset's spec with the metrics of ``task.metrics``, when given."""
+    return replace(spec, metrics=tuple(cfg.metrics)) if cfg.metrics else spec
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def count(item: tuple) -> int:
+    """Examples in one ``(positions, batch)`` work item (for progress)."""
+    return len(item[0])
+
+
+def on_model_device(model: torch.nn.Module, batch: Any) -> Any:
+    param = next(model.parameters(), None)
+    if param is not None and param.device != batch.device:
+        return batch.to(param.device)
+    return batch
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The special tokens the tokenizer puts before text (BOS for OPT/Llama, none for SmolLM2)."""
+    plain = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("x")["input_ids"])
+    for k in range(len(full) - len(plain) + 1):
+        if full[k : k + len(plain)] == plain:
+            return full[:k]
+    return []
+
+
+def plain_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens."""
+    if not texts:
+        return []
+    return [list(r) for r in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def pad_id(tokenizer: Any) -> int:
+    from paczero.errors import UserError
+
+    if tokenizer.pad_token_id is None:
+        raise UserError("the tokenizer has no pad token; load it through paczero.load_model")
+    return int(tokenizer.pad_token_id)
+
+
+def padded(seqs: list[np.ndarray], pad: int, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(input ids, attention mask) of sequences padded to the longest, right or left."""
+    width = max(len(s) for s in seqs)
+    input_ids = np.full((len(seqs), width), pad, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        where = slice(width - len(s), width) if left else slice(0, len(s))
+        input_ids[r, where] = s
+        mask[r, where] = 1
+    return input_ids, mask
