@@ -44,7 +44,10 @@ def metadata(info: dict[str, Any], cfg: dict[str, Any], privacy: dict[str, Any])
     data["library_name"] = "peft" if info["track"] == "lora" else "transformers"
     data["pipeline_tag"] = "text-generation"
     data["tags"] = tags
-    if cfg["data"].get("source") != "synthetic" and task in TASK_DATASETS:
+    own = cfg["data"].get("train")
+    if own and is_hub_id(own):
+        data["datasets"] = [own]
+    elif not own and cfg["data"].get("source") != "synthetic" and task in TASK_DATASETS:
         data["datasets"] = [TASK_DATASETS[task]]
     return data
 
@@ -98,16 +101,23 @@ def _covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
     if framework == "none":
         return "Nothing: there is no guarantee."
     dev, test = splits.get("dev"), splits.get("test")
-    where = (
-        "the same article-level split of the SQuAD dev file as the pool"
-        if splits.get("provenance") == "dev-derived"
-        else "the task's train split, disjoint from the pool"
-    )
+    data = privacy.get("data") or {}
+    if splits.get("provenance") == "dev-derived":
+        where = "the same article-level split of the SQuAD dev file as the pool"
+    elif splits.get("provenance") != "own data":
+        where = "the task's train split, disjoint from the pool"
+    elif data.get("dev_from_pool_source", True):
+        where = "the pool's own file (data.train), disjoint from the pool"
+    else:
+        where = "a file of its own (data.dev or data.test), outside the pool's source"
+    example = "pool example"
+    if data.get("unit") == "group":  # user-level: a unit is all the rows of one user
+        example = f"pool unit (the rows sharing data.group_field '{data.get('unit_field')}')"
     what = (
-        "membership of each pool example in the secret training half S*, against an "
+        f"membership of each {example} in the secret training half S*, against an "
         "attacker who knows the pool and the candidate halves"
         if framework == "pac"
-        else "each pool example's presence in the pool (the secret Poisson samples were "
+        else f"each {example}'s presence in the pool (the secret Poisson samples were "
         "drawn from it)"
     )
     return (
@@ -117,6 +127,21 @@ def _covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
         f"({test} examples) only measured the figures below. The base model's own training "
         "data is outside the guarantee."
     )
+
+
+def _prompt_of(task: dict[str, Any]) -> str:
+    """A preset's template, or a task of one's own's type and prompt."""
+    if task.get("type"):
+        return f"{task['type']}, prompt `{task.get('prompt')!r}`"
+    return f"template `{task['template']}`"
+
+
+def _own_data(data: dict[str, Any]) -> str | None:
+    """The card's name for data of one's own: a hub id as it is, a local file unnamed."""
+    train = data.get("train")
+    if not train:
+        return None
+    return f"`{train}` (hub)" if is_hub_id(train) else "the user's own files (data.train)"
 
 
 def _table(rows: list[tuple[str, Any]]) -> list[str]:
@@ -270,14 +295,13 @@ def render(
                 ("track", info.get("trained_track", info["track"])),
                 (
                     "task",
-                    f"{task} (template `{cfg['task']['template']}`, objective "
-                    f"`{cfg['task']['objective']}`)",
+                    f"{task} ({_prompt_of(cfg['task'])}, objective `{cfg['task']['objective']}`)",
                 ),
                 (
                     "data",
                     "synthetic"
                     if cfg["data"].get("source") == "synthetic"
-                    else TASK_DATASETS.get(task),
+                    else _own_data(cfg["data"]) or TASK_DATASETS.get(task),
                 ),
                 ("pool / dev / test", f"{pool} / {splits.get('dev')} / {splits.get('test')}"),
                 ("steps", f"{info['step']} exported of {train['steps']} planned"),

@@ -170,7 +170,7 @@ class ClassificationTask:
     @classmethod
     def row_schema(cls, spec: ClassificationSpec) -> RowSchema:
         """The prompt's fields and the label column; each row's text and label checked."""
-        columns = {name: "task.prompt" for name in prompt_fields(spec.prompt.text)}
+        columns = {name: "a field of task.prompt" for name in prompt_fields(spec.prompt.text)}
         columns[spec.label_field] = "task.label_field"
 
         def check(row: dict, where: str) -> dict:

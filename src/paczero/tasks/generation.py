@@ -185,7 +185,7 @@ class GenerationTask:
     @classmethod
     def row_schema(cls, spec: GenerationSpec) -> RowSchema:
         """The prompt's fields and the completion or answers column, each row checked."""
-        columns = {name: "task.prompt" for name in prompt_fields(spec.prompt.text)}
+        columns = {name: "a field of task.prompt" for name in prompt_fields(spec.prompt.text)}
         if spec.completion_field is not None:
             columns[spec.completion_field] = "task.completion_field"
         if spec.answers_field is not None:
