@@ -25,11 +25,11 @@ from paczero.zo import ZOEstimator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false"]
-MECHANISMS = {
+MECHANISMS = {  # the README's commands
     "paczero-zpl": [],
-    "paczero-mi": ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "train.lr=0.05"],
-    "dpzero": ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=4"]
-    + ["mechanism.epsilon=2", "mechanism.accountant=rdp"],
+    "paczero-mi": ["mechanism.name=paczero-mi", "mechanism.budget=0.3"],
+    "dpzero": ["mechanism.name=dpzero", "mechanism.epsilon=2", "mechanism.expected_batch=4"]
+    + ["mechanism.accountant=rdp"],
 }
 
 
@@ -230,7 +230,7 @@ def test_mechanisms_see_units_and_sample_them_whole(tmp_path, mechanism):
     if mechanism == "paczero-zpl":
         keys += ["train.batch_size=full", "mechanism.name=paczero-zpl", "mechanism.subsets=4"]
     else:
-        keys += [*MECHANISMS["dpzero"], "train.batch_size=3"]
+        keys += [*MECHANISMS["dpzero"], "mechanism.clip=5", "train.batch_size=3"]
     cfg = load_config(None, keys)
     from paczero.privacy.randomness import secret_stream
 
@@ -575,3 +575,40 @@ def test_data_keys_of_own_data_need_data_train():
         load_config(None, ["data.group_field=user"])
     with pytest.raises(UserError, match="data.dev goes with data.train"):
         load_config(None, ["data.dev=x.csv"])
+
+
+def test_the_readme_commands_are_valid_runs():
+    """Every `paczero train examples/...` command of the README resolves to a valid config."""
+    import re
+    import shlex
+
+    from paczero.cli import _parser
+
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```", readme, flags=re.S | re.M)
+    commands = [
+        line.split("#")[0]
+        for block in blocks
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.startswith("paczero train examples/")
+    ]
+    assert len(commands) >= 5
+    for command in commands:
+        args = _parser().parse_args(shlex.split(command)[1:])
+        cfg = load_config(str(EXAMPLES.parent / args.config), args.overrides)
+        assert cfg.data.train and cfg.task.type in ("classification", "generation")
+
+
+def test_audits_and_canaries_refuse_user_level_units(tmp_path):
+    """The attacks and the canaries score single rows: a user-level run is refused."""
+    from paczero.auditing.canaries import check_canary_config
+    from paczero.auditing.trials import trial_config
+
+    keys = [f"data.train={EXAMPLES / 'tickets.csv'}", "data.group_field=customer"]
+    keys += ["data.num_train=6", "mechanism.subsets=2"]
+    with pytest.raises(UserError, match="paczero audit scores one row at a time"):
+        trial_config(EXAMPLES / "tickets.yaml", keys)
+    cfg = load_config(str(EXAMPLES / "tickets.yaml"), keys)
+    cfg.audit.canaries = 2
+    with pytest.raises(UserError, match="do not go with data.group_field"):
+        check_canary_config(cfg)

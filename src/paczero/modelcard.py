@@ -117,8 +117,8 @@ def _covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
         f"membership of each {example} in the secret training half S*, against an "
         "attacker who knows the pool and the candidate halves"
         if framework == "pac"
-        else f"each {example}'s presence in the pool (the secret Poisson samples were "
-        "drawn from it)"
+        else f"the presence in the pool of each {example} (the secret Poisson samples "
+        "were drawn from it)"
     )
     return (
         f"The private pool only: {what}. It does not hide that the pool as a whole shaped "

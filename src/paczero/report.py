@@ -141,7 +141,11 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
             f"dev {metric}: {first[metric]:.4f} at step {first['step']} -> best "
             f"{best[metric]:.4f} at step {metrics['best_step']}"
         )
-    lines.append(f"test {metric} (dev-best model): {metrics['test'][metric]:.4f}")
+    test = metrics["test"]
+    others = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != metric)
+    lines.append(
+        f"test {metric} (dev-best model): {test[metric]:.4f}" + (f" ({others})" if others else "")
+    )
     timing = result["timing"]
     lines.append(
         f"time: {timing['total_s']:.1f} s total, {timing['step_s_median']} s per step (median); "
