@@ -199,13 +199,7 @@ class TaskConfig(Section):
 
 def read_task_file(path: Path) -> dict[str, Any]:
     """The keys of a task YAML file (lm-evaluation-harness style: type, prompt, label words)."""
-    text = read_text(path, "task file")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"task file {path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"task file {path}: a task file is a YAML mapping of task keys")
+    data = yaml_mapping(read_text(path, "task file"), f"task file {path}", "task keys")
     if "file" in data:
         raise UserError(f"task file {path}: a task file cannot name another (drop its 'file')")
     return data
@@ -458,12 +452,17 @@ def read_source(source: str | None) -> dict[str, Any]:
     else:
         hint = _suggest(source, recipe_names())
         raise UserError(f"unknown recipe or config file '{source}'{hint}; see `paczero recipes`")
+    return yaml_mapping(text, source, "sections", "a config")
+
+
+def yaml_mapping(text: str, where: str, of: str, what: str = "a task file") -> dict[str, Any]:
+    """YAML text that must be a mapping (of ``of``), or one line naming ``where``."""
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise UserError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise UserError(f"{source}: a config must be a YAML mapping of sections")
+        raise UserError(f"{where}: {what} must be a YAML mapping of {of}")
     return data
 
 

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from paczero import progress
 from paczero.config import DataConfig, TaskConfig
-from paczero.distributed import World
+from paczero.distributed import World, shard
 
 
 class Encoded(Protocol):
@@ -135,12 +136,49 @@ def with_metrics(spec: Any, cfg: TaskConfig) -> Any:
     return replace(spec, metrics=tuple(cfg.metrics)) if cfg.metrics else spec
 
 
+class TaskBase:
+    """What every task type keeps: its config and spec, the tokenizer, where batches go."""
+
+    metric_mode = "max"
+
+    def __init__(
+        self,
+        cfg: TaskConfig,
+        tokenizer: Any,
+        *,
+        spec: Any,
+        device: torch.device | str = "cpu",
+        max_batch_tokens: int | None = None,
+    ):
+        self.cfg = cfg
+        self.spec = spec
+        self.name = cfg.name
+        self.metric = spec.metrics[0]
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.max_batch_tokens = max_batch_tokens  # caps the padded tokens of a micro-batch
+        self.pad_id = pad_id(tokenizer)
+        self.special_prefix = special_prefix(tokenizer)
+
+
 # ---------------------------------------------------------------- shared helpers
 
 
 def count(item: tuple) -> int:
     """Examples in one ``(positions, batch)`` work item (for progress)."""
     return len(item[0])
+
+
+def evaluated(batches: Iterator, world: World, n: int, what: str | None = None) -> Iterator:
+    """This rank's share of an evaluation's ``(positions, batch)`` items, with progress
+    (``what`` names the pass: "generating answers")."""
+    desc = progress.label(what) if what else None
+    total = n if world.size == 1 else None
+    return progress.track(shard(batches, world), total=total, unit="ex", size=count, desc=desc)
+
+
+def on_device(array: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    return None if array is None else torch.from_numpy(array).to(device, non_blocking=True)
 
 
 def on_model_device(model: torch.nn.Module, batch: Any) -> Any:

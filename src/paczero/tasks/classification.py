@@ -22,20 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from paczero import progress
 from paczero.config import TaskConfig, label_key
 from paczero.data import RowSchema, cell_text
-from paczero.distributed import SOLO, World, shard
+from paczero.distributed import SOLO, World
 from paczero.errors import UserError
 from paczero.tasks.base import (
     Prompt,
-    count,
+    TaskBase,
+    evaluated,
+    on_device,
     on_model_device,
-    pad_id,
     padded,
     plain_ids,
     prompt_fields,
-    special_prefix,
 )
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import macro_f1
@@ -82,9 +81,8 @@ class Batch(TensorBatch):
     n_examples: int
 
 
-class ClassificationTask:
+class ClassificationTask(TaskBase):
     kind = "classification"
-    metric_mode = "max"
     METRICS = ("accuracy", "macro_f1")
     SELECTABLE = METRICS  # metrics that may pick the dev-best model (they improve upwards)
     OBJECTIVES = ("ce",)
@@ -105,15 +103,9 @@ class ClassificationTask:
     ):
         """``single_token=False`` forces one sequence per class (for tests and checks);
         ``max_batch_tokens`` caps the padded tokens of a micro-batch."""
-        self.cfg = cfg
-        self.spec = spec
-        self.name = cfg.name
-        self.metric = spec.metrics[0]
-        self.tokenizer = tokenizer
-        self.device = torch.device(device)
-        self.max_batch_tokens = max_batch_tokens
-        self.pad_id = pad_id(tokenizer)
-        self.special_prefix = special_prefix(tokenizer)
+        super().__init__(
+            cfg, tokenizer, spec=spec, device=device, max_batch_tokens=max_batch_tokens
+        )
         self.option_ids = self._option_ids()
         fits_one = all(len(o) == 1 for o in self.option_ids)
         fits_one = fits_one and len({o[0] for o in self.option_ids}) == len(self.option_ids)
@@ -290,18 +282,8 @@ class ClassificationTask:
             seqs = full
         input_ids, mask = padded(seqs, self.pad_id)
 
-        def put(a: np.ndarray | None) -> torch.Tensor | None:
-            return None if a is None else torch.from_numpy(a).to(device, non_blocking=True)
-
-        return Batch(
-            put(input_ids),
-            put(mask),
-            put(keep),
-            put(targets),
-            put(target_mask),
-            labels.to(device),
-            len(rows),
-        )
+        tensors = (input_ids, mask, keep, targets, target_mask)
+        return Batch(*(on_device(t, device) for t in tensors), labels.to(device), len(rows))
 
     # ------------------------------------------------------------ scoring
 
@@ -340,10 +322,8 @@ class ClassificationTask:
             return {**{m: float("nan") for m in names}, "loss": float("nan")}
         # -0.0: see distributed.unowned
         loss, predicted = np.full(n, -0.0), np.full(n, -0.0)
-        batches = shard(self.batches(encoded, np.arange(n), batch_size), world)
-        for positions, batch in progress.track(
-            batches, total=n if world.size == 1 else None, unit="ex", size=count
-        ):
+        batches = self.batches(encoded, np.arange(n), batch_size)
+        for positions, batch in evaluated(batches, world, n):
             scores = self.scores(model, batch)
             labels = batch.labels.to(scores.device)
             loss[positions] = _cross_entropy(scores, labels).double().cpu().numpy()

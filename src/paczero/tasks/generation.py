@@ -29,20 +29,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from paczero import progress
 from paczero.config import TaskConfig
 from paczero.data import RowSchema, answer_list, cell_text
-from paczero.distributed import SOLO, World, shard
+from paczero.distributed import SOLO, World
 from paczero.errors import UserError
 from paczero.tasks.base import (
     Prompt,
-    count,
+    TaskBase,
+    evaluated,
+    on_device,
     on_model_device,
-    pad_id,
     padded,
     plain_ids,
     prompt_fields,
-    special_prefix,
 )
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import exact_match, f1_score
@@ -110,9 +109,8 @@ class GenerationBatch(TensorBatch):
     n_examples: int
 
 
-class GenerationTask:
+class GenerationTask(TaskBase):
     kind = "generation"
-    metric_mode = "max"
     METRICS = ("f1", "exact_match", "completion_loss")
     SELECTABLE = ("f1", "exact_match")  # metrics that may pick the dev-best model
     OBJECTIVES = ("ce", "neg-f1")
@@ -130,16 +128,10 @@ class GenerationTask:
         max_batch_tokens: int | None = None,
     ):
         """``max_batch_tokens`` caps the padded prompt tokens of a micro-batch."""
-        self.cfg = cfg
-        self.spec = spec
-        self.name = cfg.name
-        self.metric = spec.metrics[0]
+        super().__init__(
+            cfg, tokenizer, spec=spec, device=device, max_batch_tokens=max_batch_tokens
+        )
         self.objective = cfg.objective
-        self.tokenizer = tokenizer
-        self.device = torch.device(device)
-        self.max_batch_tokens = max_batch_tokens
-        self.pad_id = pad_id(tokenizer)
-        self.special_prefix = special_prefix(tokenizer)
         self.max_new_tokens = int(cfg.max_new_tokens)
         self.max_prompt = cfg.max_length - self.max_new_tokens  # prompt incl. special tokens
         if self.max_prompt <= len(self.special_prefix) + 16:
@@ -336,11 +328,8 @@ class GenerationTask:
         # gives every row's next token in the last column (generate)
         input_ids, mask = padded(seqs, self.pad_id, left=kind == "generate")
 
-        def put(a: np.ndarray | None) -> torch.Tensor | None:
-            return None if a is None else torch.from_numpy(a).to(device, non_blocking=True)
-
-        tensors = (put(input_ids), put(mask), put(keep), put(targets), put(target_mask))
-        return GenerationBatch(kind, *tensors, golds, len(rows))
+        tensors = (input_ids, mask, keep, targets, target_mask)
+        return GenerationBatch(kind, *(on_device(t, device) for t in tensors), golds, len(rows))
 
     # ------------------------------------------------------------ scoring
 
@@ -426,14 +415,7 @@ class GenerationTask:
         f1, em = np.full(n, -0.0), np.full(n, -0.0)  # -0.0: see distributed.unowned
         everything = np.arange(n)
         generate = self.batches(encoded, everything, batch_size, kind="generate")
-        total = n if world.size == 1 else None
-        for positions, batch in progress.track(
-            shard(generate, world),
-            total=total,
-            unit="ex",
-            size=count,
-            desc=progress.label("generating answers"),
-        ):
+        for positions, batch in evaluated(generate, world, n, "generating answers"):
             texts = self.generate(model, batch)
             for p, text, golds in zip(positions, texts, batch.golds, strict=True):
                 f1[p] = f1_score(text, golds)
@@ -443,13 +425,7 @@ class GenerationTask:
         if self.objective == "ce" or "completion_loss" in names:
             loss = np.full(n, -0.0)
             ce = self.batches(encoded, everything, batch_size, kind="ce")
-            for positions, batch in progress.track(
-                shard(ce, world),
-                total=total,
-                unit="ex",
-                size=count,
-                desc=progress.label("scoring answers"),
-            ):
+            for positions, batch in evaluated(ce, world, n, "scoring answers"):
                 loss[positions] = self.ce_losses(model, batch).double().cpu().numpy()
             values["completion_loss"] = float(world.sum_array(loss).mean())
         mean_loss = values.get("completion_loss") if self.objective == "ce" else -values["f1"]
