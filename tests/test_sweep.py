@@ -138,16 +138,12 @@ def test_a_spec_without_base_and_a_missing_spec(tmp_path, capsys):
 
 
 def test_sweep_runs_every_cell_and_seed_then_skips_them_and_tabulates(tmp_path, capsys):
-    spec = write_spec(
-        tmp_path,
-        cells=[
-            {"name": "mezo", "set": ["mechanism.name=mezo", "train.lr=0.01"]},
-            {"name": "zpl", "set": [*ZPL, "train.lr=0.01"]},
-            {"name": "zero-shot", "kind": "eval", "splits": ["test", "dev"]},
-        ],
-        seeds=[0, 1],
-        out=str(tmp_path / "sweep"),
-    )
+    cells = [
+        {"name": "mezo", "set": ["mechanism.name=mezo", "train.lr=0.01"]},
+        {"name": "zpl", "set": [*ZPL, "train.lr=0.01"]},
+        {"name": "zero-shot", "kind": "eval", "splits": ["test", "dev"]},
+    ]
+    spec = write_spec(tmp_path, cells=cells, seeds=[0, 1], out=str(tmp_path / "sweep"))
     sweep = load_spec(spec)
     summary, lines = quiet_sweep(sweep)
     assert not summary.failed and len(summary.done) == 6 and summary.skipped == 0
@@ -226,6 +222,25 @@ def test_sweep_runs_every_cell_and_seed_then_skips_them_and_tabulates(tmp_path, 
     assert main(["plot", str(root), runs[0]]) == 2
     assert main(["table", runs[0]]) == 2
     assert "is a run directory (no sweep.json)" in capsys.readouterr().err
+
+    # a spec that adds a cell grows the sweep: only the new cell runs; dropping one is refused
+    before = {p: p.stat().st_mtime_ns for p in root.glob("*/seed-*/result.json")}
+    grown = [*cells, {"name": "mezo-lr0.02", "set": ["mechanism.name=mezo", "train.lr=0.02"]}]
+    summary, lines = quiet_sweep(
+        load_spec(write_spec(tmp_path, cells=grown, seeds=[0, 1], out=str(root)))
+    )
+    assert summary.skipped == 6 and not summary.failed
+    assert summary.done == ["mezo-lr0.02/seed-0", "mezo-lr0.02/seed-1"]
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # finished runs untouched
+    recorded = json.loads((root / "sweep.json").read_text())
+    assert [c["name"] for c in recorded["cells"]] == ["mezo", "zpl", "mezo-lr0.02", "zero-shot"]
+    assert recorded["created"] and recorded["grown"]
+    assert "mezo-lr0.02" in {r["cell"] for r in json.loads(table(root, "json"))["rows"]}
+    with pytest.raises(UserError, match="cell 'zpl' is gone"):
+        run_sweep(
+            load_spec(write_spec(tmp_path, cells=cells[:1], seeds=[0, 1], out=str(root))),
+            echo=print,
+        )
 
 
 def test_a_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, capsys):
@@ -378,7 +393,9 @@ def test_workers_stop_with_a_killed_sweep_and_a_rerun_finishes_them(tmp_path):
     assert any(log.exists() for log in logs)
 
 
-@pytest.mark.parametrize("spec", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "spec", sorted((REPO / "sweeps").glob("paper-sst2-opt*.yaml")), ids=lambda p: p.stem
+)
 def test_the_gpu_specs_resolve_to_the_paper_recipes(spec):
     sweep = load_spec(spec)  # every (cell, seed) config validates
     assert all(cell.seeds == [0, 1, 2] for cell in sweep.cells)
@@ -400,3 +417,26 @@ def test_the_gpu_specs_resolve_to_the_paper_recipes(spec):
     if spec.stem.endswith("-lora"):
         assert names == ["mezo", "zpl", "mi0.33", "mi0.68", "zero-shot"]
         assert sweep.cell("mi0.33").resolved(0).train.steps == 2000  # the paper's T
+
+
+def test_the_cpu_study_compares_every_method_on_the_same_pool_and_forward_passes():
+    sweep = load_spec(REPO / "sweeps" / "paper-table-smollm2.yaml")
+    assert sweep.names() == [
+        "mezo", "full-mean", "full-sign", "zpl", "mi0.33", "mi0.68", "dpzero-eps2.01",
+        "dpzero-eps6.32", "dpaggzo-eps2.01", "dpaggzo-eps6.32", "random-sign",
+        "zero-shot-mezo", "zero-shot-review",
+    ]  # fmt: skip
+    for cell in sweep.cells:
+        assert cell.seeds == [0, 1, 2]
+        cfg = cell.resolved(1)
+        assert (cfg.model.name, cfg.model.track, cfg.task.name) == ("smollm2-135m", "lora", "sst2")
+        assert (cfg.data.num_train, cfg.data.num_dev, cfg.data.seed) == (32, 200, 1)
+        if cell.kind == "train":
+            assert cfg.task.template == "mezo" and cfg.train.batch_size == "full"
+            assert cfg.train.steps * cfg.zo.directions == 40  # the same forward passes
+    assert sweep.cell("zero-shot-review").resolved(0).task.template == "review"
+    for name, mi in [("mi0.33", 0.33), ("dpzero-eps2.01", 0.33), ("dpaggzo-eps6.32", 0.68)]:
+        mechanism = sweep.cell(name).resolved(0).mechanism
+        assert mi in (mechanism.budget, mechanism.match_mi)
+    for tuning in sorted((REPO / "sweeps").glob("*tune*.yaml")):
+        assert load_spec(tuning).cells  # the tuning specs behind its choices resolve too

@@ -4,8 +4,9 @@ A spec names a base config (a recipe or a YAML file), common overrides, a grid a
 list of cells, and seeds. Every (cell, seed) is an ordinary run directory
 ``<sweep>/<cell>/seed-<s>/``; ``<sweep>/sweep.json`` holds the resolved cells, so that
 ``paczero table`` and ``paczero plot`` need no spec, and a rerun can check that the spec
-did not change. A rerun skips finished runs and resumes killed ones through their
-write-ahead log, so a sweep can span sessions and machines (copy the folder along).
+changed no cell (it may add cells: the sweep grows). A rerun skips finished runs and
+resumes killed ones through their write-ahead log, so a sweep can span sessions and
+machines (copy the folder along).
 
     base: smoke                       # a recipe name, or a YAML path relative to the spec
     set: [data.num_train=64]          # common overrides (a list of key=value, or a mapping)
@@ -329,13 +330,13 @@ def open_sweep(path: str | Path) -> Sweep:
     return Sweep(path, cells, description=data.get("description", ""), spec=data.get("spec"))
 
 
-def prepare(sweep: Sweep) -> None:
-    """Create the folder and sweep.json, or check that an existing one holds the same cells."""
+def prepare(sweep: Sweep) -> bool:
+    """Create the folder and sweep.json, or check that an existing one holds the same cells
+    (the spec may add cells: True, and ``grow`` records them once the folder is locked)."""
     file = sweep.path / SWEEP_FILE
     new = json.loads(json.dumps(sweep.to_json()))
     if file.exists():
-        _check_same(sweep)
-        return
+        return _check_same(sweep)
     if sweep.path.exists() and any(p.name != LOCK_FILE for p in sweep.path.iterdir()):
         raise UserError(
             f"{sweep.path} is not empty and holds no {SWEEP_FILE}; choose another --out"
@@ -343,17 +344,32 @@ def prepare(sweep: Sweep) -> None:
     sweep.path.mkdir(parents=True, exist_ok=True)
     new["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     _write_json(file, new)
+    return False
 
 
-def _check_same(sweep: Sweep) -> None:
-    """Refuse a spec whose cells differ from those the folder was made with."""
+def _check_same(sweep: Sweep) -> bool:
+    """Refuse a spec that changes or drops a cell the folder was made with (its finished
+    runs would no longer match it); a spec that only adds cells grows the sweep: True."""
     old = json.loads((sweep.path / SWEEP_FILE).read_text())
     new = json.loads(json.dumps(sweep.to_json()))
-    if old.get("cells") != new["cells"]:
+    before = {c["name"]: c for c in old.get("cells", [])}
+    after = {c["name"]: c for c in new["cells"]}
+    if any(after.get(name) != cell for name, cell in before.items()):
         raise UserError(
             f"{sweep.path} holds a sweep with other cells ({_difference(old, new)}); "
             "restore the spec or choose another --out"
         )
+    return len(after) > len(before)
+
+
+def grow(sweep: Sweep) -> None:
+    """Record the cells a spec added to an existing sweep (the folder is locked)."""
+    file = sweep.path / SWEEP_FILE
+    old = json.loads(file.read_text())
+    new = json.loads(json.dumps(sweep.to_json()))
+    new["created"] = old.get("created")
+    new["grown"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _write_json(file, new)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -367,17 +383,14 @@ def _write_json(path: Path, obj: Any) -> None:
 def _difference(old: dict, new: dict) -> str:
     before = {c["name"]: c for c in old.get("cells", [])}
     after = {c["name"]: c for c in new["cells"]}
-    for name in after:
-        if name not in before:
-            return f"cell '{name}' is new"
     for name in before:
         if name not in after:
             return f"cell '{name}' is gone"
-    for name, cell in after.items():
-        keys = [k for k in cell if cell.get(k) != before[name].get(k)]
+    for name, cell in before.items():
+        keys = [k for k in cell if cell.get(k) != after[name].get(k)]
         if keys:
             return f"cell '{name}' changed its {', '.join(keys)}"
-    return "the cells are in another order"
+    return "the cells differ"
 
 
 @contextlib.contextmanager
@@ -539,8 +552,10 @@ def run_sweep(
     threads = threads or default_threads(jobs)
     if dry_run:
         return _plan(sweep, say)
-    prepare(sweep)
+    grows = prepare(sweep)
     with _locked(sweep) as lock_fd:
+        if grows:
+            grow(sweep)
         states = {(c.name, s): run_state(sweep, c, s) for c, s in sweep.runs()}
         todo = [(c, s) for c, s in sweep.runs() if states[(c.name, s)] != "finished"]
         summary = Summary(sweep.path, total=len(states), skipped=len(states) - len(todo))
