@@ -1,5 +1,7 @@
 """The demo's code path on a tiny model: report, plot and summary are written."""
 
+import re
+
 import pytest
 
 from paczero.cli import main
@@ -19,13 +21,20 @@ def test_demo_defaults_are_the_private_smollm2_run():
 
 def test_demo_runs_end_to_end_and_draws_its_plot(tmp_path):
     result, plot, text = run_demo(out=tmp_path / "demo", progress=False, steps=4, **TINY)
+    history = result.data["metrics"]["dev_history"]
     assert plot.is_file() and plot.stat().st_size > 10_000
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (result.run_dir / "result.json").is_file()
     assert "zero-shot" in text and "fine-tuned" in text and "after 4 private steps" in text
+    assert "(mezo template, the one trained)" in text
+    # the other prompt's zero-shot accuracy on the same dev sentences, and a verdict
+    other = re.search(r"zero-shot   (\d\.\d{3})  \(review template, no training\)", text)
+    assert other is not None
+    beats = history[-1]["accuracy"] > float(other.group(1))
+    verdict = "beats the review prompt" if beats else "alone does better"
+    assert verdict in text
     assert "I(S*; releases) = 0 nats" in text and "coin flip" in text
     assert str(plot) in text and str(result.run_dir) in text
-    history = result.data["metrics"]["dev_history"]
     assert [h["step"] for h in history] == [0, 4]
 
 

@@ -53,10 +53,30 @@ def run_demo(
     plot = result.run_dir / "training.png"  # every run draws it
     if not plot.exists():
         plot = plot_run(result.run_dir)
-    return result, plot, summary(result.data, result.run_dir, plot)
+    other = other_prompts(cfg)
+    return result, plot, summary(result.data, result.run_dir, plot, other)
 
 
-def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
+def other_prompts(cfg) -> dict[str, float]:
+    """Zero-shot dev accuracy of SST-2's other prompt templates on the run's dev sentences:
+    a gain from training means little if another prompt alone does better. Public data
+    (the dev split) and the base model only."""
+    from paczero.evaluation import evaluate_config
+    from paczero.tasks.sst2 import TEMPLATES
+
+    if cfg.task.name != "sst2":
+        return {}
+    scores = {}
+    for name in TEMPLATES:
+        if name != cfg.task.template:
+            task = cfg.task.model_copy(update={"template": name})
+            scores[name] = evaluate_config(cfg.model_copy(update={"task": task}), "dev")["accuracy"]
+    return scores
+
+
+def summary(
+    result: dict[str, Any], run_dir: Path, plot: Path, other: dict[str, float] | None = None
+) -> str:
     from paczero.report import describe_privacy
 
     history = result["metrics"]["dev_history"]
@@ -65,11 +85,25 @@ def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
     timing = result["timing"]
     privacy = result["privacy"]
     kind = "private " if privacy["private"] else ""
+    template = result["config"]["task"].get("template")
     lines = [
         "",
         f"Dev accuracy on the same {n_dev} SST-2 sentences:",
-        f"  zero-shot   {first['accuracy']:.3f}",
+        f"  zero-shot   {first['accuracy']:.3f}  ({template} template, the one trained)",
         f"  fine-tuned  {last['accuracy']:.3f}  (after {last['step']} {kind}steps)",
+    ]
+    for name, accuracy in (other or {}).items():
+        lines.append(f"  zero-shot   {accuracy:.3f}  ({name} template, no training)")
+    if other:
+        best_name, best = max(other.items(), key=lambda item: item[1])
+        if last["accuracy"] > best:
+            lines.append(f"Fine-tuning beats the {best_name} prompt alone on these sentences.")
+        else:
+            lines += [
+                f"The {best_name} prompt alone does better than this fine-tune: at this scale",
+                "private fine-tuning has not been seen to beat the best prompt (docs/results.md).",
+            ]
+    lines += [
         f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step",
         "",
         describe_privacy(privacy),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from paczero import progress
-from paczero.config import apply_override, load_config, validate_config
+from paczero.config import RunConfig, apply_override, load_config, validate_config
 from paczero.data import load_splits
 from paczero.errors import UserError
-from paczero.models import load_model
+from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
 from paczero.runs import RunDir, read_json
 from paczero.session import build_task_for, load_named
@@ -28,16 +31,30 @@ def evaluate(
         cfg = validate_config(_export_config(target, info, overrides))
     else:
         cfg = load_config(None, [f"model.name={target}", *overrides])
+
+    def weights(loaded: LoadedModel) -> torch.nn.Module:
+        if run_config.exists():
+            load_named(loaded.trainable, RunDir(target).load_tensors("best"))
+        elif exported.exists() and info["track"] == "lora":
+            from peft import PeftModel
+
+            return PeftModel.from_pretrained(loaded.model, target)
+        return loaded.model
+
+    return evaluate_config(cfg, split, weights)
+
+
+def evaluate_config(
+    cfg: RunConfig,
+    split: str = "dev",
+    weights: Callable[[LoadedModel], torch.nn.Module] = lambda loaded: loaded.model,
+) -> dict[str, Any]:
+    """Metrics of ``cfg``'s model on one of its splits: zero-shot unless ``weights`` puts
+    trained weights in (the demo compares prompt templates with it)."""
     public = public_stream(cfg.seed.public)
     splits = load_splits(cfg.task, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    model = loaded.model
-    if run_config.exists():
-        load_named(loaded.trainable, RunDir(target).load_tensors("best"))
-    elif exported.exists() and info["track"] == "lora":
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, target)
+    model = weights(loaded)
     task = build_task_for(cfg, loaded)
     encoded = task.encode(splits.test if split == "test" else splits.dev)
     with progress.phase(f"{split} evaluation"):  # a bar on a terminal, lines in a log
