@@ -422,7 +422,8 @@ def test_the_gpu_specs_resolve_to_the_paper_recipes(spec):
 def test_the_cpu_study_compares_every_method_on_the_same_pool_and_forward_passes():
     sweep = load_spec(REPO / "sweeps" / "paper-table-smollm2.yaml")
     assert sweep.names() == [
-        "mezo", "full-mean", "full-sign", "zpl", "mi0.33", "mi0.68", "dpzero-eps2.01",
+        "mezo", "full-mean", "full-sign", "full-sign-lr0.01", "zpl", "mi0.33", "mi0.68",
+        "mi0.33-lr0.01", "mi0.68-lr0.01", "dpzero-eps2.01",
         "dpzero-eps6.32", "dpaggzo-eps2.01", "dpaggzo-eps6.32", "random-sign",
         "zero-shot-mezo", "zero-shot-review",
     ]  # fmt: skip
