@@ -206,6 +206,17 @@ def test_sweep_runs_every_cell_and_seed_then_skips_them_and_tabulates(tmp_path, 
     parsed = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text())))
     assert [r["cell"] for r in parsed] == ["mezo", "zpl", "zero-shot"]
     assert float(parsed[1]["test_mean"]) == pytest.approx(mean)
+    # --baseline: each cell's test gain over the zero-shot row, paired by seed
+    paired = json.loads(table(root, "json", baseline="zero-shot"))
+    gains = {r["cell"]: r["gain"]["values"] for r in paired["rows"]}
+    assert gains["zpl"] == pytest.approx(
+        [t - e["test"]["accuracy"] for t, e in zip(tests, evals, strict=True)]
+    )
+    assert gains["zero-shot"] == [0.0, 0.0]
+    assert main(["table", str(root), "--baseline", "zero-shot"]) == 0
+    assert "| test gain (paired) |" in capsys.readouterr().out
+    assert main(["table", str(root), "--baseline", "nope"]) == 2
+    assert "--baseline 'nope' is not a cell of this sweep" in capsys.readouterr().err
 
     # plots: the sweep, one run, runs side by side
     assert main(["plot", str(root)]) == 0

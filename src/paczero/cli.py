@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="one row per sweep cell: mean +- std over seeds")
     p.add_argument("sweep_dir", help="a directory made by `paczero sweep`")
     p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    p.add_argument(
+        "--baseline", metavar="CELL", help="add each cell's test gain over CELL, paired by seed"
+    )
     p.add_argument("--out", help="write to this file instead of stdout")
 
     p = sub.add_parser("plot", help="plot a sweep, or run directories side by side")
@@ -246,7 +249,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from paczero.tables import table
 
-    text = table(args.sweep_dir, fmt=args.format)
+    text = table(args.sweep_dir, fmt=args.format, baseline=args.baseline)
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text + "\n")

@@ -3,7 +3,10 @@
 Columns: the test metric of the dev-best model, the dev-best metric, the
 membership-inference bound, the mutual information (PACZero: the bound; DP: the matched
 value), epsilon (DP: spent; PACZero: matched), the unanimity fraction and the median step
-time. Eval cells (zero-shot reference rows) have metrics only. Reads JSON files only.
+time. Eval cells (zero-shot reference rows) have metrics only. ``--baseline CELL`` adds
+each cell's test gain over that cell, paired by seed (the seeds draw different pools, dev
+and test sets, so the spread of the gain is smaller than that of either row). Reads JSON
+files only.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Row:
     settings: list[str]
     stats: dict[str, Stat] = field(default_factory=lambda: {q: Stat() for q in QUANTITIES})
     finished: int = 0
+    test_by_seed: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,7 +130,22 @@ def _row(sweep: Sweep, cell: Cell) -> Row:
         for key, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 row.stats[key].values.append(float(value))
+                if key == "test":
+                    row.test_by_seed[seed] = float(value)
     return row
+
+
+def add_gains(rows: list[Row], baseline: str) -> None:
+    """Each row's test gain over the ``baseline`` cell, seed by seed (the seeds both have)."""
+    base = next((r for r in rows if r.cell == baseline), None)
+    if base is None:
+        raise UserError(
+            f"--baseline '{baseline}' is not a cell of this sweep: "
+            f"{', '.join(r.cell for r in rows)}"
+        )
+    for row in rows:
+        seeds = [s for s in row.test_by_seed if s in base.test_by_seed]
+        row.stats["gain"] = Stat([row.test_by_seed[s] - base.test_by_seed[s] for s in seeds])
 
 
 def _train_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
@@ -154,11 +173,13 @@ def _eval_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
 # ---------------------------------------------------------------- formats
 
 
-def table(path: str | Path, fmt: str = "markdown") -> str:
+def table(path: str | Path, fmt: str = "markdown", baseline: str | None = None) -> str:
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     sweep = open_sweep(path)
     rows = collect(sweep)
+    if baseline is not None:
+        add_gains(rows, baseline)
     return {"markdown": markdown, "csv": to_csv, "json": to_json}[fmt](rows, sweep)
 
 
@@ -167,12 +188,12 @@ def _metric_label(rows: list[Row]) -> str:
     return metrics.pop() if len(metrics) == 1 else "metric"
 
 
-def _fmt(stat: Stat, digits: int, percent: bool = False) -> str:
+def _fmt(stat: Stat, digits: int, percent: bool = False, signed: bool = False) -> str:
     if stat.mean is None:
         return "-"
     scale = 100.0 if percent else 1.0
     suffix = "%" if percent else ""
-    mean = f"{scale * stat.mean:.{digits}f}{suffix}"
+    mean = f"{scale * stat.mean:{'+' if signed else ''}.{digits}f}{suffix}"
     if stat.std is None or stat.std * scale < 0.5 * 10**-digits:
         return mean
     return f"{mean} ± {scale * stat.std:.{digits}f}"
@@ -189,18 +210,21 @@ def _fmt_sig(stat: Stat) -> str:
 
 def markdown(rows: list[Row], sweep: Sweep) -> str:
     metric = _metric_label(rows)
-    head = [
-        "cell", "method", "n", f"test {metric}", f"dev-best {metric}", "MIA bound",
-        "MI (nats)", "epsilon", "unanimous", "step (s)",
+    gains = any("gain" in r.stats for r in rows)
+    head = ["cell", "method", "n", f"test {metric}"]
+    head += ["test gain (paired)"] if gains else []
+    head += [
+        f"dev-best {metric}", "MIA bound", "MI (nats)", "epsilon", "unanimous", "step (s)",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         s = r.stats
         n = f"{r.finished}" if r.finished == r.planned else f"{r.finished}/{r.planned}"
-        cells = [
-            r.cell, r.method, n, _fmt(s["test"], 3), _fmt(s["dev_best"], 3),
-            _fmt(s["mia_bound"], 4), _fmt_sig(s["mi"]), _fmt_sig(s["epsilon"]),
-            _fmt(s["unanimity"], 1, percent=True), _fmt_sig(s["step_s"]),
+        cells = [r.cell, r.method, n, _fmt(s["test"], 3)]
+        cells += [_fmt(s["gain"], 3, signed=True)] if gains else []
+        cells += [
+            _fmt(s["dev_best"], 3), _fmt(s["mia_bound"], 4), _fmt_sig(s["mi"]),
+            _fmt_sig(s["epsilon"]), _fmt(s["unanimity"], 1, percent=True), _fmt_sig(s["step_s"]),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -209,6 +233,7 @@ def markdown(rows: list[Row], sweep: Sweep) -> str:
         "value for DP; epsilon: spent for DP, matched for PACZero; MIA bound: the "
         "membership-inference success bound (prior 0.5). Zero-shot rows: no training; "
         "dev-best there is the dev metric."
+        + (" Test gain: the test metric minus the baseline cell's, seed by seed." if gains else "")
     )
     return "\n".join(lines)
 
@@ -216,13 +241,14 @@ def markdown(rows: list[Row], sweep: Sweep) -> str:
 def to_csv(rows: list[Row], sweep: Sweep) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    quantities = [*QUANTITIES, *(["gain"] if any("gain" in r.stats for r in rows) else [])]
     head = ["cell", "kind", "method", "metric", "n", "planned"]
-    for q in QUANTITIES:
+    for q in quantities:
         head += [f"{q}_mean", f"{q}_std"]
     writer.writerow(head)
     for r in rows:
         line: list[Any] = [r.cell, r.kind, r.method, r.metric, r.finished, r.planned]
-        for q in QUANTITIES:
+        for q in quantities:
             stat = r.stats[q]
             line += ["" if stat.mean is None else repr(stat.mean)]
             line += ["" if stat.std is None else repr(stat.std)]
