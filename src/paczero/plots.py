@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,8 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(sweep.cells) > len(colors):  # one colour per cell, none reused
+        colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(sweep.cells))]
 
     ax = axes[0]
     methods: dict[str, list[tuple[float, float, float, str]]] = {}
@@ -147,6 +150,11 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
     ax.legend(fontsize=7)
 
     trains = [c for c in sweep.cells if c.kind == "train"]
+    # cells with K directions per step are drawn against steps x K (pairs of forward
+    # passes), so that a DP-AggZO row lines up with single-direction rows of equal cost
+    directions = {c.name: c.resolved(c.seeds[0]).zo.directions for c in trains}
+    per_pair = any(k > 1 for k in directions.values())
+    xlabel = "steps × directions (pairs of forward passes)" if per_pair else "step"
     for ax, quantity, label in ((axes[1], metric, f"dev {metric}"), (axes[2], "loss", "dev loss")):
         for i, cell in enumerate(trains):
             curves = [_curve(sweep.run_path(cell, s)) for s in cell.seeds]
@@ -154,19 +162,20 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
             if not curves:
                 continue
             steps, mean, std = _band(curves, quantity)
+            steps = [step * directions[cell.name] for step in steps]
             color = colors[i % len(colors)]
             ax.plot(steps, mean, "o-", ms=3, color=color, label=f"{cell.name} (n {len(curves)})")
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
-        ax.set_xlabel("step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.set_title(f"{label}, mean ± std over seeds")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2 if len(trains) > 6 else 1)
     for ax in axes:
         ax.grid(alpha=0.3)
     title = sweep.description or sweep.path.name
-    fig.suptitle(title)
+    fig.suptitle("\n".join(textwrap.wrap(title, 170)), fontsize=10)
     fig.tight_layout()
     out = Path(out) if out else sweep.path / "sweep.png"
     fig.savefig(out, dpi=110)
