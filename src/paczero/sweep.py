@@ -387,10 +387,10 @@ def _difference(old: dict, new: dict) -> str:
         if name not in after:
             return f"cell '{name}' is gone"
     for name, cell in before.items():
-        keys = [k for k in cell if cell.get(k) != after[name].get(k)]
+        keys = [k for k in {**cell, **after[name]} if cell.get(k) != after[name].get(k)]
         if keys:
             return f"cell '{name}' changed its {', '.join(keys)}"
-    return "the cells differ"
+    return "the cells differ"  # unreachable while the check above covers every key
 
 
 @contextlib.contextmanager

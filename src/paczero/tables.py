@@ -30,6 +30,7 @@ QUANTITIES = ("test", "dev_best", "mia_bound", "mi", "epsilon", "unanimity", "st
 @dataclass
 class Stat:
     values: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # the seed of each value (pairs rows)
 
     @property
     def n(self) -> int:
@@ -58,7 +59,6 @@ class Row:
     settings: list[str]
     stats: dict[str, Stat] = field(default_factory=lambda: {q: Stat() for q in QUANTITIES})
     finished: int = 0
-    test_by_seed: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,8 +130,7 @@ def _row(sweep: Sweep, cell: Cell) -> Row:
         for key, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 row.stats[key].values.append(float(value))
-                if key == "test":
-                    row.test_by_seed[seed] = float(value)
+                row.stats[key].seeds.append(seed)
     return row
 
 
@@ -143,9 +142,11 @@ def add_gains(rows: list[Row], baseline: str) -> None:
             f"--baseline '{baseline}' is not a cell of this sweep: "
             f"{', '.join(r.cell for r in rows)}"
         )
+    reference = dict(zip(base.stats["test"].seeds, base.stats["test"].values, strict=True))
     for row in rows:
-        seeds = [s for s in row.test_by_seed if s in base.test_by_seed]
-        row.stats["gain"] = Stat([row.test_by_seed[s] - base.test_by_seed[s] for s in seeds])
+        test = row.stats["test"]
+        pairs = [(s, v) for s, v in zip(test.seeds, test.values, strict=True) if s in reference]
+        row.stats["gain"] = Stat([v - reference[s] for s, v in pairs], [s for s, _ in pairs])
 
 
 def _train_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
