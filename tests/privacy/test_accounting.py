@@ -10,6 +10,7 @@ from paczero.privacy.accounting import (
     DPAccountant,
     calibrate_noise_multiplier,
     dp_event,
+    epsilon_schedule,
     epsilon_spent,
 )
 
@@ -192,3 +193,43 @@ def test_opacus_rdp_rejects_subsampled_laplace_but_keeps_pure_dp():
         calibrate_noise_multiplier(1.0, 1e-5, 0.1, 10, noise="laplace", accountant="opacus-rdp")
     pure = calibrate_noise_multiplier(1.0, 0.0, 0.1, 10, noise="laplace", accountant="opacus-rdp")
     assert pure == calibrate_noise_multiplier(1.0, 0.0, 0.1, 10, noise="laplace")
+
+
+SCHEDULES = [  # (accountant, noise multiplier, delta, q, steps, noise, count epsilon)
+    ("pld", 4.6, 1e-5, 1.0, 6, "gaussian", 0.0),
+    ("pld", 3.0, 1e-6, 0.25, 5, "gaussian", 0.05),
+    ("pld", 3.0, 1e-5, 0.5, 4, "laplace", 0.0),
+    ("rdp", 1.0, 1e-5, 0.064, 300, "gaussian", 0.0),
+    ("rdp", 12.6, 1e-5, 1.0, 40, "gaussian", 0.1),
+    ("opacus-rdp", 16.5625, 1e-5, 0.064, 300, "gaussian", 0.025),
+    ("pld", 2.0, 0.0, 0.1, 50, "laplace", 0.1),  # pure epsilon-DP
+]
+
+
+@pytest.mark.parametrize("accountant, mu, delta, q, steps, noise, count", SCHEDULES)
+def test_epsilon_schedule_is_the_per_step_computation(
+    accountant, mu, delta, q, steps, noise, count
+):
+    kw = {"accountant": accountant, "noise": noise, "count_epsilon": count}
+    schedule = epsilon_schedule(mu, delta, q, steps, **kw)
+    assert len(schedule) == steps
+    some = range(1, steps + 1) if steps <= 6 else (1, 2, steps // 2, steps - 1, steps)
+    for t in some:
+        assert schedule[t - 1] == pytest.approx(epsilon_spent(mu, delta, q, t, **kw), rel=1e-9)
+    assert all(a < b for a, b in zip(schedule[:-1], schedule[1:], strict=True))  # grows
+
+
+def test_pld_schedule_is_the_same_in_worker_processes():
+    args = (3.0, 1e-5, 0.5, 2)
+    assert epsilon_schedule(*args, workers=2) == epsilon_schedule(*args, workers=1)
+
+
+def test_prepared_accountant_answers_from_the_schedule_and_resumes_identically():
+    acc = DPAccountant(noise_multiplier=3.0, delta=1e-5, sample_rate=0.5, steps=4)
+    before = [acc.epsilon(t) for t in range(1, 5)]  # the accountant, step by step
+    acc.prepare()
+    assert acc._schedule is not None
+    assert [acc.epsilon(t) for t in range(1, 5)] == pytest.approx(before, rel=1e-9)
+    again = DPAccountant.from_state_dict(acc.state_dict())  # what resume rebuilds
+    again.prepare()
+    assert [again.epsilon(t) for t in range(5)] == [acc.epsilon(t) for t in range(5)]

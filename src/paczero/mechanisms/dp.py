@@ -35,8 +35,8 @@ from paczero.progress import waiting
 class _LazySpent(Mapping):
     """{"epsilon", "delta"} whose epsilon is computed on first read.
 
-    The trainer asks ``spent()`` every step; a PLD composition per step would cost more than
-    the step itself when nobody reads it.
+    The trainer asks ``spent()`` every step and the schedule prepared at start answers it;
+    beyond it (never, in a run that stops at its planned steps) the accountant does.
     """
 
     def __init__(self, accountant: DPAccountant, steps: int):
@@ -124,6 +124,8 @@ class _DPMechanism(Mechanism):
                     noise=self.noise,
                     count_epsilon=count_eps,
                 )
+            with waiting(f"{self.name}: epsilon after each of the {steps} steps"):
+                self.accountant.prepare()  # once, so that no step composes a PLD
         except ValueError as err:
             raise UserError(f"{self.name}: {err}") from None
         self.sensitivity = self._sensitivity()

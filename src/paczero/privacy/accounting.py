@@ -89,6 +89,7 @@ __all__ = [
     "calibrate_noise_multiplier",
     "check_target",
     "dp_event",
+    "epsilon_schedule",
     "epsilon_spent",
 ]
 
@@ -207,6 +208,84 @@ def epsilon_spent(
     event = dp_event(noise_multiplier, sample_rate, steps, noise=noise, count_epsilon=count_epsilon)
     with _accounting_quiet():
         return float(_fresh(accountant).compose(event).get_epsilon(delta))
+
+
+PARALLEL_FROM_STEPS = 200  # below this a PLD schedule takes seconds at most: no processes
+
+
+def epsilon_schedule(
+    noise_multiplier: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    *,
+    accountant: str = "pld",
+    noise: str = "gaussian",
+    count_epsilon: float = 0.0,
+    workers: int | None = None,
+) -> list[float]:
+    """[epsilon_spent(t) for t = 1..steps], the same numbers, computed once off the step.
+
+    The schedule depends only on public quantities, so a run computes it at start and each
+    step looks its value up. RDP composes additively (the accountant holds count RDP + t x
+    the step's RDP), so one step's RDP vector gives every t at the cost of the conversion.
+    PLD is not prefix-friendly (self-composition is one FFT power per t), so each t is the
+    accountant's own computation, spread over ``workers`` processes for long schedules.
+    """
+    _check_common(delta, sample_rate, steps, noise, accountant, count_epsilon)
+    if not noise_multiplier > 0:
+        raise ValueError(f"the noise multiplier must be > 0, got {noise_multiplier!r}")
+    args = (noise_multiplier, delta, sample_rate)
+    kw = {"accountant": accountant, "noise": noise, "count_epsilon": count_epsilon}
+    if accountant_name(accountant, noise, delta) == PURE:
+        step_args = (noise_multiplier, sample_rate)
+        return [_pure_epsilon(*step_args, t, count_epsilon) for t in range(1, steps + 1)]
+    if accountant in ("rdp", OPACUS):
+        return _rdp_schedule(*args, steps, accountant, count_epsilon)
+    workers = _workers(steps) if workers is None else workers
+    if workers <= 1:
+        return [epsilon_spent(*args, t, **kw) for t in range(1, steps + 1)]
+    import concurrent.futures
+    import functools
+    import multiprocessing
+
+    one = functools.partial(_epsilon_at, args, kw)
+    context = multiprocessing.get_context("spawn")  # never fork a process holding CUDA
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(one, range(1, steps + 1), chunksize=4))
+
+
+def _epsilon_at(args: tuple, kw: dict, steps: int) -> float:
+    return epsilon_spent(*args, steps, **kw)
+
+
+def _workers(steps: int) -> int:
+    import os
+
+    if steps < PARALLEL_FROM_STEPS:
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _rdp_schedule(mu, delta, rate, steps, accountant, count_epsilon) -> list[float]:
+    """RdpAccountant after the count (if any) and t steps holds rdp(count) + t * rdp(step):
+    the same vector epsilon_spent composes, converted by the accountant's own formula."""
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
+    step = _fresh(accountant)
+    step.compose(dp_event(mu, rate, 1))
+    start = _fresh(accountant)
+    if count_epsilon > 0 and accountant != OPACUS:  # opacus-rdp adds the count afterwards
+        start.compose(dp_accounting.LaplaceDpEvent(1.0 / count_epsilon))
+    added = count_epsilon if accountant == OPACUS else 0.0
+    # the accountant's own vectors and orders (private names, pinned by a test that compares
+    # every t with epsilon_spent)
+    orders, base, per_step = step._orders, start._rdp, step._rdp
+    with _accounting_quiet():
+        return [
+            float(compute_epsilon(orders, base + t * per_step, delta)[0]) + added
+            for t in range(1, steps + 1)
+        ]
 
 
 def _guess(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
@@ -398,6 +477,7 @@ class DPAccountant:
     target_epsilon: float | None = None
     calibration_s: float | None = None
     _cache: dict[int, float] = field(default_factory=dict, repr=False, compare=False)
+    _schedule: list[float] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def calibrate(
@@ -441,9 +521,26 @@ class DPAccountant:
     def method(self) -> str:
         return accountant_name(self.accountant, self.noise, self.delta)
 
+    def prepare(self) -> None:
+        """Compute epsilon after every planned step once, so a step only looks its value up
+        (a PLD composition per step costs more than a GPU step)."""
+        if self._schedule is None:
+            self._schedule = epsilon_schedule(
+                self.noise_multiplier,
+                self.delta,
+                self.sample_rate,
+                self.steps,
+                accountant=self.accountant,
+                noise=self.noise,
+                count_epsilon=self.count_epsilon,
+            )
+
     def epsilon(self, steps: int) -> float:
-        """Epsilon spent after ``steps`` steps (memoised: the PLD composition is not free)."""
+        """Epsilon spent after ``steps`` steps: from the schedule once prepare() made it,
+        else from the accountant (memoised)."""
         steps = int(steps)
+        if self._schedule is not None and 1 <= steps <= len(self._schedule):
+            return self._schedule[steps - 1]
         if steps not in self._cache:
             self._cache[steps] = epsilon_spent(
                 self.noise_multiplier,
