@@ -59,6 +59,15 @@ def test_quick_bench_reports_every_field(tmp_path, track):
     assert 0 < tokens["pool_real"] <= tokens["pool_padded"] < tokens["reference_padded_per_pass"]
     assert tokens["step_per_s"] > 0 and tokens["floor_per_s"] > 0
     assert result["machine"]["torch"] == torch.__version__
+    compute = result["compute"]  # 2 x parameters x real tokens per pass, over the time
+    flop = 2 * 2 * config["parameters"] * tokens["pool_real"]
+    assert compute["flop_per_step"] == flop
+    assert compute["floor_tflops"] == pytest.approx(flop / result["seconds"]["floor"] / 1e12)
+    assert compute["step_tflops"] == pytest.approx(flop / result["seconds"]["step"] / 1e12)
+    assert compute["peak_tflops_probe"] > 0 and "matmul" in compute["probe"]
+    assert compute["floor_fraction_of_peak"] == pytest.approx(
+        compute["floor_tflops"] / compute["peak_tflops_probe"]
+    )
     assert set(result["targets"]) == {
         "step_over_floor",
         "train_over_inference_memory",
@@ -75,6 +84,13 @@ def test_quick_bench_reports_every_field(tmp_path, track):
         assert "memory" not in result
 
     table = format_table(result)
-    for text in ("floor", "full step", "perturbation", "mechanism", "reference-style", "tokens/s"):
+    texts = ("floor", "full step", "perturbation", "mechanism", "reference-style", "tokens/s")
+    for text in (*texts, "TFLOP/s", "of it"):
         assert text in table
     assert ("peak memory train" in table) == (track == "full")
+
+
+def test_matmul_probe_measures_a_rate_on_the_cpu():
+    from paczero.bench import matmul_peak_tflops
+
+    assert matmul_peak_tflops("cpu", torch.float32, size=128, repeats=1) > 0

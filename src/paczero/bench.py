@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paczero.batch_budget import micro_batch_rows
+
 if TYPE_CHECKING:  # torch loads only when a bench runs: the CLI stays quick
     import numpy as np
     import torch
@@ -185,7 +187,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     s = _session(args)
     model, task, pool, device = s.loaded.model, s.task, s.pool, s.loaded.device
     rows = np.arange(len(pool))
-    mb = s.cfg.zo.micro_batch
+    mb = micro_batch_rows(s.cfg.zo.micro_batch, s.cfg.zo.micro_batch_tokens, s.loaded.device)
     lr = s.cfg.train.lr
     opt, est = s.optimizer, s.optimizer.estimator
 
@@ -297,6 +299,9 @@ def run_bench(args: argparse.Namespace) -> dict:
             "floor_per_s": 2 * real / med["floor"],
         },
     }
+    result["compute"] = achieved_compute(
+        result["config"]["parameters"], real, med["floor"], med["step"], device, s.loaded.dtype
+    )
     if reference is not None:
         result["tokens"]["reference_padded_per_pass"] = reference.padded_tokens
     if memory is not None:
@@ -310,6 +315,52 @@ def run_bench(args: argparse.Namespace) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+PROBE_SIZE = {"cpu": 1024, "cuda": 8192}  # square matmul side of the peak probe
+
+
+def forward_flops(parameters: int, real_tokens: int) -> float:
+    """FLOP of one forward pass: 2 x parameters per real token (multiply and add)."""
+    return 2.0 * parameters * real_tokens
+
+
+def tflops(flop: float, seconds: float) -> float:
+    return flop / seconds / 1e12
+
+
+def matmul_peak_tflops(device, dtype, size: int | None = None, repeats: int = 3) -> float:
+    """The device's attainable dense rate in ``dtype``: the best of a few square matmuls."""
+    import torch
+
+    kind = torch.device(device).type
+    n = size or PROBE_SIZE.get(kind, 4096)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    _timed(lambda: a @ b, torch.device(device))  # warm-up (kernels, clocks)
+    best = min(_timed(lambda: a @ b, torch.device(device))[0] for _ in range(repeats))
+    return tflops(2.0 * n**3, best)
+
+
+def achieved_compute(parameters, real_tokens, floor_s, step_s, device, dtype) -> dict[str, Any]:
+    """Achieved TFLOP/s of the floor and the step (2 forward passes over the pool's real
+    tokens) beside the peak a matmul probe reaches on the same device and dtype."""
+    flop = 2 * forward_flops(parameters, real_tokens)
+    peak = matmul_peak_tflops(device, dtype)
+    floor, step = tflops(flop, floor_s), tflops(flop, step_s)
+    return {
+        "flop_per_step": flop,
+        "floor_tflops": floor,
+        "step_tflops": step,
+        "peak_tflops_probe": peak,
+        "probe": f"{PROBE_SIZE.get(torch_kind(device), 4096)}^2 matmul, {dtype}",
+        "floor_fraction_of_peak": floor / peak,
+        "step_fraction_of_peak": step / peak,
+    }
+
+
+def torch_kind(device) -> str:
+    return getattr(device, "type", str(device).split(":")[0])
 
 
 def check_targets(result: dict) -> dict[str, dict[str, Any]]:
@@ -437,7 +488,7 @@ def _memory_phase(args: argparse.Namespace) -> dict:
     s = _session(args)
     model, task, pool, device = s.loaded.model, s.task, s.pool, s.loaded.device
     rows = np.arange(len(pool))
-    mb = s.cfg.zo.micro_batch
+    mb = micro_batch_rows(s.cfg.zo.micro_batch, s.cfg.zo.micro_batch_tokens, s.loaded.device)
     with torch.no_grad():  # page in mmapped weights, so the base is the loaded model
         for p in model.parameters():
             p.sum()
@@ -508,6 +559,14 @@ def format_table(result: dict) -> str:
         f"tokens/s: step {tok['step_per_s']:.0f}, floor {tok['floor_per_s']:.0f} "
         f"({tok['pool_real']} real tokens per pass, padding x{pad:.2f})"
     )
+    comp = result.get("compute")
+    if comp:
+        lines.append(
+            f"compute: floor {comp['floor_tflops']:.3g} TFLOP/s, step {comp['step_tflops']:.3g} "
+            f"TFLOP/s; peak {comp['peak_tflops_probe']:.3g} TFLOP/s ({comp['probe']}): "
+            f"floor {100 * comp['floor_fraction_of_peak']:.1f}%, "
+            f"step {100 * comp['step_fraction_of_peak']:.1f}% of it"
+        )
     mem = result.get("memory")
     if mem:
         for phase in ("inference", "train"):

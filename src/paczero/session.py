@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from paczero.auditing.canaries import add_canaries
+from paczero.batch_budget import auto_tokens
 from paczero.config import RunConfig, TaskConfig
 from paczero.data import Splits, load_splits
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
@@ -24,7 +25,6 @@ from paczero.tasks import Task, build_task
 from paczero.tasks.base import Encoded
 
 LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
-CPU_BATCH_TOKENS = 512  # measured on SmolLM2: pool 32 x1.5, pool 128 x1.1 faster than no cap
 
 
 @dataclass(frozen=True)
@@ -147,11 +147,12 @@ def build_task_for(cfg: RunConfig, loaded: LoadedModel) -> Task:
     """The run's task, batching for the model's device (``zo.micro_batch_tokens``), its
     lengths fitted to the model (``fit_task``)."""
     budget = cfg.zo.micro_batch_tokens
+    task = fit_task(cfg.task, loaded.model)
     if budget == "auto":
-        budget = CPU_BATCH_TOKENS if loaded.device.type == "cpu" else None
+        size = torch.tensor([], dtype=loaded.dtype).element_size()
+        budget = auto_tokens(loaded.device, loaded.model, size, task.max_length)
     elif budget == "off":
         budget = None
-    task = fit_task(cfg.task, loaded.model)
     return build_task(task, loaded.tokenizer, device=loaded.device, max_batch_tokens=budget)
 
 

@@ -211,7 +211,7 @@ class Trainer:
 
         def losses(rows: np.ndarray, world: World = SOLO) -> torch.Tensor:
             out = pool_losses(
-                s.loaded.model, s.task, s.pool, rows, s.cfg.zo.micro_batch, world, units=s.units
+                s.loaded.model, s.task, s.pool, rows, _rows_cap(s), world, units=s.units
             )
             if not bool(torch.isfinite(out).all()):
                 if not secret_rows:
@@ -437,6 +437,13 @@ def _plot(run_path: Path) -> None:
         plot_run(run_path)
     except Exception as err:
         warnings.warn(f"paczero: training.png not drawn ({err})", stacklevel=2)
+
+
+def _rows_cap(s) -> int:
+    from paczero.batch_budget import micro_batch_rows
+
+    zo = s.cfg.zo
+    return micro_batch_rows(zo.micro_batch, zo.micro_batch_tokens, s.loaded.device)
 
 
 def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
