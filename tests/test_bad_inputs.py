@@ -20,6 +20,7 @@ SMALL += ["train.batch_size=8", "train.eval_every=2"]
 MI = ["mechanism.name=paczero-mi", "mechanism.subsets=4"]
 DP = ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=4"]
 DP += ["mechanism.epsilon=2", "mechanism.accountant=rdp"]
+DEEP = "[" * 5000 + "]" * 5000  # the YAML composer would recurse 5000 deep
 SQUAD = ["task.name=squad", "data.source=auto", "model.name=tiny-llama", "task.max_length=512"]
 
 
@@ -72,6 +73,11 @@ def files(tmp_path_factory):
     (root / "list.yaml").write_text("- train\n- steps\n")
     (root / "broken.yaml").write_text("train: {steps: [1, 2\n")
     (root / "dir.yaml").mkdir()
+    (root / "twice.yaml").write_text("train: {steps: 6, lr: 0.1}\ndata: {}\ntrain: {steps: 9}\n")
+    (root / "deep.yaml").write_text(f"train: {DEEP}\n")
+    (root / "deep-task.yaml").write_text(f"type: classification\nprompt: {DEEP}\n")
+    (root / "deep-sweep.yaml").write_text(f"base: smoke\nseeds: {DEEP}\n")
+    (root / "twice-sweep.yaml").write_text("base: smoke\nseeds: [0]\nseeds: [1]\n")
     (root / "a-file").write_text("not a folder\n")
     (root / "full").mkdir()
     (root / "full" / "mine.txt").write_text("keep me\n")
@@ -102,11 +108,11 @@ T = ["train", "smoke", "--quiet"]
 # files, {tmp} a fresh folder.
 CASES = [
     # ---- non-finite and overflowing numbers
-    ("lr-inf", [*T, *sets("train.lr=inf")], "'train.lr': Input should be a finite number"),
+    ("lr-inf", [*T, *sets("train.lr=.inf")], "'train.lr': Input should be a finite number"),
     ("lr-nan", [*T, *sets("train.lr=nan")], "'train.lr'"),
     ("lr-1e300", [*T, *sets("train.lr=1e300")], "'train.lr': must be at most 3.403e+38"),
     ("lr-negative", [*T, *sets("train.lr=-1")], "'train.lr'"),
-    ("eps-inf", [*T, *sets("zo.eps=inf")], "'zo.eps': Input should be a finite number"),
+    ("eps-inf", [*T, *sets("zo.eps=.inf")], "'zo.eps': Input should be a finite number"),
     ("eps-1e300", [*T, *sets("zo.eps=1e300")], "'zo.eps': must be at most"),
     ("budget-inf", [*T, *sets(*MI, "mechanism.budget=inf")], "'mechanism.budget'"),
     ("clip-inf", [*T, *sets(*DP[:-1], "mechanism.clip=inf")], "'mechanism.clip'"),
@@ -164,6 +170,19 @@ CASES = [
     ("config-dir", ["train", "{files}/dir.yaml"], "is a directory"),
     ("config-missing", ["train", "{files}/missing.yaml"], "config file not found"),
     ("recipe-unknown", ["train", "smok"], "did you mean 'smoke'"),
+    # ---- YAML: each key once, nesting bounded, YAML 1.2 booleans, numbers without quotes
+    ("config-key-twice", ["train", "{files}/twice.yaml"], "line 3: duplicate key 'train'"),
+    ("config-deep", ["train", "{files}/deep.yaml"], "deep.yaml line 1: nesting deeper than 100"),
+    ("task-file-deep", [*T, *sets("task.file={files}/deep-task.yaml")], "nesting deeper"),
+    ("sweep-deep", ["sweep", "{files}/deep-sweep.yaml"], "nesting deeper than 100"),
+    ("sweep-key-twice", ["sweep", "{files}/twice-sweep.yaml"], "duplicate key 'seeds'"),
+    ("set-deep", [*T, *sets(f"train.batch_size={DEEP}")], "--set train.batch_size line 1: nest"),
+    ("set-key-twice", [*T, *sets("train={steps: 2, steps: 3}")], "duplicate key 'steps'"),
+    ("eval-at-start-yes", [*T, *sets("train.eval_at_start=yes")], "'train.eval_at_start'"),
+    ("eval-at-start-on", [*T, *sets("train.eval_at_start=on")], "'train.eval_at_start'"),
+    ("num-dev-quoted", [*T, *sets("data.num_dev='16'")], "'data.num_dev': must be a number, not"),
+    ("lr-quoted", [*T, *sets("train.lr='0.1'")], "'train.lr': must be a number, not text"),
+    ("lr-inf-word", [*T, *sets("train.lr=inf")], "'train.lr': must be a number, not text"),
     # ---- data files
     (
         "tsv-train-bytes",
@@ -220,7 +239,7 @@ CASES = [
     ("resume-finished", ["resume", "{run}"], "is a finished run"),
     ("resume-set-steps", ["resume", "{stopped}", *sets("train.steps=9")], "cannot change train"),
     ("resume-set-eps", ["resume", "{stopped}", *sets("zo.eps=0.1")], "cannot change zo.eps"),
-    ("resume-set-inf", ["resume", "{stopped}", *sets("train.lr=inf")], "finite number"),
+    ("resume-set-inf", ["resume", "{stopped}", *sets("train.lr=.inf")], "finite number"),
     # ---- export
     ("export-to-file", ["export", "{run}", "--to", "{files}/a-file"], "is a file"),
     ("export-under-file", ["export", "{run}", "--to", "{files}/a-file/x"], "a-file is a file"),
@@ -231,7 +250,7 @@ CASES = [
     ("export-no-run", ["export", "{tmp}/nowhere", "--to", "{tmp}/x"], "not a paczero run"),
     # ---- eval
     ("eval-missing", ["eval", "{tmp}/nowhere", *sets("data.source=synthetic")], "no such file"),
-    ("eval-set-inf", ["eval", "{run}", *sets("train.lr=inf")], "finite number"),
+    ("eval-set-inf", ["eval", "{run}", *sets("train.lr=.inf")], "finite number"),
     ("eval-split", ["eval", "{run}", "--split", "train"], "invalid choice"),
     (
         "eval-bad-data",

@@ -295,14 +295,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    import yaml
-
     from paczero.config import recipe_names, recipe_text
+    from paczero.textfiles import load_yaml
 
     names = recipe_names()
     width = max(map(len, names), default=0)
     for name in names:
-        description = (yaml.safe_load(recipe_text(name)) or {}).get("description", "")
+        description = (load_yaml(recipe_text(name), name) or {}).get("description", "")
         print(f"{name:<{width}}  {description}")
     return 0
 

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic.types import AllowInfNan
 
 from paczero.errors import UserError
-from paczero.textfiles import read_text
+from paczero.textfiles import load_yaml, parse_yaml, read_text
 
 # ---------------------------------------------------------------- value types
 #
@@ -46,6 +46,8 @@ LOG2 = math.log(2.0)
 def _no_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"must be a number, not {str(value).lower()}")
+    if isinstance(value, str):  # '16' in quotes is text; a number is written without them
+        raise ValueError("must be a number, not text")
     return value
 
 
@@ -458,10 +460,7 @@ def read_source(source: str | None) -> dict[str, Any]:
 
 def yaml_mapping(text: str, where: str, of: str, what: str = "a task file") -> dict[str, Any]:
     """YAML text that must be a mapping (of ``of``), or one line naming ``where``."""
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = load_yaml(text, where) or {}
     if not isinstance(data, dict):
         raise UserError(f"{where}: {what} must be a YAML mapping of {of}")
     return data
@@ -490,7 +489,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or not key:
         raise UserError(f"--set expects key=value, got '{assignment}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw, f"--set {key}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     node = data

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
+from paczero.textfiles import load_yaml, read_text
 
 X_AXES = {
     "bound": ("mia_bound", "membership-inference success bound (prior 0.5)"),
@@ -198,8 +199,6 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     secret, DP), the dev metric, the running unanimity fraction, and the privacy spent
     against the steps (PACZero: MI charged on the path, with the budget dashed; DP:
     epsilon, with its target dashed)."""
-    import yaml
-
     from paczero.privacy.ledger import read_jsonl
     from paczero.report import has_unanimity, privacy_curve, running_mean
 
@@ -207,7 +206,7 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     for path, label in zip(paths, _labels(paths), strict=True):
         records = read_jsonl(path / "releases.jsonl")
         dev = [m for m in read_jsonl(path / "metrics.jsonl") if m.get("split") == "dev"]
-        cfg = yaml.safe_load((path / "config.yaml").read_text())
+        cfg = load_yaml(read_text(path / "config.yaml"), path / "config.yaml")
         runs.append((label, records, dev, privacy_curve(cfg, records)))
     metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d, _ in runs if d), "accuracy")
     unanimity = any(has_unanimity(rec) for _, rec, _, _ in runs)

@@ -166,12 +166,12 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import yaml
 
     from paczero.runs import RunDir
+    from paczero.textfiles import load_yaml, read_text
 
     run = RunDir(Path(run_dir))
-    cfg = yaml.safe_load(run.config_path.read_text())
+    cfg = load_yaml(read_text(run.config_path), run.config_path)
     records = run.releases()
     steps = [r["step"] + 1 for r in records]
     dev = [m for m in run.metrics() if m["split"] == "dev"]

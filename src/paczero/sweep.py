@@ -45,6 +45,7 @@ import yaml
 
 from paczero.errors import Interrupted, UserError
 from paczero.signals import handled
+from paczero.textfiles import load_yaml, read_text
 
 SPEC_KEYS = ("description", "base", "set", "grid", "cells", "seeds", "out")
 CELL_KEYS = ("name", "kind", "base", "set", "seeds", "splits")
@@ -155,10 +156,7 @@ def load_spec(path: str | Path, out: str | Path | None = None) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep spec not found: {path}")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    spec = load_yaml(read_text(path, "sweep spec"), path)
     if not isinstance(spec, dict):
         raise UserError(f"{path}: a sweep spec must be a YAML mapping (base, set, grid, ...)")
     _check_keys(spec, SPEC_KEYS, f"{path}: unknown key")
