@@ -79,6 +79,7 @@ def files(tmp_path_factory):
     (root / "deep-sweep.yaml").write_text(f"base: smoke\nseeds: {DEEP}\n")
     (root / "twice-sweep.yaml").write_text("base: smoke\nseeds: [0]\nseeds: [1]\n")
     (root / "a-file").write_text("not a folder\n")
+    (root / "empty").mkdir()
     (root / "full").mkdir()
     (root / "full" / "mine.txt").write_text("keep me\n")
     _sst2(root / "tsv-train-bytes", GOOD_TSV.replace(b"a film 3", b"a film \xff3"))
@@ -169,6 +170,7 @@ CASES = [
     ("config-broken", ["train", "{files}/broken.yaml"], "not valid YAML"),
     ("config-dir", ["train", "{files}/dir.yaml"], "is a directory"),
     ("config-missing", ["train", "{files}/missing.yaml"], "config file not found"),
+    ("config-dev-null", ["train", "/dev/null"], "/dev/null is not a regular file"),
     ("recipe-unknown", ["train", "smok"], "did you mean 'smoke'"),
     # ---- YAML: each key once, nesting bounded, YAML 1.2 booleans, numbers without quotes
     ("config-key-twice", ["train", "{files}/twice.yaml"], "line 3: duplicate key 'train'"),
@@ -232,9 +234,17 @@ CASES = [
     ("out-is-file", [*T, "--out", "{files}/a-file"], "is a file"),
     ("out-full", [*T, "--out", "{files}/full"], "already holds files"),
     ("out-a-run", [*T, "--out", "{run}"], "already holds a run"),
+    ("out-empty", [*T, "--out="], "--out is empty; give a path"),
+    ("export-to-empty", ["export", "{run}", "--to="], "--to is empty"),
+    ("table-out-empty", ["table", "{run}", "--out="], "--out is empty"),
+    ("plot-out-format", ["plot", "{run}", "--out", "{tmp}.foo"], "'.foo' is not an image format"),
+    ("plot-out-nowhere", ["plot", "{run}", "--out", "{tmp}/no/p.png"], "does not exist"),
+    ("audit-json-under-file", ["audit", "{run}", "--json", "{files}/a-file/a.json"], "a file"),
+    ("audit-json-dir", ["audit", "{run}", "--json", "{files}/full"], "is a directory"),
+    ("audit-plot-under-file", ["audit", "{run}", "--plot", "{files}/a-file/a.png"], "a file"),
     # ---- resume
     ("resume-missing", ["resume", "{tmp}/nowhere"], "not a paczero run directory"),
-    ("resume-file", ["resume", "{files}/a-file"], "not a paczero run directory"),
+    ("resume-file", ["resume", "{files}/a-file"], "a-file is a file, not a paczero run"),
     ("resume-not-a-run", ["resume", "{files}/full"], "no config.yaml"),
     ("resume-finished", ["resume", "{run}"], "is a finished run"),
     ("resume-set-steps", ["resume", "{stopped}", *sets("train.steps=9")], "cannot change train"),
@@ -250,6 +260,7 @@ CASES = [
     ("export-no-run", ["export", "{tmp}/nowhere", "--to", "{tmp}/x"], "not a paczero run"),
     # ---- eval
     ("eval-missing", ["eval", "{tmp}/nowhere", *sets("data.source=synthetic")], "no such file"),
+    ("eval-empty-dir", ["eval", "{files}/empty"], "holds no run (config.yaml), export"),
     ("eval-set-inf", ["eval", "{run}", *sets("train.lr=.inf")], "finite number"),
     ("eval-split", ["eval", "{run}", "--split", "train"], "invalid choice"),
     (
@@ -309,7 +320,7 @@ def test_bad_input_is_refused_in_one_line(
     places = {"run": finished_run, "stopped": stopped_run, "files": files, "tmp": tmp_path / "tmp"}
     for name, path in places.items():
         argv = [arg.replace("{" + name + "}", str(path)) for arg in argv]
-    if argv[:1] == ["train"] and "--out" not in argv:
+    if argv[:1] == ["train"] and not any(arg.startswith("--out") for arg in argv):
         argv += ["--out", str(tmp_path / "tmp" / "run")]
     before = _snapshot(tmp_path, finished_run, stopped_run, files)
     capsys.readouterr()
@@ -395,3 +406,39 @@ def test_the_config_knows_every_task_template():
             assert load_config(None, [*sets, f"task.template={template}"]).task.template == template
         with pytest.raises(UserError, match="task.template 'fancy' is not a template"):
             load_config(None, [*sets, "task.template=fancy"])
+
+
+def test_plot_into_an_existing_folder_writes_inside_it_and_prints_the_path(
+    finished_run, tmp_path, capsys
+):
+    assert main(["plot", str(finished_run), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == f"plot: {tmp_path / 'training.png'}"
+    assert (tmp_path / "training.png").stat().st_size > 0
+    assert not Path(f"{tmp_path}.png").exists()
+
+
+def test_a_reader_that_leaves_the_pipe_is_a_quiet_exit(tmp_path, capsys, monkeypatch):
+    """`paczero recipes | head -c 10`: exit 0, nothing on stderr (BrokenPipeError is an
+    OSError: its branch comes first). The closed pipe is simulated: a real one closes in
+    a race with Python's buffer."""
+
+    class ClosedPipe:
+        def __init__(self, fd: int):
+            self.fd = fd
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            return self.fd
+
+    fd = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)
+    monkeypatch.setattr("sys.stdout", ClosedPipe(fd))
+    try:
+        assert main(["recipes"]) == 0
+    finally:
+        os.close(fd)
+    assert capsys.readouterr().err == ""

@@ -145,9 +145,47 @@ def _quiet_libraries() -> None:
     quiet_libraries()
 
 
+def _check_config_path(source: str | None) -> None:
+    """A config path that exists but is not a file or folder (``/dev/null``, a pipe)."""
+    exists = source is not None and os.path.exists(source)
+    if exists and not (os.path.isfile(source) or os.path.isdir(source)):
+        raise UserError(f"config file {source} is not a regular file; give a YAML file")
+
+
+def _check_output_file(option: str, value: str | None) -> None:
+    """An output file that cannot be written is refused before the work that fills it."""
+    if value is None:
+        return
+    path = Path(value)
+    if path.is_dir():
+        raise UserError(f"{option} {value} is a directory; give a file path")
+    parent = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not parent.is_dir():
+        raise UserError(f"{option} {value} cannot be written: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {value} cannot be written: {parent} is not writable")
+
+
+# Options that name a path: an empty value (``--out=``) would mean the current folder.
+PATH_OPTIONS = {
+    "out": "--out",
+    "to": "--to",
+    "json": "--json",
+    "json_path": "--json",
+    "plot": "--plot",
+}
+
+
+def _check_path_options(args: argparse.Namespace) -> None:
+    for name, option in PATH_OPTIONS.items():
+        if getattr(args, name, None) == "":
+            raise UserError(f"{option} is empty; give a path")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from paczero.trainer import train
 
+    _check_config_path(args.config)
     _quiet_libraries()
 
     result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
@@ -269,6 +307,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from paczero.auditing import audit, audit_trials
 
+    _check_output_file("--json", args.json)
+    _check_output_file("--plot", args.plot)
     _quiet_libraries()
     options = {
         "score": args.score,
@@ -358,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.filterwarnings("ignore", module="transformers|peft|torch")
     try:
+        _check_path_options(args)
         return COMMANDS[args.command](args)
     except UserError as err:
         if args.debug:
@@ -365,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         if _rank() == 0 or not getattr(err, "everywhere", False):  # one line per run
             print(f"paczero: error: {_ranked(_one_line(str(err)))}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # e.g. `paczero recipes | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # the machine refused (disk full, permissions): still one line
         if args.debug:
             raise
@@ -375,9 +419,6 @@ def main(argv: list[str] | None = None) -> int:
         if _rank() == 0:
             print(f"paczero: {err}", file=sys.stderr)
         return err.exit_code
-    except BrokenPipeError:  # e.g. `paczero recipes | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("paczero: interrupted", file=sys.stderr)
         return 130

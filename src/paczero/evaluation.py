@@ -29,6 +29,11 @@ def evaluate(
     elif exported.exists():
         info = read_json(exported, "export description")
         cfg = validate_config(_export_config(target, info, overrides))
+    elif target.is_dir() and not (target / "config.json").exists():
+        raise UserError(
+            f"{target} holds no run (config.yaml), export (paczero_export.json) or "
+            "Hugging Face model (config.json)"
+        )
     else:
         cfg = load_config(None, [f"model.name={target}", *overrides])
 

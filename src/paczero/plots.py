@@ -40,7 +40,7 @@ def plot(paths: list[str | Path], out: str | Path | None = None, x: str = "bound
     if sweeps:
         if len(paths) > 1:
             raise UserError("give one sweep directory, or run directories only (not both)")
-        return plot_sweep(paths[0], out, x=x)
+        return plot_sweep(paths[0], _out_file(out, "sweep.png"), x=x)
     for path in paths:
         if (path / "eval.json").is_file():
             raise UserError(f"{path} is a zero-shot evaluation (eval.json), not a training run")
@@ -52,8 +52,29 @@ def plot(paths: list[str | Path], out: str | Path | None = None, x: str = "bound
     if len(paths) == 1:
         from paczero.report import plot_run
 
-        return plot_run(paths[0], Path(out) if out else None)
-    return plot_runs(paths, out)
+        return plot_run(paths[0], _out_file(out, "training.png"))
+    return plot_runs(paths, _out_file(out, "comparison.png"))
+
+
+def _out_file(out: str | Path | None, name: str) -> Path | None:
+    """The file ``--out`` names, as it will be written: a folder gets ``name`` inside it
+    (savefig would write FOLDER.png), a name without a suffix gets .png (as savefig does)."""
+    if out is None:
+        return None
+    out = Path(out)
+    if out.is_dir():
+        return out / name
+    out = out if out.suffix else out.with_suffix(".png")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        raise UserError(
+            f"--out {out}: '{out.suffix}' is not an image format ({', '.join(formats)})"
+        )
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    return out
 
 
 # ---------------------------------------------------------------- sweeps

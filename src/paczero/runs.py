@@ -713,6 +713,8 @@ def _truncate_lines(path: Path, lines: int) -> None:
 
 def open_run(path: str | Path) -> RunDir:
     run = RunDir(Path(path))
+    if run.path.exists() and not run.path.is_dir():
+        raise UserError(f"{path} is a file, not a paczero run directory")
     if not run.path.is_dir():
         raise UserError(f"{path} is not a paczero run directory (no such folder)")
     if not run.config_path.exists():
