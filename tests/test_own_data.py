@@ -295,6 +295,9 @@ def _files(root: Path) -> dict[str, Path]:
         "one-group": "".join(good.splitlines(keepends=True)[:1])
         + "".join(f"c1,message {i},billing\n" for i in range(6)),
         "parse": "customer,text,team\nc1,a,billing\nc2,b,sales,extra\n",
+        "header-twice": good.replace("customer,text,team", "text,text,team", 1),
+        "five-cells": good + "c9,one,two,three,billing\n",
+        "header-only": "customer,text,team\n",
     }
     paths = {k: _write(root, f"{k}.csv", v) for k, v in out.items()}
     latin = root / "latin1.csv"
@@ -310,6 +313,11 @@ def _files(root: Path) -> dict[str, Path]:
     )
     paths["qa-bytes"] = root / "qa-bytes.jsonl"
     paths["qa-bytes"].write_bytes(b'{"prompt": "caf\xe9?", "completion": "yes"}\n')
+    paths["qa-none"] = _write(root, "qa-none.jsonl", "")
+    paths["footer.parquet"] = root / "footer.parquet"  # metadata said to be 1.9 GB long
+    paths["footer.parquet"].write_bytes(
+        b"PAR1" + bytes(256) + (1_900_000_000).to_bytes(4, "little") + b"PAR1"
+    )
     paths["notes.txt"] = _write(root, "notes.txt", "text\n")
     paths["task-list"] = _write(root, "task-list.yaml", "- type\n")
     paths["task-typo"] = _write(
@@ -416,7 +424,27 @@ CASES = [
     (
         "unparsable-csv",
         [*T, *sets("data.train={files}/parse.csv", *TWO)],
-        "cannot read data.train {files}/parse.csv: ParserError",
+        "parse.csv line 3: 4 cells under a header of 3 columns (customer, text, team)",
+    ),
+    (
+        "csv-header-twice",
+        [*T, *sets("data.train={files}/header-twice.csv")],
+        "header-twice.csv line 1: the header names column 'text' twice",
+    ),
+    ("csv-five-cells", [*T, *sets("data.train={files}/five-cells.csv")], "line 12: 5 cells under"),
+    ("csv-header-only", [*T, *sets("data.train={files}/header-only.csv")], "a header but no rows"),
+    ("jsonl-empty", [*Q, *sets("data.train={files}/qa-none.jsonl")], "qa-none.jsonl is empty"),
+    (
+        "parquet-footer",
+        [*T, *sets("data.train={files}/footer.parquet")],
+        "footer.parquet is damaged: its footer claims 1900000000 bytes of metadata, the file "
+        "has 268 bytes",
+    ),
+    ("prompt-no-field", [*T, *sets("task.prompt='Which team?'")], "task.prompt names no column"),
+    (
+        "label-word-empty",
+        [*T, *sets("task.label_words={billing: '', sales: Sales}")],
+        "'task.label_words': the label word of label 'billing' is empty",
     ),
     ("hub-offline", [*T, *sets("data.train=nobody/no-such-data")], "is not a local file or folder"),
     ("task-file-missing", [*T, *sets("task.file={files}/none.yaml")], "task file"),

@@ -125,6 +125,11 @@ def label_key(value: Any) -> str | None:
 
 def _label_words(value: Any) -> Any:
     """{label value: word} with the label values as text (YAML reads ``0:`` as a number)."""
+    if isinstance(value, dict | list):
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        empty = [label for label, word in pairs if isinstance(word, str) and not word.strip()]
+        if empty:
+            raise ValueError(f"the label word of label '{empty[0]}' is empty")
     if isinstance(value, dict):
         keys = {k: label_key(k) for k in value}
         if any(not k for k in keys.values()):

@@ -681,9 +681,11 @@ def _read_files(path: Path, key: str) -> Table:
     if len(kinds) > 1:
         raise UserError(f"{key} folder {path} mixes formats ({', '.join(sorted(kinds))}): use one")
     kind = kinds.pop()
-    if kind in TEXT_FORMATS:
-        for file in files:  # the one-line error names the file, line, column and byte
-            decode_utf8(read_bytes(file, f"{key} file"), file)
+    for file in files:  # the one-line error names the file, line, column and byte
+        if kind in TEXT_FORMATS:
+            _check_text_table(file, kind, decode_utf8(read_bytes(file, f"{key} file"), file))
+        else:
+            _check_parquet_footer(file)
     options: dict[str, Any] = {}
     if kind in ("csv", "tsv"):  # every cell as written: "NA" or "null" is text, not missing
         options.update(na_filter=False)
@@ -706,6 +708,58 @@ def _read_files(path: Path, key: str) -> Table:
         except Exception as err:  # noqa: BLE001 - the library's many parse errors, one line
             raise UserError(f"cannot read {key} {name}: {_cause(err)}") from None
         return Table(loaded.to_list(), list(loaded.column_names), name)
+
+
+def _check_text_table(file: Path, kind: str, text: str) -> None:
+    """What the parsers would misread or name badly: an empty file, a CSV header that names
+    a column twice (one column would replace the other), a header with no rows, a row with
+    more or fewer cells than the header (pandas would take extra cells as the index)."""
+    if not text.strip():
+        raise UserError(f"{file} is empty: no rows")
+    if kind == "json":
+        return
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if kind == "tsv" else {}
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
+    try:
+        header = next(reader)
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise UserError(f"{file} line 1: the header names column '{repeated[0]}' twice")
+        rows = 0
+        for cells in reader:
+            if not cells:  # a blank line (the parser skips it too)
+                continue
+            rows += 1
+            if len(cells) != len(header):
+                raise UserError(
+                    f"{file} line {reader.line_num}: {len(cells)} cells under a header of "
+                    f"{len(header)} columns ({', '.join(header)})"
+                )
+    except csv.Error as err:
+        raise UserError(f"{file} line {reader.line_num}: {err}") from None
+    if not rows:
+        raise UserError(f"{file} has a header but no rows")
+
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def _check_parquet_footer(file: Path) -> None:
+    """A Parquet file ends with its metadata's length and PAR1; a length beyond the file
+    would make the reader allocate it before failing (gigabytes for a 300-byte file)."""
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        start = handle.read(4)
+        handle.seek(max(size - 8, 0))
+        tail = handle.read(8)
+    if size < 12 or start != PARQUET_MAGIC or tail[4:] != PARQUET_MAGIC:
+        raise UserError(f"{file} is not a Parquet file (no PAR1 marks at its start and end)")
+    footer = int.from_bytes(tail[:4], "little")
+    if footer + 12 > size:
+        raise UserError(
+            f"{file} is damaged: its footer claims {footer} bytes of metadata, the file has "
+            f"{size} bytes"
+        )
 
 
 def _read_hub(source: str, split: str, config: str | None, key: str) -> Table:

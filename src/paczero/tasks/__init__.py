@@ -140,9 +140,14 @@ def check_task_config(cfg: TaskConfig) -> None:
             raise ValueError(f"task.{key} is not a key of {cls.kind} tasks")
     if cfg.prompt:
         try:
-            prompt_fields(cfg.prompt)
+            fields = prompt_fields(cfg.prompt)
         except ValueError as err:
             raise ValueError(f"task.prompt: {err}") from None
+        if not fields:  # every row would give the same prompt: nothing to learn from
+            raise ValueError(
+                "task.prompt names no column: write the row's fields in braces, e.g. "
+                "'Message: {text}\\nTeam:'"
+            )
     cls.check_config(cfg)
 
 
