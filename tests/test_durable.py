@@ -241,3 +241,59 @@ def _keys(document, skip=("config",)):
     elif isinstance(document, list):
         for value in document:
             yield from _keys(value, skip)
+
+
+RESUME = "Resume with: paczero resume "
+EVAL = [*SMALL, "train.steps=6", "train.eval_every=2", "train.eval_batch=2"]
+
+
+def test_a_signal_during_an_evaluation_stops_it_and_resume_repeats_it(
+    tmp_path, capsys, monkeypatch
+):
+    """SIGTERM in the middle of a dev evaluation stops it before its next micro-batch (not
+    after the whole dev set), checkpoints the logged step and says how to resume; the
+    resumed run equals an uninterrupted one."""
+    import paczero.trainer
+
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert main(["train", "smoke", "--out", str(reference), "--quiet", *sets(EVAL)]) == 0
+    phase, evals = paczero.trainer.progress_lines.phase, []
+
+    def signalled(label):
+        evals.append(label)
+        if len(evals) == 2:  # the evaluation after step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return phase(label)
+
+    monkeypatch.setattr(paczero.trainer.progress_lines, "phase", signalled)
+    capsys.readouterr()
+    assert main(["train", "smoke", "--out", str(run), "--quiet", *sets(EVAL)]) == 128 + 15
+    err = capsys.readouterr().err.strip()
+    assert err == f"paczero: interrupted after step 2; checkpoint written. {RESUME}{run}"
+    assert [m["step"] for m in map(json.loads, (run / "metrics.jsonl").open())] == [0]
+    assert (run / "checkpoints" / "step-0000002").is_dir() and len(logged(run)) == 2
+    monkeypatch.setattr(paczero.trainer.progress_lines, "phase", phase)
+    assert main(["resume", str(run), "--quiet"]) == 0
+    for name in ("releases.jsonl", "metrics.jsonl"):
+        assert (run / name).read_bytes() == (reference / name).read_bytes()
+
+
+def test_a_second_signal_stops_at_once_with_its_line(tmp_path, capsys, monkeypatch):
+    from paczero.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)
+    trainer._signal, trainer.run_dir = None, type("Run", (), {"path": tmp_path})()
+
+    def exit_now(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with trainer._signals():
+        handler = signal.getsignal(signal.SIGTERM)
+        handler(signal.SIGTERM, None)  # the first: the step (or evaluation) ends first
+        assert trainer._signal == signal.SIGTERM
+        with pytest.raises(SystemExit) as done:
+            handler(signal.SIGINT, None)
+    assert done.value.code == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"Resume with: paczero resume {tmp_path}" in err

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import platform
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -34,7 +34,7 @@ from paczero.privacy.randomness import secret_stream
 from paczero.report import describe_result, privacy_report
 from paczero.runs import RunDir, check_new_run_dir, default_run_dir
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
-from paczero.signals import STOP_SIGNALS, handled
+from paczero.signals import handled
 from paczero.tracking import open_tracker
 
 _ELSEWHERE = {  # entry points that live in their own modules, importable from here too
@@ -286,8 +286,14 @@ class Trainer:
     def evaluate_dev(self, step: int) -> None:
         s = self.s
         t0 = time.perf_counter()
-        with progress_lines.phase("dev evaluation"):
-            dev_metrics = s.task.evaluate(s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world)
+        try:
+            with progress_lines.phase("dev evaluation"), self._stoppable(s.loaded.model):
+                dev_metrics = s.task.evaluate(
+                    s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world
+                )
+        except _StopEvaluation:  # the step is logged; resume repeats this evaluation
+            self.save_checkpoint(step)
+            raise Interrupted(self.run_dir.path, step, self._signal) from None
         self.eval_s += time.perf_counter() - t0
         if not all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float)):
             raise Diverged(step, "the dev loss became non-finite")
@@ -341,15 +347,42 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signals(self):
-        """SIGINT/SIGTERM finish the current step, checkpoint, then stop (a second one kills)."""
+        """SIGINT/SIGTERM finish the current step (or stop an evaluation between its
+        micro-batches), checkpoint, then stop; a second one stops at once, with its line
+        (the write-ahead log keeps the run consistent, as after kill -9)."""
 
         def handler(signum, frame):
-            self._signal = signum
-            for sig in STOP_SIGNALS:  # any second signal stops at once
-                signal.signal(sig, signal.SIG_DFL)
+            if self._signal is None:
+                self._signal = signum
+                return
+            sys.stderr.write(
+                f"paczero: second signal: stopped at once; {self.run_dir.path} is consistent "
+                f"up to its last logged step. Resume with: paczero resume {self.run_dir.path}\n"
+            )
+            sys.stderr.flush()
+            os._exit(128 + signum)
 
         with handled(handler):
             yield
+
+    @contextlib.contextmanager
+    def _stoppable(self, model: torch.nn.Module):
+        """A signal stops an evaluation before its next forward pass (an evaluation of a
+        large dev set runs for minutes). One process only: a rank that stopped alone would
+        leave the others waiting in a collective."""
+        if not self.world.solo:
+            yield
+            return
+
+        def check(module, args):
+            if self._signal is not None:
+                raise _StopEvaluation
+
+        hook = model.register_forward_pre_hook(check)
+        try:
+            yield
+        finally:
+            hook.remove()
 
     def result(self, test_metrics, steps_run: int, setup_s: float) -> dict[str, Any]:
         s, cfg = self.s, self.s.cfg
@@ -400,6 +433,10 @@ class Trainer:
             "versions": _versions(),
             "hardware": _hardware(s.loaded.device),
         }
+
+
+class _StopEvaluation(Exception):
+    """A stop signal arrived during an evaluation (``Trainer._stoppable``)."""
 
 
 def _as_config(config, overrides) -> RunConfig:
