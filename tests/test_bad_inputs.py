@@ -442,3 +442,79 @@ def test_a_reader_that_leaves_the_pipe_is_a_quiet_exit(tmp_path, capsys, monkeyp
     finally:
         os.close(fd)
     assert capsys.readouterr().err == ""
+
+
+ENOSPC = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+def test_a_full_disk_under_a_checkpoint_write_is_the_resume_line(tmp_path, capsys, monkeypatch):
+    """safetensors raises its own SafetensorError: it reads as the OSError it wraps."""
+    from safetensors import SafetensorError
+
+    import paczero.runs
+
+    real, run = paczero.runs.save_file, tmp_path / "run"
+
+    def full_after_setup(*args, **kwargs):
+        log = run / "releases.jsonl"
+        if log.exists() and log.read_text():  # steps were released: the disk fills
+            raise SafetensorError(ENOSPC)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(paczero.runs, "save_file", full_after_setup)
+    assert main([*T, "--out", str(run), *sets(*SMALL)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "No space left on device" in err and "consistent up to its last logged step" in err
+    assert err.endswith(f"paczero resume {run}") and "\n" not in err
+    assert not list(run.rglob(".*.safetensors.*"))  # no half-written file
+    monkeypatch.setattr(paczero.runs, "save_file", real)
+    assert main(["resume", str(run), "--quiet"]) == 0
+
+
+def test_a_full_disk_under_an_export_leaves_nothing(finished_run, tmp_path, capsys, monkeypatch):
+    from safetensors import SafetensorError
+
+    import paczero.durable
+
+    def full(staging, *args, **kwargs):
+        (staging / "model.safetensors").write_bytes(b"half")
+        raise SafetensorError(ENOSPC)
+
+    monkeypatch.setattr(paczero.durable, "write_export", full)
+    assert main(["export", str(finished_run), "--to", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"paczero: error: cannot write the export to {tmp_path / 'out'}: No space left on device"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_export_removes_its_staging_and_the_next_removes_a_killed_ones(
+    finished_run, tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    import paczero.durable
+
+    real = paczero.durable.write_export
+
+    def signalled(staging, *args, **kwargs):
+        (staging / "model.safetensors").write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the signal did not stop the export")
+
+    monkeypatch.setattr(paczero.durable, "write_export", signalled)
+    out = tmp_path / "out"
+    assert main(["export", str(finished_run), "--to", str(out), "--step", "final"]) == 143
+    assert "export stopped by signal 15; nothing was written" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+    killed = tmp_path / ".out.export-999999999-abc"  # no such process: left by a SIGKILL
+    live = tmp_path / f".out.export-{os.getpid()}-def"  # an export still writing
+    for folder in (killed, live):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    monkeypatch.setattr(paczero.durable, "write_export", real)
+    assert main(["export", str(finished_run), "--to", str(out), "--step", "final"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]

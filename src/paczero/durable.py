@@ -16,15 +16,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from paczero.config import load_config
 from paczero.distributed import close_world, init_world
-from paczero.errors import Diverged, UserError
+from paczero.errors import Diverged, Stopped, UserError
 from paczero.exporting import write_export
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
-from paczero.runs import RunDir, atomic_write_bytes, notice, open_run, read_json, write_json
+from paczero.runs import (
+    RunDir,
+    atomic_write_bytes,
+    notice,
+    open_run,
+    read_json,
+    safetensors_os_error,
+    write_json,
+)
 from paczero.session import build_session, load_named, restore_mode
+from paczero.signals import handled
 from paczero.trainer import Result, Trainer, check_ranks_agree
 from paczero.zo import ZOEstimator
 
@@ -281,18 +292,49 @@ def export(
         "task": public_cfg["task"],
     }
     to.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=to.parent, prefix=f".{to.name}."))
+    _remove_stale_staging(to)
+    staging = Path(tempfile.mkdtemp(dir=to.parent, prefix=f"{_staging_prefix(to)}{os.getpid()}-"))
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(f"export stopped by signal {signum}; nothing was written to {to}", signum)
+
     try:
-        info = write_export(staging, loaded, cfg, run, info, records[:target], merge=merge)
-        if to.exists():
-            to.rmdir()  # empty (checked above)
-        os.replace(staging, to)
+        with handled(stop):
+            info = write_export(staging, loaded, cfg, run, info, records[:target], merge=merge)
+            if to.exists():
+                to.rmdir()  # empty (checked above)
+            os.replace(staging, to)
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, SafetensorError):
+            err = safetensors_os_error(err, staging)
         if isinstance(err, OSError):
             raise UserError(f"cannot write the export to {to}: {err.strerror or err}") from None
         raise
     return info
+
+
+def _staging_prefix(to: Path) -> str:
+    """The export is staged beside its target, in a folder named after it and this process."""
+    return f".{to.name}.export-"
+
+
+def _remove_stale_staging(to: Path) -> None:
+    """Staging folders of exports to ``to`` whose process is gone (a SIGKILL leaves one)."""
+    for entry in to.parent.glob(f"{_staging_prefix(to)}*"):
+        pid = entry.name.removeprefix(_staging_prefix(to)).split("-")[0]
+        if entry.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _check_export_target(to: Path) -> None:

@@ -18,6 +18,14 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
+class Stopped(Interrupted):
+    """SIGINT/SIGTERM during a job with nothing to resume (an export): it cleaned up."""
+
+    def __init__(self, message: str, signum: int):
+        Exception.__init__(self, message)
+        self.exit_code = 128 + signum
+
+
 class Diverged(Exception):
     """The loss became non-finite at ``step`` (raised before that step releases anything)."""
 

@@ -694,9 +694,19 @@ def _save_safetensors(path: Path, named: list[tuple[str, torch.Tensor]], step: i
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, SafetensorError):
+            raise safetensors_os_error(err, path) from None
         raise
+
+
+def safetensors_os_error(err: Exception, path: Path | str) -> OSError:
+    """A SafetensorError from a failed write as the OSError it wraps (its "os error 28" is
+    ENOSPC), so a full disk reads the same from every writer."""
+    found = re.search(r"os error (\d+)|code: (\d+)", str(err))
+    code = int(next(g for g in found.groups() if g)) if found else errno.EIO
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _truncate_lines(path: Path, lines: int) -> None:
