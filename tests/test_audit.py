@@ -158,13 +158,28 @@ def test_a_non_private_ablation_is_caught(tmp_path, capsys):
     assert len(err) == 1 and "claims no privacy bound" in err[0]
 
 
-def test_naming_s_star_among_few_candidates_is_not_called_a_leak(tmp_path):
-    """With M = 8 a named S* is a 1-in-8 event: the line says so instead of "leak"."""
+def test_naming_s_star_among_few_candidates_is_not_called_a_leak(tmp_path, capsys):
+    """With M = 8 a named S* is a 1-in-8 event: the line says so instead of "leak". That
+    line, the ranks and the counts name S* (with the public membership matrix and model):
+    the private report holds them, the terminal and --check show the verdict and bounds."""
     leak = ["data.num_train=16", "mechanism.name=secret-mean", "mechanism.subsets=8"]
-    report = audit(run(tmp_path, "few", *leak, "train.steps=2", "seed.secret=2"), write=False)
+    out = run(tmp_path, "few", *leak, "train.steps=2", "seed.secret=2")
+    report = audit(out, write=False)
     assert report.data["attacks"][0]["identified"] and report.verdict == "chance"
     assert report.data["summary"].startswith("the transcript attack named S* among 8 candidates")
-    assert "1 time in 8 by chance: one run cannot tell this from chance" in str(report)
+    assert "1 time in 8 by chance: one run cannot tell this from chance" in report.private_text()
+    assert "(1/8)" in report.private_text()
+    capsys.readouterr()
+    assert main(["audit", str(out), "--quiet"]) == 0
+    shown = capsys.readouterr().out
+    assert "Verdict: the attack did no better than chance (95% confidence)" in shown
+    assert "Claim: none (secret-mean is not private)" in shown
+    assert str(out / "private" / "audit.json") in shown
+    public = [line for line in shown.splitlines() if not line.startswith("Private report")]
+    for secret in ("named", "rank", "(1/8)", "correct", "guesses", "accuracy", "epsilon >="):
+        assert all(secret not in line for line in public), secret
+    stored = json.loads((out / "private" / "audit.json").read_text())
+    assert stored["attacks"][0]["rank"] == 1 and stored["summary"] == report.data["summary"]
 
 
 def test_mi_posterior_rebuilt_from_the_log_matches_the_mechanism(tmp_path):

@@ -35,6 +35,7 @@ from paczero.auditing.attacks import (
 )
 from paczero.auditing.report import (
     dp_claim,
+    format_private_report,
     format_report,
     pac_claim,
     plain_words,
@@ -63,11 +64,18 @@ class AuditReport:
         return self.data["verdict"]
 
     def __str__(self) -> str:
+        """What may be published (``format_report``); ``private_text`` has the whole table."""
         if "trials" in self.data:
             from paczero.auditing.trials import format_trials
 
             return format_trials(self.data)
         return format_report(self.data)
+
+    def private_text(self) -> str:
+        """The whole table, with ranks and counts that name S*: for private/ only."""
+        if "trials" in self.data:
+            return str(self)
+        return format_private_report(self.data)
 
 
 def claim_of(view: RunView) -> dict[str, Any] | None:
@@ -167,7 +175,8 @@ def audit(
         ),
     }
     data["summary"] = plain_words(data)
-    data["notes"] = _notes(view, claim, attacks, alpha)
+    data["public_notes"], private_notes = _notes(view, claim, attacks, alpha)
+    data["notes"] = data["public_notes"] + private_notes
     if not all(item["ok"] for item in rebuilt.checks.values()):
         data["summary"] += (
             "; the attacker's recomputation disagrees with the release log (see the checks)"
@@ -182,13 +191,16 @@ def audit(
     return AuditReport(data)
 
 
-def _notes(view: RunView, claim, attacks: list[dict[str, Any]], alpha: float) -> list[str]:
-    """What the verdict line alone would leave a reader to misread."""
-    notes = []
+def _notes(
+    view: RunView, claim, attacks: list[dict[str, Any]], alpha: float
+) -> tuple[list[str], list[str]]:
+    """What the verdict line alone would leave a reader to misread: public notes (from the
+    config alone) and private ones (from the guesses' success)."""
+    public, notes = [], []
     if view.uses_subsets:
         m = view.subsets
         if 1.0 / m >= alpha:
-            notes.append(
+            public.append(
                 f"one run with M = {m} candidates cannot show a leak at this confidence (naming "
                 f"S* by luck has probability 1/{m}); --trials checks the guarantee in expectation"
             )
@@ -206,7 +218,7 @@ def _notes(view: RunView, claim, attacks: list[dict[str, Any]], alpha: float) ->
                 "the accuracy interval excludes 0.5, but not at the confidence left for each of "
                 f"the {len(attack['tried'])} counts of guesses tried (--guesses fixes one count)"
             )
-    return notes
+    return public, notes
 
 
 def _write_json(path: Path, data: dict[str, Any], private: bool) -> None:

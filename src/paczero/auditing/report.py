@@ -110,13 +110,58 @@ def describe_claim(claim: dict[str, Any] | None, mechanism: str) -> str:
     )
 
 
-def format_report(data: dict[str, Any]) -> str:
-    """The terminal table of one audit."""
+def public_words(data: dict[str, Any]) -> str:
+    """The verdict against the claim, and nothing computed from the guesses' success."""
+    line = VERDICT_TEXT[data["verdict"]] + f" ({100 * data['confidence']:g}% confidence"
+    if data["claim"] is not None:
+        line += f"; {_claimed_text(data['claim'])}"
+    return line + ")"
+
+
+def _head(data: dict[str, Any]) -> list[str]:
     head = (
         f"Audit of {data['run']} ({data['mechanism']}, pool {data['pool']}, {data['steps']} steps"
     )
     head += f", M {data['subsets']})" if data.get("subsets") else ")"
-    lines = [head, describe_claim(data["claim"], data["mechanism"]), ""]
+    return [head, describe_claim(data["claim"], data["mechanism"])]
+
+
+def format_report(data: dict[str, Any]) -> str:
+    """What the terminal (and a CI log, with --check) shows of one audit: the claim and its
+    bounds, the verdict, the public-log checks. The ranks of S*, the counts of correct
+    guesses and the empirical epsilon computed from them are functions of S*: with the
+    public membership matrix and model they name it, so they stay in the private report."""
+    lines = [*_head(data), f"Verdict: {public_words(data)}"]
+    lines += _checks_lines(data)
+    lines += [f"Note: {note}" for note in data.get("public_notes", [])]
+    if data.get("json"):
+        lines.append(
+            f"Private report (ranks, counts, accuracies, empirical epsilon; they depend on S*, "
+            f"do not publish them): {data['json']}"
+        )
+    if data.get("plot"):
+        lines.append(f"Plot (private): {data['plot']}")
+    return "\n".join(lines)
+
+
+def _checks_lines(data: dict[str, Any]) -> list[str]:
+    """The attacker's recomputation against the public log: public values only."""
+    checks = data.get("checks") or {}
+    if not checks:
+        return []
+    parts = []
+    for name, item in checks.items():
+        text = f"{name} {item['agree']}/{item['checked']}"
+        if "max_diff" in item and item["max_diff"]:
+            text += f" (max diff {item['max_diff']:.2g})"
+        parts.append(text)
+    state = "all agree" if all(i["ok"] for i in checks.values()) else "DISAGREEMENT"
+    return [f"Rebuilt from the public log ({state}): " + ", ".join(parts)]
+
+
+def format_private_report(data: dict[str, Any]) -> str:
+    """The whole table of one audit, per-attack ranks and counts included (private)."""
+    lines = [*_head(data), ""]
     rows = [("attack", "guesses", "correct", "accuracy [CI]", "S* named (rank)", "epsilon >=")]
     for attack in data["attacks"]:
         name = attack["name"] if attack["name"] != "model" else f"model ({attack['score']})"
@@ -150,16 +195,7 @@ def format_report(data: dict[str, Any]) -> str:
             else "no claim"
         )
     )
-    checks = data.get("checks") or {}
-    if checks:
-        parts = []
-        for name, item in checks.items():
-            text = f"{name} {item['agree']}/{item['checked']}"
-            if "max_diff" in item and item["max_diff"]:
-                text += f" (max diff {item['max_diff']:.2g})"
-            parts.append(text)
-        state = "all agree" if all(i["ok"] for i in checks.values()) else "DISAGREEMENT"
-        lines.append(f"Rebuilt from the public log ({state}): " + ", ".join(parts))
+    lines += _checks_lines(data)
     lines.append(f"In plain words: {data['summary']}")
     lines += [f"Note: {note}" for note in data.get("notes", [])]
     for key, label in (("json", "JSON"), ("plot", "Plot")):
