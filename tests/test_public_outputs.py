@@ -53,7 +53,8 @@ def test_dp_public_files_are_identical_across_secret_samples_when_releases_are(
 ):
     """Two runs whose secret samples differ but whose releases are forced equal must publish
     the same bytes: then nothing public was computed from the sample (its loss, its size or
-    its emptiness)."""
+    its emptiness), nor from the time it took: result.json, the TensorBoard events (their
+    wall times and file name), the progress lines and the printed summary included."""
     original = _DPMechanism.release_step
 
     def constant_release(self, derivatives, ctx):
@@ -63,13 +64,13 @@ def test_dp_public_files_are_identical_across_secret_samples_when_releases_are(
         return releases
 
     monkeypatch.setattr(_DPMechanism, "release_step", constant_release)
-    overrides = [*SMALL, *DP[name], *DP_COMMON]
+    overrides = [*SMALL, *DP[name], *DP_COMMON, "train.report_to=[tensorboard]"]
     if name == "dpaggzo":
         overrides.append("zo.directions=2")
     a = _run(tmp_path, "a", [*overrides, "seed.secret=1"], progress=True)
     bar_a = capsys.readouterr().err
     b = _run(tmp_path, "b", [*overrides, "seed.secret=2"], progress=True)
-    capsys.readouterr()
+    bar_b = capsys.readouterr().err
 
     private_a = [json.loads(x) for x in (a.run_dir / "private/releases.jsonl").open()]
     private_b = [json.loads(x) for x in (b.run_dir / "private/releases.jsonl").open()]
@@ -80,14 +81,18 @@ def test_dp_public_files_are_identical_across_secret_samples_when_releases_are(
 
     files_a, files_b = _public_files(a.run_dir), _public_files(b.run_dir)
     assert files_a.keys() == files_b.keys() and "releases.jsonl" in files_a
+    assert "result.json" in files_a and any(rel.startswith("tensorboard/") for rel in files_a)
     for rel, path in files_a.items():
-        if rel in ("result.json", "run.json"):  # run.json: a random run id, drawn for each run
+        if rel == "run.json":  # a random run id and the creation time, before any sample
             continue
         assert path.read_bytes() == files_b[rel].read_bytes(), rel
-    result_a, result_b = a.data, b.data
-    for part in ("timing", "memory"):  # wall-clock time is not covered (docs/algorithms.md 7.6)
-        result_a.pop(part), result_b.pop(part)
-    assert result_a == result_b
+    assert "withheld" in a.data["timing"] and "withheld" in a.data["memory"]
+    timing = json.loads((a.run_dir / "private" / "timing.json").read_text())
+    assert timing["timing"]["step_s_median"] > 0 and timing["memory"]["peak_rss_mb"] > 0
+    assert str(a).replace(str(a.run_dir), "R") == str(b).replace(str(b.run_dir), "R")
+    lines_a = [x for x in bar_a.splitlines() if x.startswith(f"{name}:")]
+    assert lines_a and lines_a == [x for x in bar_b.splitlines() if x.startswith(f"{name}:")]
+    assert not re.search(r"elapsed|step/s|s/step|eta", "\n".join(lines_a))
     for record in (json.loads(x) for x in (a.run_dir / "releases.jsonl").open()):
         assert "loss" not in record and record["public"] == [{}] * len(record["coeffs"])
     # The bar shows the public dev loss, never the step's own loss.
@@ -301,3 +306,25 @@ def test_resume_refuses_release_logs_that_disagree(tmp_path):
 
 def _lines(path):
     return path.read_text().splitlines(keepends=True)
+
+
+def test_public_adapter_config_lists_its_modules_sorted(tmp_path):
+    """PEFT keeps target_modules in a set, which JSON lists in the process's hash order
+    (PYTHONHASHSEED): two runs differing only in their secret differed in this file."""
+    lora = ["model.track=lora", "train.steps=2", "train.eval_every=0", *SMALL[:3]]
+    result = train("smoke", out=tmp_path / "lora", overrides=lora, progress=False)
+    listed = json.loads((result.run_dir / "model" / "adapter_config.json").read_text())
+    assert len(listed["target_modules"]) > 1
+    assert listed["target_modules"] == sorted(listed["target_modules"])
+
+    from paczero.exporting import ready_to_share
+
+    class Adapter:
+        target_modules = None
+
+    adapter = Adapter()
+    adapter.target_modules = {"v_proj", "q_proj", "k_proj"}
+    model = type("Model", (torch.nn.Module,), {})()
+    model.peft_config = {"default": adapter}
+    ready_to_share(model, {"id": "base"})
+    assert adapter.target_modules == ["k_proj", "q_proj", "v_proj"]

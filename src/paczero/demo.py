@@ -103,11 +103,11 @@ def summary(
                 f"The {best_name} prompt alone does better than this fine-tune: at this scale",
                 "private fine-tuning has not been seen to beat the best prompt (docs/results.md).",
             ]
-    lines += [
-        f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step",
-        "",
-        describe_privacy(privacy),
-    ]
+    if "withheld" not in timing:  # a DP run's times are secret (docs/algorithms.md 7.6)
+        lines.append(
+            f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step"
+        )
+    lines += ["", describe_privacy(privacy)]
     bound = privacy.get("mi_bound")
     if bound == 0.0:
         lines += [

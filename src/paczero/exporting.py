@@ -169,8 +169,13 @@ def enable_kv_cache(model: Any) -> None:
 
 def ready_to_share(model: Any, base: dict[str, Any]) -> None:
     """Before ``save_pretrained``: an adapter names the real base (never a cache folder),
-    with its revision; the configs keep the KV cache on."""
+    with its revision, and lists its modules sorted (PEFT keeps them in a set, which JSON
+    would list in this process's hash order: public files must not vary between runs);
+    the configs keep the KV cache on."""
     for adapter in (getattr(model, "peft_config", None) or {}).values():
+        for key, value in vars(adapter).items():
+            if isinstance(value, set):
+                setattr(adapter, key, sorted(value))
         adapter.base_model_name_or_path = base["id"]
         if base.get("revision"):
             adapter.revision = base["revision"]

@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 INTERVAL_ENV = "PACZERO_PROGRESS_INTERVAL"
+UNTIMED_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt}{postfix}"  # tqdm without elapsed and rate
 SWITCH_ENV = "PACZERO_PROGRESS"
 DEFAULT_INTERVAL = 5.0  # seconds between plain lines
 DELAY = 2.0  # inner loops and waits shorter than this print nothing
@@ -119,7 +120,12 @@ def _write_line(out: TextIO, text: str) -> None:
 
 class Bar:
     """A progress bar with tqdm's small interface (iterate, ``update``, ``set_postfix``,
-    ``close``): tqdm on a terminal, plain lines otherwise."""
+    ``close``): tqdm on a terminal, plain lines otherwise.
+
+    ``timing=False`` (a DP run, whose step times grow with its secret sample): no elapsed
+    time, rate or eta, and plain lines every twentieth of the total rather than every few
+    seconds, so that what a log holds is a function of the step count alone.
+    """
 
     def __init__(
         self,
@@ -133,6 +139,7 @@ class Bar:
         leave: bool = True,
         delay: float = 0.0,
         out: TextIO | None = None,
+        timing: bool = True,
     ):
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -145,6 +152,7 @@ class Bar:
         self.delay = delay
         self.out = out if out is not None else stream()
         self.enabled = enabled and is_enabled()
+        self.timing = timing
         self.postfix: dict[str, Any] = {}
         self.started = time.monotonic()
         self._printed_at: float | None = None
@@ -162,6 +170,7 @@ class Bar:
                 delay=delay,
                 file=self.out,
                 dynamic_ncols=True,
+                **({} if timing else {"bar_format": UNTIMED_BAR}),
             )
         elif self.enabled and delay <= 0:
             self._print()  # where a plain log starts
@@ -190,6 +199,10 @@ class Bar:
         self.n += n
         if self._tqdm is not None:
             self._tqdm.update(n)
+        elif self.plain and not self.timing:
+            every = max(1, (self.total or 0) // 20)
+            if self.n % every == 0 and self.n != (self.total or 0):  # close() prints the end
+                self._print()
         elif self.plain:
             now = time.monotonic()
             if now - self.started < self.delay:
@@ -217,7 +230,7 @@ class Bar:
             self._tqdm.close()
         elif self.plain:
             elapsed = time.monotonic() - self.started
-            if self._printed_at is not None or elapsed >= self.delay:
+            if not self.timing or self._printed_at is not None or elapsed >= self.delay:
                 self._print(final=True)
 
     def line(self, final: bool = False) -> str:
@@ -229,8 +242,8 @@ class Bar:
             head += f"{self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f}%)"
         else:
             head += f"{self.n} {self.unit}"
-        parts = [head, f"{_duration(elapsed)} elapsed"]
-        if done > 0 and elapsed > 0:
+        parts = [head, f"{_duration(elapsed)} elapsed"] if self.timing else [head]
+        if self.timing and done > 0 and elapsed > 0:
             per = elapsed / done
             parts.append(f"{per:.3g} s/{self.unit}" if per >= 1 else f"{1 / per:.3g} {self.unit}/s")
             if self.total and not final and self.n < self.total:

@@ -147,10 +147,13 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
         f"test {metric} (dev-best model): {test[metric]:.4f}" + (f" ({others})" if others else "")
     )
     timing = result["timing"]
-    lines.append(
-        f"time: {timing['total_s']:.1f} s total, {timing['step_s_median']} s per step (median); "
-        f"peak memory {result['memory']['peak_rss_mb']:.0f} MB RSS"
-    )
+    if "withheld" in timing:
+        lines.append(f"time and memory: withheld; {timing['withheld']}")
+    else:
+        lines.append(
+            f"time: {timing['total_s']:.1f} s total, {timing['step_s_median']} s per step "
+            f"(median); peak memory {result['memory']['peak_rss_mb']:.0f} MB RSS"
+        )
     lines.append(describe_privacy(result["privacy"]))
     if run_dir is not None:
         lines.append(f"run directory: {run_dir}")

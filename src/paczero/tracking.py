@@ -17,6 +17,10 @@ What is logged, against the number of steps done:
   ``privacy/unanimity`` (running fraction), for mechanisms that report unanimity;
 - ``dev/<metric>``, ``test/<metric>``; at the end, the report's bound and matched figures
   under ``summary/``.
+
+A DP run's step times grow with its secret Poisson sample (docs/algorithms.md 7.6), so its
+trackers carry no clock: TensorBoard events get the step as their wall time, in a file of
+fixed name; W&B and Trackio receive every value at the end of the run, in one batch.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def summary_values(privacy: dict[str, Any]) -> dict[str, float]:
 
 
 class _TensorBoard:
-    def __init__(self, run_dir: Path, config_text: str):
+    def __init__(self, run_dir: Path, config_text: str, clock: bool = True):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:  # torch's writer needs the tensorboard package
@@ -107,7 +111,8 @@ class _TensorBoard:
                 f"train.report_to names tensorboard, but its writer cannot load ({err}): "
                 f"{INSTALL['tensorboard']}"
             ) from None
-        self.writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
+        folder = run_dir / TENSORBOARD_DIR
+        self.writer = SummaryWriter(log_dir=str(folder)) if clock else _StepTimedWriter(folder)
         self.writer.add_text("config", "```\n" + config_text + "\n```", 0)
 
     def log(self, values: dict[str, float], step: int) -> None:
@@ -121,11 +126,64 @@ class _TensorBoard:
         self.writer.close()
 
 
+class _StepTimedWriter:
+    """TensorBoard events whose bytes are a function of the values and steps logged: one
+    file of fixed name (SummaryWriter's names hold the time, host and pid), each event's wall
+    time its step (in seconds after 1970). A resumed run appends to the same file."""
+
+    FILE = "events.out.tfevents.0000000000.paczero"
+
+    def __init__(self, folder: Path):
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.FILE
+        fresh = not path.exists()
+        self._records = RecordWriter(open(path, "ab"))  # noqa: SIM115 - closed by close()
+        if fresh:
+            self._write(Event(wall_time=0.0, file_version="brain.Event:2"))
+
+    def _write(self, event: Any) -> None:
+        self._records.write(event.SerializeToString())
+
+    def _summary(self, summary: Any, step: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        self._write(Event(wall_time=float(step), step=int(step), summary=summary))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from torch.utils.tensorboard.summary import scalar
+
+        self._summary(scalar(tag, value), step)
+
+    def add_text(self, tag: str, text: str, step: int) -> None:
+        from torch.utils.tensorboard.summary import text as text_summary
+
+        self._summary(text_summary(tag, text), step)
+
+    def flush(self) -> None:
+        self._records.flush()
+
+    def close(self) -> None:
+        self._records.close()
+
+
 class _WandbLike:
     """W&B and Trackio share the API: init(project, name, config), log(values, step), finish."""
 
-    def __init__(self, module_name: str, run_dir: Path, run_id: str, config: dict[str, Any]):
+    def __init__(
+        self,
+        module_name: str,
+        run_dir: Path,
+        run_id: str,
+        config: dict[str, Any],
+        clock: bool = True,
+    ):
         import importlib
+
+        # without a clock (DP), values wait for the end: the service stamps each call's time
+        self.waiting: list[tuple[dict[str, float], int]] | None = None if clock else []
 
         self.module = importlib.import_module(module_name)
         project = os.environ.get(PROJECT_ENV, "paczero")
@@ -140,12 +198,17 @@ class _WandbLike:
             self.run = self.module.init(project=project, name=name, config=config, resume="allow")
 
     def log(self, values: dict[str, float], step: int) -> None:
-        self.module.log(values, step=step)
+        if self.waiting is not None:
+            self.waiting.append((values, step))
+        else:
+            self.module.log(values, step=step)
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
+        for values, step in self.waiting or ():
+            self.module.log(values, step=step)
         self.module.finish()
 
 
@@ -202,13 +265,15 @@ def open_tracker(cfg, run_dir: Path, run_id: str, main: bool) -> Iterator[Tracke
 
     public = cfg.public_dict()
     backends: list[Any] = []
-    tracker = Tracker(backends, private=bool(mechanism_class(cfg.mechanism.name).private))
+    mechanism = mechanism_class(cfg.mechanism.name)
+    tracker = Tracker(backends, private=bool(mechanism.private))
+    clock = not mechanism.chooses_rows  # a DP run's times depend on its secret sample
     try:
         for name in dict.fromkeys(names):
             if name == "tensorboard":
-                backends.append(_TensorBoard(run_dir, cfg.to_yaml()))
+                backends.append(_TensorBoard(run_dir, cfg.to_yaml(), clock=clock))
             else:
-                backends.append(_WandbLike(name, run_dir, run_id, public))
+                backends.append(_WandbLike(name, run_dir, run_id, public, clock=clock))
         yield tracker
     finally:
         tracker.close()

@@ -182,6 +182,7 @@ class Trainer:
                 desc=cfg.mechanism.name,
                 unit="step",
                 enabled=self.progress,
+                timing=not self.timing_secret,
             )
             with bar:
                 result = None
@@ -274,6 +275,9 @@ class Trainer:
             s.loaded.model.save_pretrained(model_dir, **lora)
             s.loaded.tokenizer.save_pretrained(model_dir)
         result = self.result(test_metrics, steps_run, setup_s)
+        if self.timing_secret:  # measured, kept, not published (docs/algorithms.md 7.6)
+            run.write_private(TIMING_FILE, {k: result[k] for k in ("timing", "memory")})
+            result.update(timing=dict(WITHHELD), memory=dict(WITHHELD))
         run.write_result(result)
         if self.tracker is not None:
             self.tracker.log_eval("test", self.best["step"] or 0, test_metrics)
@@ -384,6 +388,11 @@ class Trainer:
         finally:
             hook.remove()
 
+    @property
+    def timing_secret(self) -> bool:
+        """A DP run's step time and memory grow with its secret Poisson sample."""
+        return type(self.s.mechanism).chooses_rows
+
     def result(self, test_metrics, steps_run: int, setup_s: float) -> dict[str, Any]:
         s, cfg = self.s, self.s.cfg
         total_s = time.perf_counter() - self.started
@@ -433,6 +442,14 @@ class Trainer:
             "versions": _versions(),
             "hardware": _hardware(s.loaded.device),
         }
+
+
+TIMING_FILE = "timing.json"
+# result.json's timing and memory of a run whose step times depend on its secret sample
+WITHHELD = {
+    "withheld": "step times and memory grow with the secret Poisson sample (docs/algorithms.md "
+    f"7.6): see private/{TIMING_FILE}"
+}
 
 
 class _StopEvaluation(Exception):
