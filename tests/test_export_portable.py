@@ -152,6 +152,10 @@ def test_dp_and_nonprivate_cards_state_their_own_guarantee(tmp_path):
     spent = dp.privacy["spent"]["epsilon"]
     assert f"({spent:.4g}, 1e-05)-differential privacy" in card.text
     assert "add-or-remove-one" in card.text
+    # the batch is a Poisson sample of expected size 3, not train.batch_size rows
+    assert "| batch size | Poisson, expected 3 |" in card.text
+    assert "expected size 3 (rate q = " in card.text and "train.batch_size is not used" in card.text
+    assert "the expected batch q N = 3 (public; costs no epsilon)" in card.text
     mezo = train("smoke", out=tmp_path / "mezo", overrides=SMALL, progress=False)
     export(mezo.run_dir, tmp_path / "mezo-out", step="final")
     card = _card(tmp_path / "mezo-out")

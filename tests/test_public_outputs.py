@@ -328,3 +328,15 @@ def test_public_adapter_config_lists_its_modules_sorted(tmp_path):
     model.peft_config = {"default": adapter}
     ready_to_share(model, {"id": "base"})
     assert adapter.target_modules == ["k_proj", "q_proj", "v_proj"]
+
+
+def test_a_noisy_count_denominator_says_what_it_buys():
+    """The noisy count spends epsilon to hide N, which the report states anyway: the
+    report says so (it is kept to reproduce the DP-AggZO paper's noise)."""
+    from paczero.report import dp_denominator_text
+
+    privacy = {"denominator": "noisy-count", "count_epsilon": 0.1, "expected_batch": 64}
+    text = dp_denominator_text(privacy)
+    assert "spends epsilon 0.1" in text and "states anyway" in text and "paper" in text
+    privacy["denominator"] = "expected"
+    assert dp_denominator_text(privacy) == "the expected batch q N = 64 (public; costs no epsilon)"

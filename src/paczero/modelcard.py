@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from paczero.report import describe_privacy
+from paczero.report import describe_privacy, dp_batch_text, dp_denominator_text
 
 TASK_DATASETS = {"sst2": "nyu-mll/glue", "squad": "rajpurkar/squad"}
 TASK_WORDS = {"sst2": "SST-2 sentiment classification", "squad": "SQuAD v1.1 question answering"}
@@ -188,6 +188,8 @@ def privacy_rows(privacy: dict[str, Any]) -> list[tuple[str, Any]]:
             ("neighbouring relation", privacy.get("neighbouring_relation")),
             ("accountant", privacy.get("accountant")),
             ("noise multiplier", _fmt(privacy.get("noise_multiplier"))),
+            ("batch", dp_batch_text(privacy)),
+            ("denominator", dp_denominator_text(privacy)),
             ("membership-inference bound", _fmt(privacy.get("posterior_bound"))),
             ("matched MI", f"{_fmt(privacy.get('matched_mi'))} nats"),
         ]
@@ -306,7 +308,12 @@ def render(
                 ("pool / dev / test", f"{pool} / {splits.get('dev')} / {splits.get('test')}"),
                 ("steps", f"{info['step']} exported of {train['steps']} planned"),
                 ("learning rate", f"{train['lr']:g} ({train['schedule']})"),
-                ("batch size", train["batch_size"]),
+                (
+                    "batch size",
+                    f"Poisson, expected {privacy['expected_batch']}"
+                    if privacy.get("framework") == "dp" and privacy.get("expected_batch")
+                    else train["batch_size"],
+                ),
                 ("SPSA eps / directions", f"{zo['eps']:g} / {zo['directions']}"),
                 ("seed.public", cfg["seed"]["public"]),
             ]

@@ -91,9 +91,31 @@ def _describe_dp(privacy: dict[str, Any]) -> list[str]:
         f"  membership-inference success bound: {privacy['posterior_bound']:.4f} "
         f"(prior 0.5); matched MI: {privacy['matched_mi']:.4g} nats",
         f"  {privacy['guarantee']}",
+        f"  batch: {dp_batch_text(privacy)}",
+        f"  denominator: {dp_denominator_text(privacy)}",
         *_describe_data(privacy),
         f"  secret source: {privacy['secret_source']}",
     ]
+
+
+def dp_batch_text(privacy: dict[str, Any]) -> str:
+    """A DP step's rows: a Poisson sample of the pool, not ``train.batch_size`` rows."""
+    return (
+        f"a Poisson sample of the pool, expected size {privacy['expected_batch']} (rate q = "
+        f"{privacy['sample_rate']:.4g}); its real size is secret; train.batch_size is not used"
+    )
+
+
+def dp_denominator_text(privacy: dict[str, Any]) -> str:
+    """What divides the noisy sum, and why a noisy count buys nothing here."""
+    if privacy.get("denominator") == "noisy-count":
+        return (
+            f"a noisy count of the pool times q (the DP-AggZO paper's): it spends epsilon "
+            f"{privacy['count_epsilon']:.3g} of the total to hide the pool's size, which this "
+            "report states anyway; it is kept only to reproduce the paper's noise "
+            "(mechanism.denominator: expected spends nothing)"
+        )
+    return f"the expected batch q N = {privacy['expected_batch']} (public; costs no epsilon)"
 
 
 def _describe_data(privacy: dict[str, Any]) -> list[str]:
