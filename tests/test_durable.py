@@ -276,24 +276,3 @@ def test_a_signal_during_an_evaluation_stops_it_and_resume_repeats_it(
     assert main(["resume", str(run), "--quiet"]) == 0
     for name in ("releases.jsonl", "metrics.jsonl"):
         assert (run / name).read_bytes() == (reference / name).read_bytes()
-
-
-def test_a_second_signal_stops_at_once_with_its_line(tmp_path, capsys, monkeypatch):
-    from paczero.trainer import Trainer
-
-    trainer = Trainer.__new__(Trainer)
-    trainer._signal, trainer.run_dir = None, type("Run", (), {"path": tmp_path})()
-
-    def exit_now(code):
-        raise SystemExit(code)
-
-    monkeypatch.setattr(os, "_exit", exit_now)
-    with trainer._signals():
-        handler = signal.getsignal(signal.SIGTERM)
-        handler(signal.SIGTERM, None)  # the first: the step (or evaluation) ends first
-        assert trainer._signal == signal.SIGTERM
-        with pytest.raises(SystemExit) as done:
-            handler(signal.SIGINT, None)
-    assert done.value.code == 128 + signal.SIGINT
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"Resume with: paczero resume {tmp_path}" in err

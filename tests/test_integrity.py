@@ -470,11 +470,12 @@ def test_a_full_disk_during_a_checkpoint_leaves_no_temporary(
 # ---------------------------------------------------------------- signals
 
 
-def test_any_second_signal_stops_at_once():
-    """After a first SIGINT (finish the step, checkpoint, stop) both SIGINT and SIGTERM are
-    back to their default action: a second signal of either kind ends the process at once."""
+def test_any_second_signal_stops_at_once(tmp_path, capsys, monkeypatch):
+    """After a first SIGINT (finish the step, checkpoint, stop) a second signal of either
+    kind prints its line with the resume hint, then ends the process by its default action
+    (here the re-sent signal is recorded instead of delivered)."""
     trainer = Trainer.__new__(Trainer)
-    trainer._signal = None
+    trainer._signal, trainer.run_dir = None, type("Run", (), {"path": tmp_path})()
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with trainer._signals():
         os.kill(os.getpid(), signal.SIGINT)
@@ -483,9 +484,16 @@ def test_any_second_signal_stops_at_once():
                 break
             time.sleep(0.001)
         assert trainer._signal == signal.SIGINT
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+        handler, sent = signal.getsignal(signal.SIGTERM), []
+        monkeypatch.setattr(os, "kill", lambda pid, signum: sent.append((pid, signum)))
+        handler(signal.SIGTERM, None)
+        assert sent == [(os.getpid(), signal.SIGTERM)]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the default action next
+        monkeypatch.undo()
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("paczero: second signal: stopped at once")
+    assert f"Resume with: paczero resume {tmp_path}" in err
 
 
 def test_sigint_then_sigterm_kills_the_step_and_the_run_stays_resumable(tmp_path):
@@ -497,8 +505,9 @@ def test_sigint_then_sigterm_kills_the_step_and_the_run_stays_resumable(tmp_path
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGTERM  # stopped at once, not after the step (130)
+    assert f"second signal: stopped at once; {run} is consistent" in err
     RunDir(run).verify(private=True)
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import statistics
 import sys
 import time
@@ -352,8 +353,9 @@ class Trainer:
     @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM finish the current step (or stop an evaluation between its
-        micro-batches), checkpoint, then stop; a second one stops at once, with its line
-        (the write-ahead log keeps the run consistent, as after kill -9)."""
+        micro-batches), checkpoint, then stop; a second one prints its line and ends the
+        process by that signal's default action, at once (the write-ahead log keeps the run
+        consistent, as after kill -9)."""
 
         def handler(signum, frame):
             if self._signal is None:
@@ -364,7 +366,8 @@ class Trainer:
                 f"up to its last logged step. Resume with: paczero resume {self.run_dir.path}\n"
             )
             sys.stderr.flush()
-            os._exit(128 + signum)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
         with handled(handler):
             yield
@@ -391,7 +394,7 @@ class Trainer:
     @property
     def timing_secret(self) -> bool:
         """A DP run's step time and memory grow with its secret Poisson sample."""
-        return type(self.s.mechanism).chooses_rows
+        return bool(self.s.mechanism.chooses_rows)
 
     def result(self, test_metrics, steps_run: int, setup_s: float) -> dict[str, Any]:
         s, cfg = self.s, self.s.cfg
