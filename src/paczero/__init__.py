@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "train": "paczero.trainer",
     "evaluate": "paczero.evaluation",
+    "predict": "paczero.prediction",
     "resume": "paczero.durable",
     "export": "paczero.durable",
     "Result": "paczero.trainer",

@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser(
+        "predict", help="a run's model (or a base model) on new rows: labels or answers"
+    )
+    p.add_argument("target", help="a run directory, an export folder, or a model name (zero-shot)")
+    p.add_argument("--data", required=True, help="rows with the prompt's fields (CSV, JSONL, ...)")
+    p.add_argument("--out", help="JSON Lines file to write (a new file; default: print)")
+    p.add_argument(
+        "--batch-size", type=int, help="rows per forward pass (default train.eval_batch)"
+    )
+    _add_overrides(p)
+
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (resumable, J at a time)")
     p.add_argument("spec", help="a sweep spec (YAML: base, set, grid, cells, seeds, out)")
     p.add_argument("--out", help="sweep directory (default: the spec's out)")
@@ -272,6 +283,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from paczero.prediction import predict
+
+    _quiet_libraries()
+    records = predict(
+        args.target, args.data, out=args.out, overrides=args.overrides, batch_size=args.batch_size
+    )
+    if args.out:
+        print(f"wrote {len(records)} predictions to {args.out}")
+    else:
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False, default=str))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from paczero.sweep import load_spec, run_sweep
 
@@ -366,6 +392,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "export": cmd_export,
     "eval": cmd_eval,
+    "predict": cmd_predict,
     "sweep": cmd_sweep,
     "table": cmd_table,
     "plot": cmd_plot,

@@ -653,10 +653,11 @@ def _group_units(table: Table, name: str) -> list[np.ndarray]:
     return [np.asarray(rows, dtype=np.int64) for rows in groups.values()]
 
 
-def read_table(source: str, role: str, data: DataConfig) -> Table:
-    """The rows of a local file or folder, or of a hub data set's split."""
+def read_table(source: str, role: str, data: DataConfig, key: str | None = None) -> Table:
+    """The rows of a local file or folder, or of a hub data set's split (``role``'s, in
+    ``data.splits``); errors name ``key`` (default ``data.<role>``)."""
     path = Path(source).expanduser()
-    key = f"data.{role}"
+    key = key or f"data.{role}"
     if path.exists():
         return _read_files(path, key)
     if path.suffix.lower() in FORMATS or source.startswith((".", "/", "~")):

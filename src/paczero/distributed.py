@@ -70,6 +70,15 @@ class World:
             return values
         return self.sum(torch.from_numpy(np.asarray(values, dtype=np.float64))).numpy()
 
+    def merge(self, items: list[Any]) -> list[Any]:
+        """Per-row values that each rank filled for its own rows (``None`` elsewhere), whole
+        on every rank (generated answers, which no sum can combine)."""
+        if self.size == 1:
+            return items
+        parts: list[Any] = [None] * self.size
+        _collective(lambda: torch.distributed.all_gather_object(parts, items))
+        return [next((p[i] for p in parts if p[i] is not None), None) for i in range(len(items))]
+
     def broadcast(self, obj: T) -> T:
         """Rank 0's ``obj`` on every rank."""
         if self.size == 1:

@@ -22,6 +22,19 @@ def evaluate(
     target: str | Path, split: str = "test", overrides: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Metrics of a run's dev-best model, an exported model, or a base model (zero-shot)."""
+    cfg, weights = load_target(target, overrides)
+    return evaluate_config(cfg, split, weights)
+
+
+Weights = Callable[[LoadedModel], torch.nn.Module]
+
+
+def load_target(
+    target: str | Path, overrides: list[str] | tuple[str, ...] = (), rows: str | None = None
+) -> tuple[RunConfig, Weights]:
+    """The config and the weights of what ``paczero eval`` and ``paczero predict`` name: a
+    run directory (its dev-best model), an export folder, or a base model (zero-shot; a
+    task of one's own then reads ``rows`` unless ``data.train`` is set)."""
     target = Path(target)
     run_config, exported = target / "config.yaml", target / "paczero_export.json"
     if run_config.exists():
@@ -35,7 +48,9 @@ def evaluate(
             "Hugging Face model (config.json)"
         )
     else:
-        cfg = load_config(None, [f"model.name={target}", *overrides])
+        given = any(o.partition("=")[0].strip() == "data.train" for o in overrides)
+        rows_key = [f"data.train={rows}"] if rows is not None and not given else []
+        cfg = load_config(None, [f"model.name={target}", *rows_key, *overrides])
 
     def weights(loaded: LoadedModel) -> torch.nn.Module:
         if run_config.exists():
@@ -46,13 +61,11 @@ def evaluate(
             return PeftModel.from_pretrained(loaded.model, target)
         return loaded.model
 
-    return evaluate_config(cfg, split, weights)
+    return cfg, weights
 
 
 def evaluate_config(
-    cfg: RunConfig,
-    split: str = "dev",
-    weights: Callable[[LoadedModel], torch.nn.Module] = lambda loaded: loaded.model,
+    cfg: RunConfig, split: str = "dev", weights: Weights = lambda loaded: loaded.model
 ) -> dict[str, Any]:
     """Metrics of ``cfg``'s model on one of its splits: zero-shot unless ``weights`` puts
     trained weights in (the demo compares prompt templates with it)."""

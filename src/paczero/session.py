@@ -7,7 +7,7 @@ same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -113,6 +113,8 @@ class Session:
     world: World = SOLO
     units: Units | None = None  # data.group_field: the pool's privacy units
     coverage: dict | None = None  # what the guarantee covers (Splits.coverage, public)
+    # the prompt fields of each dev and test row, beside the per-row predictions
+    inputs: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def trainable(self) -> list[tuple[str, torch.Tensor]]:
@@ -189,9 +191,14 @@ def build_session(
         world=world,
     )
     provenance = getattr(splits, "provenance", "official")
+    fields = task.spec.prompt.fields
+    inputs = {
+        name: [{f: row[f] for f in fields} for row in part]
+        for name, part in (("dev", splits.dev), ("test", splits.test))
+    }
     return Session(
         cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
-        mechanism, optimizer, restore, world, units, coverage,
+        mechanism, optimizer, restore, world, units, coverage, inputs,
     )  # fmt: skip
 
 

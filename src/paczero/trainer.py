@@ -31,9 +31,10 @@ from paczero.distributed import SOLO, World, close_world, fingerprint, init_worl
 from paczero.errors import Diverged, Interrupted
 from paczero.exporting import base_identity, ready_to_share
 from paczero.optim import StepResult
+from paczero.prediction import write_jsonl
 from paczero.privacy.randomness import secret_stream
 from paczero.report import describe_result, privacy_report
-from paczero.runs import RunDir, check_new_run_dir, default_run_dir
+from paczero.runs import PRIVATE_FILE_MODE, RunDir, check_new_run_dir, default_run_dir
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
 from paczero.signals import handled
 from paczero.tracking import open_tracker
@@ -139,6 +140,7 @@ class Trainer:
         self.unanimous: list[bool] = []
         self.step_times: list[float] = []
         self.best: dict[str, Any] = {"step": None, "dev": None}
+        self.best_dev_rows: list[dict] | None = None  # the dev-best evaluation's rows
         self.history: list[dict[str, Any]] = []
         self.eval_s = 0.0
         self.next_step = 0
@@ -262,10 +264,19 @@ class Trainer:
         load_named(s.trainable, run.load_tensors("best"))
         t0 = time.perf_counter()
         with progress_lines.phase("test evaluation"):
-            test_metrics = s.task.evaluate(s.loaded.model, s.test, s.cfg.train.eval_batch, s.world)
+            test_metrics, test_rows = s.task.evaluate_rows(
+                s.loaded.model, s.test, s.cfg.train.eval_batch, s.world
+            )
+        if self.best_dev_rows is None:  # resumed after the dev-best evaluation: once more
+            with progress_lines.phase("dev evaluation"):
+                _, self.best_dev_rows = s.task.evaluate_rows(
+                    s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world
+                )
         self.eval_s += time.perf_counter() - t0
         if not self.main:
             return Result(run_dir=run.path, data={})
+        self.write_predictions("dev", self.best_dev_rows)
+        self.write_predictions("test", test_rows)
         self.metrics_log.append({"step": self.best["step"], "split": "test", **test_metrics})
         model_dir = run.path / "model"
         base = base_identity(s.cfg.model.name, s.loaded, s.cfg.seed.public, hashes=False)
@@ -293,7 +304,7 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             with progress_lines.phase("dev evaluation"), self._stoppable(s.loaded.model):
-                dev_metrics = s.task.evaluate(
+                dev_metrics, dev_rows = s.task.evaluate_rows(
                     s.loaded.model, s.dev, s.cfg.train.eval_batch, s.world
                 )
         except _StopEvaluation:  # the step is logged; resume repeats this evaluation
@@ -305,6 +316,7 @@ class Trainer:
         score = dev_metrics[s.task.metric]
         if self.best["dev"] is None or score > self.best["dev"][s.task.metric]:
             self.best.update(step=step, dev=dev_metrics)
+            self.best_dev_rows = dev_rows
             if self.main:
                 self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
         if self.main:
@@ -312,6 +324,21 @@ class Trainer:
         if self.tracker is not None:
             self.tracker.log_eval("dev", step, dev_metrics)
         self.history.append({"step": step, **dev_metrics})
+
+    def write_predictions(self, split: str, rows: list[dict]) -> None:
+        """Each row's prediction by the dev-best model, beside its input and label: under
+        private/ when the split was carved from the pool's own (private) source."""
+        coverage = self.s.coverage or {}
+        private = coverage.get(f"{split}_from_pool_source", True)
+        folder = self.run_dir.private_dir if private else self.run_dir.path / "predictions"
+        inputs = self.s.inputs.get(split) or [{} for _ in rows]
+        records = [
+            {"row": i + 1, "input": given, **row}
+            for i, (given, row) in enumerate(zip(inputs, rows, strict=True))
+        ]
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"predictions-{split}.jsonl" if private else f"{split}.jsonl"
+        write_jsonl(folder / name, records, mode=PRIVATE_FILE_MODE if private else 0o644)
 
     def save_checkpoint(self, step: int) -> None:
         if not self.main:

@@ -212,9 +212,11 @@ class ClassificationTask(TaskBase):
     def render(self, example: dict) -> str:
         return self.spec.prompt.render(example)
 
-    def encode(self, examples: Sequence[dict]) -> EncodedSet:
+    def encode(self, examples: Sequence[dict], labelled: bool = True) -> EncodedSet:
+        """Token ids of each row's prompt; ``labelled=False`` for rows to predict (no label
+        column: every label reads -1)."""
         prompts = [self.render(e) for e in examples]
-        labels = np.array([self._label(e) for e in examples], dtype=np.int64)
+        labels = np.array([self._label(e) if labelled else -1 for e in examples], dtype=np.int64)
         tokenised = plain_ids(self.tokenizer, prompts)
         budget = self.max_prompt - len(self.special_prefix)
         ids, truncated = [], 0
@@ -314,27 +316,66 @@ class ClassificationTask(TaskBase):
     def evaluate(
         self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int, world: World = SOLO
     ) -> dict:
-        """Accuracy (and macro-F1 when asked) and mean loss over every row, from one forward
-        pass per micro-batch (shared out among the ranks of ``world``)."""
+        """Accuracy (and macro-F1 when asked) and mean loss over every row."""
+        return self.evaluate_rows(model, encoded, batch_size, world)[0]
+
+    def evaluate_rows(
+        self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int, world: World = SOLO
+    ) -> tuple[dict, list[dict]]:
+        """The metrics, and each row's prediction beside its label, from one forward pass
+        per micro-batch (shared out among the ranks of ``world``)."""
         n = len(encoded)
         names = [m for m in self.spec.metrics if m in self.METRICS]
         if n == 0:
-            return {**{m: float("nan") for m in names}, "loss": float("nan")}
-        # -0.0: see distributed.unowned
-        loss, predicted = np.full(n, -0.0), np.full(n, -0.0)
-        batches = self.batches(encoded, np.arange(n), batch_size)
-        for positions, batch in evaluated(batches, world, n):
-            scores = self.scores(model, batch)
-            labels = batch.labels.to(scores.device)
-            loss[positions] = _cross_entropy(scores, labels).double().cpu().numpy()
-            predicted[positions] = scores.argmax(-1).double().cpu().numpy()
-        loss, predicted = world.sum_array(loss), world.sum_array(predicted)
+            return {**{m: float("nan") for m in names}, "loss": float("nan")}, []
+        scores = self.score_all(model, encoded, batch_size, world)
         gold = encoded.labels
+        as_trained = torch.from_numpy(scores).float()  # the float32 scores of training's loss
+        loss = _cross_entropy(as_trained, torch.from_numpy(gold)).double().numpy()
+        predicted = scores.argmax(axis=1)
         values = {
             "accuracy": float((predicted == gold).mean()),
-            "macro_f1": macro_f1(gold, predicted.astype(np.int64)),
+            "macro_f1": macro_f1(gold, predicted),
         }
-        return {**{m: values[m] for m in names}, "loss": float(loss.mean())}
+        metrics = {**{m: values[m] for m in names}, "loss": float(loss.mean())}
+        rows = self._rows(scores)
+        for row, label in zip(rows, gold, strict=True):
+            row["label"] = self.spec.labels[label]
+            row["correct"] = row["prediction"] == row["label"]
+        return metrics, rows
+
+    def predict_rows(
+        self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int, world: World = SOLO
+    ) -> list[dict]:
+        """Each row's predicted label and every label's probability (the softmax of the
+        label words' scores, the ones training and evaluation compare)."""
+        return self._rows(self.score_all(model, encoded, batch_size, world))
+
+    def score_all(
+        self, model: torch.nn.Module, encoded: EncodedSet, batch_size: int, world: World = SOLO
+    ) -> np.ndarray:
+        """(rows, classes) scores of every row, in row order (float32 values, held in
+        float64 for the sum over ranks)."""
+        n = len(encoded)
+        out = np.full((n, self.n_options), -0.0)  # -0.0: see distributed.unowned
+        for positions, batch in evaluated(
+            self.batches(encoded, np.arange(n), batch_size), world, n
+        ):
+            out[positions] = self.scores(model, batch).double().cpu().numpy()
+        return world.sum_array(out)
+
+    def _rows(self, scores: np.ndarray) -> list[dict]:
+        probs = np.exp(scores - np.logaddexp.reduce(scores, axis=1, keepdims=True))
+        labels = self.spec.labels
+        return [
+            {
+                "prediction": labels[int(p.argmax())],
+                "probabilities": {
+                    label: round(float(q), 6) for label, q in zip(labels, p, strict=True)
+                },
+            }
+            for p in probs
+        ]
 
 
 def _cross_entropy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -221,7 +221,9 @@ class GenerationTask(TaskBase):
     def render(self, example: dict) -> str:
         return self.spec.prompt.render(example)
 
-    def encode(self, examples: Sequence[dict]) -> GenerationEncoded:
+    def encode(self, examples: Sequence[dict], labelled: bool = True) -> GenerationEncoded:
+        """Token ids of each row's prompt and gold continuation; ``labelled=False`` for rows
+        to predict (no completion or answers column: no continuation, no golds)."""
         prompts = [self.render(e) for e in examples]
         budget = self.max_prompt - len(self.special_prefix)
         ids, truncated = [], 0
@@ -230,11 +232,15 @@ class GenerationTask(TaskBase):
                 row = self._truncate(example, row, budget)
                 truncated += 1
             ids.append(np.asarray(self.special_prefix + row, dtype=np.int64))
-        answers = [
-            np.asarray(a[: self.max_new_tokens], dtype=np.int64)
-            for a in self._continuations(examples)
-        ]
-        golds = [self.spec.golds(e) for e in examples]
+        if labelled:
+            answers = [
+                np.asarray(a[: self.max_new_tokens], dtype=np.int64)
+                for a in self._continuations(examples)
+            ]
+            golds = [self.spec.golds(e) for e in examples]
+        else:
+            answers = [np.zeros(0, dtype=np.int64) for _ in examples]
+            golds = [[] for _ in examples]
         lengths = np.array([len(r) for r in ids], dtype=np.int64)
         return GenerationEncoded(ids, answers, golds, lengths, truncated)
 
@@ -406,30 +412,64 @@ class GenerationTask(TaskBase):
         world: World = SOLO,
     ) -> dict:
         """F1 and EM of greedy answers; ``loss`` is the objective's mean (CE needs one more
-        teacher-forced pass, -F1 is free), ``completion_loss`` the mean CE when asked.
-        Micro-batches are shared out among ``world``."""
+        teacher-forced pass, -F1 is free), ``completion_loss`` the mean CE when asked."""
+        return self.evaluate_rows(model, encoded, batch_size, world)[0]
+
+    def evaluate_rows(
+        self,
+        model: torch.nn.Module,
+        encoded: GenerationEncoded,
+        batch_size: int,
+        world: World = SOLO,
+    ) -> tuple[dict, list[dict]]:
+        """The metrics, and each row's answer beside its golds and scores. Micro-batches
+        are shared out among ``world``."""
         n = len(encoded)
         names = [m for m in self.spec.metrics if m in self.METRICS]
         if n == 0:
-            return {**{m: float("nan") for m in names}, "loss": float("nan")}
-        f1, em = np.full(n, -0.0), np.full(n, -0.0)  # -0.0: see distributed.unowned
-        everything = np.arange(n)
-        generate = self.batches(encoded, everything, batch_size, kind="generate")
-        for positions, batch in evaluated(generate, world, n, "generating answers"):
-            texts = self.generate(model, batch)
-            for p, text, golds in zip(positions, texts, batch.golds, strict=True):
-                f1[p] = f1_score(text, golds)
-                em[p] = exact_match(text, golds)
-        f1, em = world.sum_array(f1), world.sum_array(em)
+            return {**{m: float("nan") for m in names}, "loss": float("nan")}, []
+        texts = self.generate_all(model, encoded, batch_size, world)
+        f1 = np.array([f1_score(t, g) for t, g in zip(texts, encoded.golds, strict=True)])
+        em = np.array([exact_match(t, g) for t, g in zip(texts, encoded.golds, strict=True)])
         values = {"f1": float(f1.mean()), "exact_match": float(em.mean())}
         if self.objective == "ce" or "completion_loss" in names:
             loss = np.full(n, -0.0)
-            ce = self.batches(encoded, everything, batch_size, kind="ce")
+            ce = self.batches(encoded, np.arange(n), batch_size, kind="ce")
             for positions, batch in evaluated(ce, world, n, "scoring answers"):
                 loss[positions] = self.ce_losses(model, batch).double().cpu().numpy()
             values["completion_loss"] = float(world.sum_array(loss).mean())
         mean_loss = values.get("completion_loss") if self.objective == "ce" else -values["f1"]
-        return {**{m: values[m] for m in names}, "loss": mean_loss}
+        rows = [
+            {"prediction": t, "answers": list(g), "f1": float(a), "exact_match": float(b)}
+            for t, g, a, b in zip(texts, encoded.golds, f1, em, strict=True)
+        ]
+        return {**{m: values[m] for m in names}, "loss": mean_loss}, rows
+
+    def predict_rows(
+        self,
+        model: torch.nn.Module,
+        encoded: GenerationEncoded,
+        batch_size: int,
+        world: World = SOLO,
+    ) -> list[dict]:
+        """Each row's greedy answer (the text before the first stop string)."""
+        return [{"prediction": t} for t in self.generate_all(model, encoded, batch_size, world)]
+
+    def generate_all(
+        self,
+        model: torch.nn.Module,
+        encoded: GenerationEncoded,
+        batch_size: int,
+        world: World = SOLO,
+    ) -> list[str]:
+        """Every row's greedy answer, in row order, on every rank."""
+        n = len(encoded)
+        texts: list[str | None] = [None] * n
+        generate = self.batches(encoded, np.arange(n), batch_size, kind="generate")
+        for positions, batch in evaluated(generate, world, n, "generating answers"):
+            for p, text in zip(positions, self.generate(model, batch), strict=True):
+                texts[int(p)] = text
+        return world.merge(texts)
 
     # ------------------------------------------------------------ helpers
 
