@@ -6,6 +6,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -488,3 +489,33 @@ def test_the_gpu_study_shares_pool_data_and_forward_passes(capsys):
     for spec in ("paper-table-smollm2-gpu.yaml", "paper-table-smollm2-gpu-tune.yaml"):
         assert main(["sweep", str(REPO / "sweeps" / spec), "--dry-run"]) == 0
     assert "dry run: nothing is written" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- threads and progress
+
+
+def test_the_users_thread_count_is_kept(monkeypatch):
+    from paczero.sweep import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(jobs=2) == 3  # not cores // jobs
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads(jobs=1) == max(1, len(os.sched_getaffinity(0)))
+
+
+def test_a_running_run_prints_its_progress(tmp_path, monkeypatch):
+    import paczero.sweep
+
+    monkeypatch.setattr(paczero.sweep, "PROGRESS_EVERY_S", 0.05)
+    cells = [
+        {"name": "zpl", "set": ZPL},
+        {"name": "dp", "set": ["mechanism.name=dpzero", "mechanism.epsilon=2"]
+         + ["mechanism.expected_batch=8", "mechanism.accountant=rdp", "mechanism.clip=5"]},
+    ]  # fmt: skip
+    spec = write_spec(tmp_path, cells=cells, seeds=[0], out=str(tmp_path / "sw"))
+    summary, lines = quiet_sweep(load_spec(spec))
+    assert not summary.failed
+    zpl = [x for x in lines if "zpl/seed-0 running: step" in x]
+    assert zpl and all(x.split("step ")[1].split("/")[1].startswith("12 ") for x in zpl)
+    dp = [x for x in lines if "dp/seed-0 running" in x]
+    assert dp and not any(re.search(r"step \d", x) for x in dp)  # its step rate is secret

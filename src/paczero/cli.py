@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="a sweep spec (YAML: base, set, grid, cells, seeds, out)")
     p.add_argument("--out", help="sweep directory (default: the spec's out)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
-    p.add_argument("--threads", type=int, help="threads per run (default cores // jobs)")
+    p.add_argument(
+        "--threads", type=int, help="threads per run (default $OMP_NUM_THREADS, else cores // jobs)"
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state only")
 
     p = sub.add_parser("table", help="one row per sweep cell: mean +- std over seeds")

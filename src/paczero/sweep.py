@@ -524,11 +524,69 @@ class Summary:
 
 
 def default_threads(jobs: int) -> int:
+    """The user's OMP_NUM_THREADS when set (several sweeps may share the machine), else
+    the cores shared out among the ``jobs`` runs."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) >= 1:
+        return int(given)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, cores // jobs)
+
+
+PROGRESS_EVERY_S = 30.0  # a line per running run this often (tests set it lower)
+
+
+@dataclass
+class Watched:
+    """A run in flight, as its progress line shows it: the steps in its public release log
+    out of the planned ones. A run whose mechanism draws secret rows shows no count: its
+    step rate follows the secret sample's size (docs/algorithms.md, timing)."""
+
+    label: str
+    run: Path
+    steps: int
+    secret_rows: bool
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self) -> str:
+        seconds = time.perf_counter() - self.started
+        if self.secret_rows:
+            return f"{self.label} running (its steps are not counted: DP rows are secret)"
+        return (
+            f"{self.label} running: step {_logged_steps(self.run)}/{self.steps} ({seconds:.0f} s)"
+        )
+
+
+def _watched(sweep: Sweep, cell: Cell, seed: int, label: str) -> Watched:
+    from paczero.mechanisms import mechanism_class
+
+    cfg = cell.resolved(seed)
+    secret_rows = mechanism_class(cfg.mechanism.name).chooses_rows
+    return Watched(label, sweep.run_path(cell, seed), cfg.train.steps, secret_rows)
+
+
+@contextlib.contextmanager
+def _progress_lines(watched: Callable[[], list[Watched]], say) -> Any:
+    """A line per run in ``watched()`` every PROGRESS_EVERY_S seconds, from a thread."""
+    import threading
+
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(PROGRESS_EVERY_S):
+            for item in watched():
+                say(item.line())
+
+    thread = threading.Thread(target=loop, name="sweep-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def run_sweep(
@@ -547,6 +605,7 @@ def run_sweep(
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
     say = echo or (lambda line: print(line, flush=True))
+    given_threads = threads is not None
     threads = threads or default_threads(jobs)
     if dry_run:
         return _plan(sweep, say)
@@ -558,9 +617,12 @@ def run_sweep(
         todo = [(c, s) for c, s in sweep.runs() if states[(c.name, s)] != "finished"]
         summary = Summary(sweep.path, total=len(states), skipped=len(states) - len(todo))
         how = "in this process" if jobs == 1 else f"{jobs} processes at a time"
+        source = (
+            "" if given_threads or "OMP_NUM_THREADS" not in os.environ else " (OMP_NUM_THREADS)"
+        )
         say(
             f"sweep {sweep.path}: {len(states)} runs, {summary.skipped} already finished, "
-            f"{len(todo)} to do ({how}, {threads} thread{'s' * (threads > 1)} each)"
+            f"{len(todo)} to do ({how}, {threads} thread{'s' * (threads > 1)} each{source})"
         )
         if jobs == 1:
             _run_here(sweep, todo, states, threads, summary, say)
@@ -604,6 +666,7 @@ def _run_here(sweep, todo, states, threads, summary: Summary, say) -> None:
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    current: list[Watched] = []
     try:
         for i, (cell, seed) in enumerate(todo, 1):
             name = f"{cell.name}/seed-{seed}"
@@ -611,7 +674,9 @@ def _run_here(sweep, todo, states, threads, summary: Summary, say) -> None:
             say(_start_text(i, len(todo), cell, seed, state, sweep))
             t0 = time.perf_counter()
             try:
-                execute(sweep, cell, seed)
+                current[:] = [_watched(sweep, cell, seed, f"[{i}/{len(todo)}]        {name}")]
+                with _progress_lines(lambda: list(current), say):
+                    execute(sweep, cell, seed)
             except Interrupted as err:
                 raise SweepInterrupted(
                     f"sweep interrupted during {name} ({err}); rerun the sweep to continue",
@@ -643,6 +708,7 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
     env.setdefault("PYTHONWARNINGS", "ignore")
     pending = list(enumerate(todo, 1))
     running: dict[int, tuple[subprocess.Popen, Cell, int, float, Path, int]] = {}
+    watched: dict[int, Watched] = {}
     stop: list[int] = []  # the signal that stops the sweep
     forwarded = False
 
@@ -650,7 +716,10 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
         if not stop:
             stop.append(signum)
 
-    with handled(handler):
+    with (
+        handled(handler),
+        _progress_lines(lambda: [w for _, w in sorted(watched.copy().items())], say),
+    ):
         while pending or running:
             while pending and len(running) < jobs and not stop:
                 i, (cell, seed) = pending.pop(0)
@@ -678,6 +747,9 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
                         preexec_fn=_die_with_parent(os.getpid()),
                     )
                 running[i] = (proc, cell, seed, time.perf_counter(), log, start)
+                watched[i] = _watched(
+                    sweep, cell, seed, f"[{i}/{len(todo)}]        {cell.name}/seed-{seed}"
+                )
             if stop and running and not forwarded:
                 for proc, *_ in running.values():
                     if proc.poll() is None:
@@ -690,6 +762,7 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
                 if proc.poll() is None:
                     continue
                 del running[i]
+                watched.pop(i, None)
                 name = f"{cell.name}/seed-{seed}"
                 seconds = time.perf_counter() - t0
                 if proc.returncode == 0:
