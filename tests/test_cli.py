@@ -113,3 +113,17 @@ def test_a_malformed_data_file_names_the_file_and_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "train.tsv line 3" in err and "\n" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_dev_best_model_at_step_0_is_said_at_the_end_and_on_export(tmp_path, capsys):
+    out = tmp_path / "run"
+    untrained = ["--set", "train.lr=1e-30", "--set", "train.eval_every=1"]  # no step can win
+    assert main(["train", "smoke", "--out", str(out), "--quiet", *QUICK, *untrained]) == 0
+    printed = capsys.readouterr().out
+    assert "best" in printed and "at step 0" in printed
+    assert "warning: no step beat the untrained model on dev" in printed
+    assert main(["export", str(out), "--to", str(tmp_path / "exported")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: step 0 is the untrained base model" in err
+    assert main(["export", str(out), "--to", str(tmp_path / "final"), "--step", "final"]) == 0
+    assert "warning" not in capsys.readouterr().err

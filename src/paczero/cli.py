@@ -263,6 +263,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     info = export(args.run_dir, args.to, step=args.step, merge=args.merge)
     what = "merged model" if info.get("merged") else info.get("track", "model")
     print(f"exported step {info['step']} of {info['run']} to {args.to} ({what}, model card)")
+    if info["step"] == 0:
+        print(
+            "paczero: warning: step 0 is the untrained base model (no step beat it on dev); "
+            "export --step final for the trained one",
+            file=sys.stderr,
+        )
     if args.push_to_hub:
         from paczero.exporting import push_to_hub
 

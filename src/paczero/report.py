@@ -152,6 +152,13 @@ def _describe_pac(privacy: dict[str, Any]) -> list[str]:
     return lines
 
 
+UNTRAINED_WARNING = (
+    "warning: no step beat the untrained model on dev, so the dev-best model (the one tested, "
+    "exported and used by predict) is the base model at step 0; try another train.lr or more "
+    "steps, or export --step final"
+)
+
+
 def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
     metrics = result["metrics"]
     metric = metrics["metric"]
@@ -163,6 +170,8 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
             f"dev {metric}: {first[metric]:.4f} at step {first['step']} -> best "
             f"{best[metric]:.4f} at step {metrics['best_step']}"
         )
+        if metrics["best_step"] == 0 and history[-1]["step"] > 0:
+            lines.append(UNTRAINED_WARNING)
     test = metrics["test"]
     others = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != metric)
     lines.append(
