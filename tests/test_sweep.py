@@ -390,10 +390,15 @@ def test_workers_stop_with_a_killed_sweep_and_a_rerun_finishes_them(tmp_path):
             time.sleep(0.05)
     os.close(lock)
     stopped = [r for r in runs if (r / "config.yaml").exists() and not (r / "result.json").exists()]
-    assert stopped, "no run was stopped mid-way"
-    for run in stopped:  # a graceful stop: a checkpoint at the last logged step
+    assert any(releases(r) for r in stopped), "no run was stopped mid-way"
+    for seed, run in enumerate(runs):
         steps = len(releases(run))
-        assert (run / "checkpoints" / f"step-{steps:07d}").is_dir()
+        if run not in stopped or steps == 0:
+            # still setting up when the signal came (a loaded machine starts the second
+            # worker late): nothing released, so the rerun starts or resumes it from step 0
+            assert run_state(sweep, sweep.cells[0], seed) in ("train", "restart", "resume")
+            continue
+        assert (run / "checkpoints" / f"step-{steps:07d}").is_dir()  # a graceful stop
         time.sleep(0.2)
         assert len(releases(run)) == steps  # nothing runs on
 
