@@ -49,8 +49,13 @@ def test_every_recipe_validates():
         (["train.steps=0"], "invalid value for 'train.steps'"),
         (["train.lr=0"], "invalid value for 'train.lr'"),
         (["train.lr=-1e-3"], "invalid value for 'train.lr'"),
-        (["mechanism.subsets=7"], "must be even"),
-        (["mechanism.budget=0"], "invalid value for 'mechanism.budget'"),
+        (["mechanism.name=paczero-zpl", "mechanism.subsets=7"], "must be even"),
+        (["mechanism.name=paczero-mi", "mechanism.budget=0"], "for 'mechanism.budget'"),
+        (
+            ["mechanism.name=mezo", "mechanism.epsilon=2"],
+            "unknown config key 'mechanism.epsilon' for mechanism 'mezo'",
+        ),
+        (["mechanism.subsets=8"], "unknown config key 'mechanism.subsets' for mechanism 'mezo'"),
         (["model.dtype=float8"], "invalid value for 'model.dtype'"),
         (["zo.micro_batch_tokens=0"], "invalid value for 'zo.micro_batch_tokens'"),
         (["zo.micro_batch_tokens=some"], "invalid value for 'zo.micro_batch_tokens'"),
@@ -93,3 +98,17 @@ def test_yaml_follows_the_core_schema_and_keeps_each_key_once():
         parse_yaml("a: 1\nb: 2\nb: 3\n", "f.yaml")
     config = load_config("smoke", ["train.eval_at_start=True", "train.lr=1e-3"])
     assert config.train.eval_at_start is True and config.train.lr == 0.001
+
+
+def test_each_mechanism_has_its_own_keys_and_an_override_switching_it_drops_the_old_ones():
+    # the demo recipe is PACZero-ZPL with subsets 8, clip 25, disagreement skip
+    assert load_config("demo", ["mechanism.name=mezo"]).mechanism.model_dump() == {"name": "mezo"}
+    full_sign = load_config("demo", ["mechanism.name=full-sign"]).mechanism
+    assert full_sign.model_dump() == {"name": "full-sign", "clip": 25.0, "skip_all_zero": False}
+    mi = load_config("demo", ["mechanism.name=paczero-mi", "mechanism.budget=0.3"]).mechanism
+    assert (mi.subsets, mi.clip, mi.budget) == (8, 25.0, 0.3)
+    # a key the override sets itself is the user's: refused, in one line
+    with pytest.raises(UserError, match="'mechanism.clip' for mechanism 'mezo'"):
+        load_config("demo", ["mechanism.name=mezo", "mechanism.clip=3"])
+    text = load_config("smoke").to_yaml()
+    assert "mechanism:\n  name: mezo\nseed:" in text  # config.yaml lists the run's own keys

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -276,3 +277,37 @@ def test_a_signal_during_an_evaluation_stops_it_and_resume_repeats_it(
     assert main(["resume", str(run), "--quiet"]) == 0
     for name in ("releases.jsonl", "metrics.jsonl"):
         assert (run / name).read_bytes() == (reference / name).read_bytes()
+
+
+# The mechanism section of a config.yaml written before each mechanism owned its keys:
+# every mechanism's keys, with their defaults.
+OLD_MECHANISM_KEYS = {
+    "construction": "random-halves",
+    "clip": None,
+    "allocation": "adaptive",
+    "release": "gaussian",
+    "disagreement": "coin",
+    "skip_all_zero": False,
+    "epsilon": None,
+    "delta": 1e-5,
+    "expected_batch": None,
+    "noise": "gaussian",
+    "denominator": "expected",
+    "count_fraction": 0.05,
+    "accountant": "pld",
+    "match_mi": None,
+}
+
+
+def test_a_run_whose_config_lists_every_mechanisms_keys_resumes_exports_and_evaluates(tmp_path):
+    from paczero.durable import resume
+
+    run = train("smoke", out=tmp_path / "run", overrides=[*MI, *SMALL, "train.steps=3"]).run_dir
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["mechanism"] = {**config["mechanism"], **OLD_MECHANISM_KEYS, "subsets": 4}
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    test = json.loads((run / "result.json").read_text())["metrics"]["test"]
+    assert export(run, tmp_path / "out")["step"] == 3
+    assert evaluate(run)["accuracy"] == pytest.approx(test["accuracy"])
+    (run / "result.json").unlink()  # a finish killed after its test line: resumed again
+    assert resume(run, progress=False).test["accuracy"] == pytest.approx(test["accuracy"])

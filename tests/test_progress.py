@@ -140,10 +140,9 @@ def test_dp_calibration_and_gguf_conversion_say_what_they_wait_for(
     tmp_path, monkeypatch, capsys, every_update
 ):
     from paczero import models
-    from paczero.config import MechanismConfig
-    from paczero.mechanisms import build_mechanism
+    from paczero.mechanisms import build_mechanism, mechanism_config
 
-    cfg = MechanismConfig(name="dpzero", epsilon=2, clip=5, expected_batch=4, accountant="rdp")
+    cfg = mechanism_config("dpzero", epsilon=2, clip=5, expected_batch=4, accountant="rdp")
     build_mechanism(cfg, pool_size=64, steps=20, directions=1)
     err = capsys.readouterr().err
     assert "dpzero: calibrating the noise to epsilon 2 over 20 steps" in err

@@ -16,10 +16,9 @@ from safetensors.torch import load_file
 
 import paczero.trainer as trainer_module
 from paczero import ZOOptimizer
-from paczero.config import MechanismConfig
 from paczero.durable import resume
 from paczero.errors import UserError
-from paczero.mechanisms import build_mechanism
+from paczero.mechanisms import build_mechanism, mechanism_config
 from paczero.mechanisms.dp import _DPMechanism, poisson_sample
 from paczero.report import describe_privacy
 from paczero.trainer import train
@@ -143,7 +142,7 @@ def test_zo_optimizer_takes_a_dp_mechanism_rows_from_its_secret_sample():
     so the accountant's Poisson assumption holds through the public API too."""
     pool, steps = 40, 20
     mech = build_mechanism(
-        MechanismConfig(name="dpzero", epsilon=1.0, clip=1.0, expected_batch=4),
+        mechanism_config("dpzero", epsilon=1.0, clip=1.0, expected_batch=4),
         pool_size=pool,
         steps=steps,
         directions=1,
@@ -173,7 +172,7 @@ def test_zo_optimizer_takes_a_dp_mechanism_rows_from_its_secret_sample():
 
 def test_zo_optimizer_draws_public_minibatches_and_checks_the_loss_shape():
     mech = build_mechanism(
-        MechanismConfig(name="paczero-zpl", subsets=4), pool_size=40, steps=5, directions=1
+        mechanism_config("paczero-zpl", subsets=4), pool_size=40, steps=5, directions=1
     )
     theta, losses = _quadratic_problem(40)
     opt = ZOOptimizer([theta], mech, lr=1e-2, batch_size=8, secret=1)

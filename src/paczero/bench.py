@@ -81,24 +81,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def bench_config(args: argparse.Namespace):
     """The run config the bench measures: the trainer's own code path, full-pool steps."""
-    from paczero.config import apply_override, validate_config
+    from paczero.config import apply_overrides, validate_config
+    from paczero.mechanisms import mechanism_keys
 
     model = "tiny-llama" if args.quick and args.model == "smollm2-135m" else args.model
-    subsets = args.subsets or min(128, args.pool - args.pool % 2)
+    mechanism: dict[str, Any] = {"name": args.mechanism}
+    if "subsets" in mechanism_keys(args.mechanism):
+        mechanism["subsets"] = bench_subsets(args)
     data: dict[str, Any] = {
         "model": {"name": model, "dtype": args.dtype, "device": args.device, "track": args.track},
         "task": {"name": "sst2"},
         "data": {"num_train": args.pool, "num_dev": 1, "num_test": 1},
         "zo": {"micro_batch": args.micro_batch},
         "train": {"steps": 1000, "lr": 1e-6, "batch_size": "full", "eval_at_start": False},
-        "mechanism": {"name": args.mechanism, "subsets": subsets},
+        "mechanism": mechanism,
         "seed": {"public": 0},
     }
     if args.quick:
         data["data"]["source"] = "synthetic"
-    for assignment in args.overrides:
-        apply_override(data, assignment)
-    return validate_config(data)
+    return validate_config(apply_overrides(data, args.overrides))
+
+
+def bench_subsets(args: argparse.Namespace) -> int:
+    """M of the measured mechanism (and of the reference step, whatever the mechanism)."""
+    return args.subsets or min(128, args.pool - args.pool % 2)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -231,7 +237,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 eps=s.cfg.zo.eps,
                 lr=lr,
                 micro_batch=mb,
-                subsets=s.cfg.mechanism.subsets,
+                subsets=getattr(s.cfg.mechanism, "subsets", bench_subsets(args)),
             )
 
     samples: dict[str, list[float]] = {"floor": [], "step": [], "perturbation": []}
@@ -278,7 +284,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "device": str(device),
             "pool": len(pool),
             "mechanism": s.cfg.mechanism.name,
-            "subsets": s.cfg.mechanism.subsets,
+            "subsets": getattr(s.cfg.mechanism, "subsets", bench_subsets(args)),
             "micro_batch": mb,
             "micro_batch_tokens": task.max_batch_tokens,
             "restore": s.restore,

@@ -6,10 +6,9 @@ Every error is turned into one line that names the key (and a close match for ty
 
 from __future__ import annotations
 
+import copy
 import difflib
-import math
 import os
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,76 +20,34 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.types import AllowInfNan
 
 from paczero.errors import UserError
-from paczero.textfiles import load_yaml, parse_yaml, read_text
+from paczero.mechanisms import (
+    DEFAULT_MECHANISM,
+    REGISTRY,
+    mechanism_class,
+    mechanism_keys,
+    section_type,
+)
+from paczero.textfiles import parse_yaml, read_text
+from paczero.values import (
+    LOG2,
+    Bool,
+    Device,
+    Float,
+    Int,
+    Section,
+    Seed,
+    Text,
+    label_key,
+    yaml_mapping,
+)
 
-# ---------------------------------------------------------------- value types
-#
-# One rule set for every key and every command-line number: floats are finite and fit a
-# float32 (they scale float32/float16 tensors), integers are integers (not true/false, not
-# 2.0) that fit an int64, booleans are true/false only, and strings come from a fixed list
-# wherever the set of meaningful values is known.
-
-FLOAT32_MAX = 3.4028234663852886e38
-INT64_MAX = 2**63 - 1
-LOG2 = math.log(2.0)
-
-
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, not {str(value).lower()}")
-    if isinstance(value, str):  # '16' in quotes is text; a number is written without them
-        raise ValueError("must be a number, not text")
-    return value
-
-
-def _integer(value: Any) -> Any:
-    _no_bool(value)
-    if isinstance(value, float):
-        raise ValueError("must be a whole number written without a decimal point")
-    return value
-
-
-def _int64(value: int) -> int:
-    if not -INT64_MAX <= value <= INT64_MAX:
-        raise ValueError(f"must fit a 64-bit integer (at most {INT64_MAX} in size)")
-    return value
-
-
-def _float32(value: float) -> float:
-    if abs(value) > FLOAT32_MAX:
-        raise ValueError(f"must be at most {FLOAT32_MAX:.4g} in size (the float32 range)")
-    return value
-
-
-# A finite float that fits float32 (inf, nan, 1e300 and true are refused).
-Float = Annotated[float, BeforeValidator(_no_bool), AllowInfNan(False), AfterValidator(_float32)]
-# An integer: not a boolean, not a float, at most 64 bits.
-Int = Annotated[int, BeforeValidator(_integer), AfterValidator(_int64)]
-Bool = StrictBool
-Seed = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=INT64_MAX)]
-Text = Annotated[str, Field(min_length=1)]
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-
-
-def _device(value: str) -> str:
-    if not DEVICE.fullmatch(value):
-        raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
-    return value
-
-
-Device = Annotated[str, AfterValidator(_device)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+MECHANISM = section_type()  # one section per registered mechanism, picked by mechanism.name
 
 
 class LoraConfig(Section):
@@ -110,17 +67,6 @@ class ModelConfig(Section):
     device_map: Literal["auto", "balanced"] | dict[str, str | int] | None = None
     track: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
-
-
-def label_key(value: Any) -> str | None:
-    """A label value as text, the way label words are keyed: 1, 1.0 and "1" are "1"."""
-    if value is None or isinstance(value, (list, dict)):
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def _label_words(value: Any) -> Any:
@@ -321,45 +267,6 @@ class TrainConfig(Section):
         return value
 
 
-class MechanismConfig(Section):
-    """The keys of every mechanism; which ones a mechanism needs and accepts is checked by
-    the mechanism itself (``Mechanism.check_config``, called from ``RunConfig``)."""
-
-    name: str = "mezo"
-    subsets: Int = Field(128, ge=2)
-    construction: Literal["random-halves", "disjoint-pairs"] = "random-halves"
-    clip: Float | None = Field(None, gt=0)
-    budget: Float | None = Field(None, gt=0)
-    allocation: Literal["adaptive", "uniform"] = "adaptive"
-    release: Literal["gaussian", "randomized-response"] = "gaussian"
-    disagreement: Literal["coin", "skip"] = "coin"
-    skip_all_zero: Bool = False
-    # DP baselines (dpzero, dpzo, dpaggzo); delta 0 is only for dpzo's pure-DP Laplace noise.
-    epsilon: Float | None = Field(None, gt=0)
-    delta: Float = Field(1e-5, ge=0, lt=1)
-    expected_batch: Int | None = Field(None, ge=1)
-    noise: Literal["gaussian", "laplace"] = "gaussian"
-    denominator: Literal["expected", "noisy-count"] = "expected"
-    count_fraction: Float = Field(0.05, gt=0, lt=1)
-    accountant: Literal["pld", "rdp", "opacus-rdp"] = "pld"
-    match_mi: Float | None = Field(None, gt=0, lt=LOG2)
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        from paczero.mechanisms import mechanism_class  # the registry imports this module
-
-        mechanism_class(value)
-        return value
-
-    @field_validator("subsets")
-    @classmethod
-    def _even(cls, value: int) -> int:
-        if value % 2:
-            raise ValueError(f"must be even (each example is in exactly M/2 subsets), got {value}")
-        return value
-
-
 class SeedConfig(Section):
     public: Seed = 0
     secret: Seed | None = None
@@ -380,9 +287,17 @@ class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     zo: ZOConfig = Field(default_factory=ZOConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    mechanism: MechanismConfig = Field(default_factory=MechanismConfig)
+    mechanism: MECHANISM = Field(default_factory=lambda: REGISTRY[DEFAULT_MECHANISM].Config())
     seed: SeedConfig = Field(default_factory=SeedConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+
+    @field_validator("mechanism", mode="before")
+    @classmethod
+    def _mezo_by_default(cls, value: Any) -> Any:
+        """A mechanism section without a name is MeZO's (the default mechanism)."""
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": DEFAULT_MECHANISM, **value}
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -403,21 +318,9 @@ class RunConfig(Section):
                 f"({task.max_length}): a micro-batch must hold one whole sequence; use at "
                 f"least {task.max_length}, 'auto' or 'off'"
             )
-        from paczero.mechanisms import mechanism_class  # the registry imports this module
-
         mechanism_class(self.mechanism.name).check_config(
             self.mechanism, pool_size=pool, steps=self.train.steps, directions=self.zo.directions
         )
-        mech = self.mechanism
-        if mech.name == "paczero-mi" and mech.budget is not None:
-            most = math.log(mech.subsets)  # H(S*): no release reveals more about S*
-            if not mech.budget < most:
-                raise ValueError(
-                    f"mechanism.budget ({mech.budget:g} nats) is at least log M = log "
-                    f"{mech.subsets} = {most:.4g} nats, the most any releases can reveal about "
-                    "the secret subset: it is no protection; use a smaller budget (the "
-                    "paper's are 0.33 and 0.68), or mechanism.name=mezo for a run without privacy"
-                )
         return self
 
     def public_dict(self) -> dict[str, Any]:
@@ -463,14 +366,6 @@ def read_source(source: str | None) -> dict[str, Any]:
     return yaml_mapping(text, source, "sections", "a config")
 
 
-def yaml_mapping(text: str, where: str, of: str, what: str = "a task file") -> dict[str, Any]:
-    """YAML text that must be a mapping (of ``of``), or one line naming ``where``."""
-    data = load_yaml(text, where) or {}
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: {what} must be a YAML mapping of {of}")
-    return data
-
-
 # Paths a config file may give relative to its own folder (examples/tickets.yaml names
 # tickets.csv beside it); --set values stay relative to the working directory.
 RELATIVE_KEYS = (("task", "file"), ("data", "train"), ("data", "dev"), ("data", "test"))
@@ -507,17 +402,55 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``data`` with the ``key=value`` overrides set, in order.
+
+    An override that changes ``mechanism.name`` starts the new mechanism from the keys it
+    reads: the old mechanism's keys the new one has no use for are dropped (a recipe's
+    ``mechanism.disagreement`` does not refuse ``--set mechanism.name=mezo``); a foreign key
+    set by an override itself is kept, and refused by validation.
+    """
+    data = copy.deepcopy(data)
+    inherited = data.get("mechanism")
+    inherited = dict(inherited) if isinstance(inherited, dict) else {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    section = data.get("mechanism")
+    if not isinstance(section, dict):
+        return data
+    name = section.get("name", DEFAULT_MECHANISM)
+    keys = mechanism_keys(name)
+    if not keys or name == inherited.get("name", DEFAULT_MECHANISM):
+        return data
+    given = {a.partition("=")[0].strip().removeprefix("mechanism.") for a in overrides}
+    for key in list(section):
+        if key not in keys and key not in given and key in inherited:
+            del section[key]
+    return data
+
+
+def own_keys_only(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's config.yaml written before each mechanism owned its keys lists every
+    mechanism's keys; the run read only its own: the others are dropped."""
+    section = data.get("mechanism")
+    if isinstance(section, dict):
+        keys = mechanism_keys(section.get("name", DEFAULT_MECHANISM))
+        if keys:
+            data["mechanism"] = {k: v for k, v in section.items() if k in keys}
+    return data
+
+
 def load_config(
     source: str | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> RunConfig:
     data = read_source(source)
     if source is not None and source not in recipe_names():
         resolve_paths(data, Path(source).parent)
+    if _is_run_config(source):
+        return validate_config(apply_overrides(own_keys_only(data), overrides))
     described = data.get("description")
-    for assignment in overrides:
-        apply_override(data, assignment)
-    if not _is_run_config(source):
-        describe_overrides(data, described, overrides)
+    data = apply_overrides(data, overrides)
+    describe_overrides(data, described, overrides)
     return validate_config(data)
 
 
@@ -559,16 +492,34 @@ def _one_line(err: ValidationError, names: dict[str, str] | None = None) -> str:
     e.g. ``micro_batch`` to ``--micro-batch``)."""
     first = err.errors()[0]
     parts = [str(p) for p in first["loc"]]
+    mechanism = None  # the mechanism whose section the error is in (its name is in the loc)
+    if len(parts) > 1 and parts[0] == "mechanism" and names is None:
+        mechanism = parts.pop(1)
     loc = ".".join(p for p in parts if "[" not in p and p not in _TYPE_STEPS)
     if names is not None:
         loc = names.get(loc, loc)
     kind = first["type"]
     if kind == "extra_forbidden":
         parent, _, leaf = loc.rpartition(".")
+        if mechanism is not None:
+            keys = mechanism_keys(mechanism)
+            owners = [n for n in REGISTRY if leaf in mechanism_keys(n)]
+            hint = _suggest(leaf, list(keys)) or (
+                f" (a key of {', '.join(owners)}; {mechanism} reads {', '.join(keys)})"
+                if owners
+                else f" ({mechanism} reads {', '.join(keys)})"
+            )
+            return f"unknown config key '{loc}' for mechanism '{mechanism}'{hint}"
         hint = _suggest(leaf, _known_keys(parent))
         return f"unknown config key '{loc}'{hint}"
+    if kind == "union_tag_invalid" and loc == "mechanism":
+        tag = first["ctx"]["tag"]
+        return (
+            f"invalid value for 'mechanism.name': unknown mechanism '{tag}'; choose one of "
+            f"{', '.join(REGISTRY)}"
+        )
     msg = " ".join(first["msg"].removeprefix("Value error, ").split())
-    if kind in ("value_error", "assertion_error") and not loc:
+    if kind in ("value_error", "assertion_error") and (not loc or loc == "mechanism"):
         return f"invalid {'arguments' if names is not None else 'config'}: {msg}"
     got = first.get("input")
     shown = "" if isinstance(got, dict) or got is None else f" (got {_short(got)})"

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from paczero import progress
-from paczero.config import RunConfig, apply_override, load_config, validate_config
+from paczero.config import RunConfig, apply_overrides, load_config, validate_config
 from paczero.data import load_splits
 from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
@@ -100,6 +100,4 @@ def _export_config(target: Path, info: dict[str, Any], overrides) -> dict[str, A
         "seed": {"public": seed},
     }
     data["model"]["dtype"] = dtype
-    for assignment in overrides:
-        apply_override(data, assignment)
-    return data
+    return apply_overrides(data, overrides)

@@ -86,12 +86,9 @@ class Cell:
 
     def resolved(self, seed: int):
         """The run's validated config (``RunConfig``)."""
-        from paczero.config import apply_override, validate_config
+        from paczero.config import apply_overrides, validate_config
 
-        data = copy.deepcopy(self.config)
-        for assignment in self.overrides(seed):
-            apply_override(data, assignment)
-        return validate_config(data)
+        return validate_config(apply_overrides(self.config, self.overrides(seed)))
 
     def to_json(self) -> dict[str, Any]:
         out = {

@@ -26,7 +26,13 @@ import numpy as np
 import torch
 
 from paczero import progress as progress_lines
-from paczero.config import RunConfig, load_config, validate_config
+from paczero.config import (
+    RunConfig,
+    apply_overrides,
+    describe_overrides,
+    load_config,
+    validate_config,
+)
 from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
 from paczero.errors import Diverged, Interrupted
 from paczero.exporting import base_identity, ready_to_share
@@ -492,13 +498,8 @@ def _as_config(config, overrides) -> RunConfig:
             return config
         config = config.model_dump(mode="json")
     if isinstance(config, dict):
-        from paczero.config import apply_override, describe_overrides
-
-        data = dict(config)
-        described = data.get("description")
-        for assignment in overrides:
-            apply_override(data, assignment)
-        describe_overrides(data, described, overrides)
+        data = apply_overrides(config, overrides)
+        describe_overrides(data, config.get("description"), overrides)
         return validate_config(data)
     return load_config(config, overrides)
 

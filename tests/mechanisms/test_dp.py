@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from paczero.config import MechanismConfig, load_config
+from paczero.config import load_config
 from paczero.errors import UserError
-from paczero.mechanisms import DPZO, DPAggZO, DPZero, StepContext, build_mechanism
+from paczero.mechanisms import DPZO, DPAggZO, DPZero, StepContext, build_mechanism, mechanism_config
 from paczero.privacy.accounting import DPAccountant
 from paczero.privacy.bounds import epsilon_to_mi, mi_to_epsilon
 from paczero.privacy.randomness import RandomStream
@@ -37,7 +37,7 @@ def make(name="dpzero", *, secret=1, public=0, directions=1, steps=STEPS, **fiel
         **fields,
     }
     mech = build_mechanism(
-        MechanismConfig(name=name, **fields), pool_size=POOL, steps=steps, directions=directions
+        mechanism_config(name, **fields), pool_size=POOL, steps=steps, directions=directions
     )
     pub, sec = RandomStream(public, "public"), RandomStream(secret, "secret")
     mech.setup(pub, sec)
@@ -188,7 +188,7 @@ def test_bad_configs_fail_with_one_line(overrides, message):
 
 
 def test_unreachable_target_fails_before_training():
-    cfg = MechanismConfig(name="dpzero", epsilon=1e-4, clip=1.0, expected_batch=100)
+    cfg = mechanism_config("dpzero", epsilon=1e-4, clip=1.0, expected_batch=100)
     with pytest.raises(UserError, match="out of reach"):
         build_mechanism(cfg, pool_size=100, steps=20000, directions=1)
 

@@ -6,10 +6,12 @@ sees a secret. Everything a release writes to the public log goes in ``public``;
 that depend on the secret (S*, its sign, noise draws) go in ``private`` and end up only
 under ``private/`` in the run directory.
 
-Each mechanism is one self-describing class: its ``name``, whether it carries a guarantee
-(``private``), the check of its own config keys (``check_config``), whether it chooses
-the step's rows itself (``batch``), and its own section of the privacy report
-(``privacy_report``). Adding one is a class plus a registry line (docs/algorithms.md 10).
+Each mechanism is one self-describing class: its ``name``, its config section (``Config``:
+the ``mechanism.*`` keys it reads, unknown keys refused, its own rules as validators), its
+privacy ``family`` (pac, dp or none), the run-level check of its keys against the pool,
+steps and directions (``check_config``), whether it chooses the step's rows itself
+(``batch``), the kinds of release it makes (``kinds``) and its own section of the privacy
+report (``privacy_report``). Adding one is a file plus a registry line (docs/algorithms.md 10).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from paczero.config import MechanismConfig
 from paczero.errors import UserError
 from paczero.privacy.randomness import RandomStream
+from paczero.values import Section
 
 # What a release can be. "free": the posterior already knew the sign (charge 0);
 # "noiseless": the secret sign released as is, charged its full entropy H_b(q) > 0.
@@ -38,6 +40,16 @@ RELEASE_KINDS = (
 )
 
 GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
+FAMILIES = ("pac", "dp", "none")  # what a mechanism's guarantee is stated in
+
+
+class MechanismSection(Section):
+    """The ``mechanism.*`` keys of one mechanism: ``name`` picks it (a ``Literal`` of the
+    names the section serves), the other fields are the keys it reads; any other key is
+    refused. Rules that need only these keys are validators here; rules that need the pool,
+    steps or directions are the mechanism's ``check_config``."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -64,19 +76,22 @@ class Mechanism:
     """Base class: one ``release`` per direction; state for checkpoints and the report."""
 
     name: ClassVar[str] = "mechanism"
+    Config: ClassVar[type[MechanismSection]] = MechanismSection  # its ``mechanism.*`` keys
+    family: ClassVar[str] = "none"  # the guarantee's framework: one of FAMILIES
+    kinds: ClassVar[tuple[str, ...]] = ("nonprivate", "skip")  # the RELEASE_KINDS it makes
     private: ClassVar[bool] = False  # does the run carry a privacy guarantee?
     uses_subsets: ClassVar[bool] = False  # reads the M candidate subsets (needs N >= M)
     chooses_rows: ClassVar[bool] = False  # ``batch`` draws each step's rows from the secret
 
     def __init__(
         self,
-        cfg: MechanismConfig | None = None,
+        cfg: MechanismSection | None = None,
         *,
         pool_size: int,
         steps: int,
         directions: int = 1,
     ):
-        self.cfg = cfg or MechanismConfig(name=self.name)
+        self.cfg = cfg if cfg is not None else self.Config(name=self.name)
         try:
             self.check_config(self.cfg, pool_size=pool_size, steps=steps, directions=directions)
         except ValueError as err:
@@ -90,13 +105,14 @@ class Mechanism:
 
     @classmethod
     def check_config(
-        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
+        cls, cfg: MechanismSection, *, pool_size: int, steps: int, directions: int
     ) -> None:
         """Raise ValueError (one line naming the key) if this mechanism cannot run with
         ``cfg`` on a pool of ``pool_size`` rows for T ``steps`` and K ``directions``.
 
         The run config calls it while validating, the constructor calls it again, so a
-        mechanism built by hand (``ZOOptimizer`` users) is checked the same way.
+        mechanism built by hand (``ZOOptimizer`` users) is checked the same way. Rules of
+        the keys alone are validators of ``Config``.
         """
         if pool_size < 1 or steps < 1 or directions < 1:
             raise ValueError(
@@ -132,7 +148,7 @@ class Mechanism:
         """This mechanism's section of ``result.json["privacy"]``: the guarantee it proves
         (from the configured budget, never from one run's realised path), what it cost."""
         return {
-            "framework": "none",
+            "framework": self.family,
             "budget": None,
             "spent": None,
             "posterior_bound": None,

@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from paczero.config import MechanismConfig
 from paczero.errors import UserError
-from paczero.mechanisms.base import Mechanism, Release, StepContext
+from paczero.mechanisms.base import Mechanism, MechanismSection, Release, StepContext
 from paczero.privacy.accounting import NEIGHBOURING, DPAccountant
 from paczero.privacy.bounds import (
     epsilon_to_mi,
@@ -30,6 +30,48 @@ from paczero.privacy.bounds import (
 )
 from paczero.privacy.randomness import RandomStream
 from paczero.progress import waiting
+from paczero.values import LOG2, Float, Int
+
+LAPLACE_NAMES = ("dpzo",)  # the mechanisms that accept mechanism.noise=laplace
+
+
+class DPConfig(MechanismSection):
+    """The DP baselines' keys; delta 0 is only for dpzo's pure-DP Laplace noise."""
+
+    name: Literal["dpzero", "dpzo", "dpaggzo"]
+    clip: Float | None = Field(None, gt=0)
+    epsilon: Float | None = Field(None, gt=0)
+    delta: Float = Field(1e-5, ge=0, lt=1)
+    expected_batch: Int | None = Field(None, ge=1)
+    noise: Literal["gaussian", "laplace"] = "gaussian"
+    denominator: Literal["expected", "noisy-count"] = "expected"
+    count_fraction: Float = Field(0.05, gt=0, lt=1)
+    accountant: Literal["pld", "rdp", "opacus-rdp"] = "pld"
+    match_mi: Float | None = Field(None, gt=0, lt=LOG2)
+
+    @model_validator(mode="after")
+    def _complete(self) -> DPConfig:
+        name = self.name
+        if self.epsilon is None and self.match_mi is None:
+            raise ValueError(
+                f"{name} needs a target: set mechanism.epsilon or mechanism.match_mi (nats)"
+            )
+        if self.epsilon is not None and self.match_mi is not None:
+            raise ValueError("set only one of mechanism.epsilon and mechanism.match_mi")
+        if self.clip is None:
+            raise ValueError(f"mechanism.clip (C) is required for {name}")
+        if self.expected_batch is None:
+            raise ValueError(
+                f"mechanism.expected_batch is required for {name} "
+                "(Poisson rate q = expected_batch / data.num_train)"
+            )
+        if self.noise == "laplace" and name not in LAPLACE_NAMES:
+            raise ValueError(f"mechanism.noise {self.noise} is only for dpzo, not {name}")
+        if self.delta == 0 and self.noise != "laplace":
+            raise ValueError("mechanism.delta must be in (0, 1) for Gaussian noise, got 0")
+        if self.noise == "laplace" and self.accountant in ("rdp", "opacus-rdp") and self.delta > 0:
+            raise ValueError("mechanism.accountant rdp has no subsampled Laplace; use pld")
+        return self
 
 
 class _LazySpent(Mapping):
@@ -63,41 +105,21 @@ class _DPMechanism(Mechanism):
     """Poisson sampling, calibration, accounting and state shared by the DP baselines."""
 
     name = "dp"
+    Config = DPConfig
+    family = "dp"
+    kinds = ("dp",)
     private = True
     chooses_rows = True  # Poisson sampling from the secret stream
-    noises: tuple[str, ...] = ("gaussian",)  # noise kinds this mechanism accepts
     joint = False  # DP-AggZO clips each example's K-vector jointly
 
     @classmethod
-    def check_config(
-        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
-    ) -> None:
+    def check_config(cls, cfg: DPConfig, *, pool_size: int, steps: int, directions: int) -> None:
         super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
-        name = cls.name
-        if cfg.epsilon is None and cfg.match_mi is None:
-            raise ValueError(
-                f"{name} needs a target: set mechanism.epsilon or mechanism.match_mi (nats)"
-            )
-        if cfg.epsilon is not None and cfg.match_mi is not None:
-            raise ValueError("set only one of mechanism.epsilon and mechanism.match_mi")
-        if cfg.clip is None:
-            raise ValueError(f"mechanism.clip (C) is required for {name}")
-        if cfg.expected_batch is None:
-            raise ValueError(
-                f"mechanism.expected_batch is required for {name} "
-                "(Poisson rate q = expected_batch / data.num_train)"
-            )
         if cfg.expected_batch > pool_size:
             raise ValueError(
                 f"mechanism.expected_batch ({cfg.expected_batch}) is larger than the pool "
                 f"data.num_train ({pool_size}): the Poisson sample rate would exceed 1"
             )
-        if cfg.noise not in cls.noises:
-            raise ValueError(f"mechanism.noise {cfg.noise} is only for dpzo, not {name}")
-        if cfg.delta == 0 and cfg.noise != "laplace":
-            raise ValueError("mechanism.delta must be in (0, 1) for Gaussian noise, got 0")
-        if cfg.noise == "laplace" and cfg.accountant in ("rdp", "opacus-rdp") and cfg.delta > 0:
-            raise ValueError("mechanism.accountant rdp has no subsampled Laplace; use pld")
 
     def configure(self) -> None:
         c, pool_size, steps = self.cfg, self.pool_size, self.steps
@@ -310,7 +332,6 @@ class DPZO(_DPMechanism):
     """DP-ZO (Tang et al. 2024): DPZero's scalar privatisation, Gaussian or Laplace noise."""
 
     name = "dpzo"
-    noises = ("gaussian", "laplace")
 
 
 class DPAggZO(_DPMechanism):

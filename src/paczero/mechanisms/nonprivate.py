@@ -8,17 +8,37 @@ reproduced. Values that depend on the secret subset go only to ``Release.private
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from paczero.mechanisms.base import Mechanism, Release, StepContext
+from paczero.mechanisms.base import Mechanism, MechanismSection, Release, StepContext
 from paczero.mechanisms.subsets import (
+    SubsetKeys,
     SubsetMechanism,
     prepare_derivatives,
     subset_signs,
     subset_summary,
 )
+from paczero.values import Bool, Float
+
+
+class MeZOConfig(MechanismSection):
+    """MeZO reads no key but its name: it neither clips nor skips."""
+
+    name: Literal["mezo"] = "mezo"
+
+
+class FullBatchConfig(MechanismSection):
+    name: Literal["full-mean", "full-sign", "random-sign"]
+    clip: Float | None = Field(None, gt=0)
+    skip_all_zero: Bool = False
+
+
+class SecretSubsetConfig(SubsetKeys):
+    name: Literal["secret-mean", "secret-sign"]
+    skip_all_zero: Bool = False
 
 
 def _sign(x: float) -> float:
@@ -33,12 +53,13 @@ class _FullBatch(Mechanism):
     """Shared by mechanisms that read the whole batch, not the candidate subsets."""
 
     name = "full-batch"
+    Config = FullBatchConfig
     private = False
     clips = True
 
     def configure(self) -> None:
         self.clip = self.cfg.clip if self.clips else None
-        self.skip_all_zero = bool(self.cfg.skip_all_zero) and self.clips
+        self.skip_all_zero = bool(self.cfg.skip_all_zero) if self.clips else False
 
     def release(self, g: np.ndarray, ctx: StepContext) -> Release:
         g = prepare_derivatives(g, ctx.indices, self.pool_size, self.clip)
@@ -55,6 +76,7 @@ class MeZO(_FullBatch):
     """The non-private baseline: the plain SPSA coefficient, mean of g (no clipping)."""
 
     name = "mezo"
+    Config = MeZOConfig
     clips = False
 
     def _coeff(self, mean: float, ctx: StepContext) -> float:
@@ -92,6 +114,7 @@ class RandomSign(_FullBatch):
 class _SecretSubset(SubsetMechanism):
     """Reads the secret subset S* without protection; S*-dependent values stay private."""
 
+    Config = SecretSubsetConfig
     private = False
 
     def release(self, g: np.ndarray, ctx: StepContext) -> Release:

@@ -10,13 +10,14 @@ exactly what the channel leaks (docs/algorithms.md 4, 5).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from paczero.config import MechanismConfig
 from paczero.mechanisms.base import Release, StepContext
 from paczero.mechanisms.subsets import (
+    SubsetKeys,
     SubsetMechanism,
     prepare_derivatives,
     subset_signs,
@@ -37,6 +38,7 @@ from paczero.privacy.posterior import (
     sign_log_masses,
     uniform_log_posterior,
 )
+from paczero.values import Bool, Float
 
 GUARANTEE_PAC = (
     "The bound covers membership of a pool example in the secret subset S* (the half of the "
@@ -46,6 +48,34 @@ GUARANTEE_PAC = (
 )
 
 EXHAUSTED_RTOL = 1e-12  # budget left below B * this counts as spent
+
+
+class ZPLConfig(SubsetKeys):
+    name: Literal["paczero-zpl"] = "paczero-zpl"
+    disagreement: Literal["coin", "skip"] = "coin"
+    skip_all_zero: Bool = False
+
+
+class MIConfig(SubsetKeys):
+    name: Literal["paczero-mi"] = "paczero-mi"
+    budget: Float | None = Field(None, gt=0)
+    allocation: Literal["adaptive", "uniform"] = "adaptive"
+    release: Literal["gaussian", "randomized-response"] = "gaussian"
+    skip_all_zero: Bool = False
+
+    @model_validator(mode="after")
+    def _budget_protects(self) -> MIConfig:
+        if self.budget is None:
+            raise ValueError("paczero-mi needs a positive mechanism.budget (nats)")
+        most = math.log(self.subsets)  # H(S*): no release reveals more about S*
+        if not self.budget < most:
+            raise ValueError(
+                f"mechanism.budget ({self.budget:g} nats) is at least log M = log "
+                f"{self.subsets} = {most:.4g} nats, the most any releases can reveal about "
+                "the secret subset: it is no protection; use a smaller budget (the "
+                "paper's are 0.33 and 0.68), or mechanism.name=mezo for a run without privacy"
+            )
+        return self
 
 
 class _SubsetRelease(SubsetMechanism):
@@ -96,6 +126,9 @@ class PACZeroZPL(_SubsetRelease):
     """
 
     name = "paczero-zpl"
+    Config = ZPLConfig
+    family = "pac"
+    kinds = ("unanimous", "coin", "skip")
     private = True
 
     @property
@@ -157,15 +190,10 @@ class PACZeroMI(_SubsetRelease):
     """
 
     name = "paczero-mi"
+    Config = MIConfig
+    family = "pac"
+    kinds = ("free", "noiseless", "noisy", "skip")
     private = True
-
-    @classmethod
-    def check_config(
-        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
-    ) -> None:
-        super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
-        if cfg.budget is None or not cfg.budget > 0:
-            raise ValueError("paczero-mi needs a positive mechanism.budget (nats)")
 
     def configure(self) -> None:
         super().configure()

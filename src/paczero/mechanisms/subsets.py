@@ -9,15 +9,31 @@ matrix-vector product, so a step costs the same for any M.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from paczero.config import MechanismConfig
-from paczero.mechanisms.base import Mechanism
+from paczero.mechanisms.base import Mechanism, MechanismSection
 from paczero.privacy.randomness import RandomStream
+from paczero.values import Float, Int
 
 CONSTRUCTIONS = ("random-halves", "disjoint-pairs")
+
+
+class SubsetKeys(MechanismSection):
+    """The keys every mechanism over the M candidate subsets reads (its own follow)."""
+
+    subsets: Int = Field(128, ge=2)
+    construction: Literal["random-halves", "disjoint-pairs"] = "random-halves"
+    clip: Float | None = Field(None, gt=0)
+
+    @field_validator("subsets")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even (each example is in exactly M/2 subsets), got {value}")
+        return value
 
 
 def membership_matrix(n: int, m: int, construction: str, rng: np.random.Generator) -> np.ndarray:
@@ -115,20 +131,11 @@ class SubsetMechanism(Mechanism):
     uses_subsets = True
 
     @classmethod
-    def check_config(
-        cls, cfg: MechanismConfig, *, pool_size: int, steps: int, directions: int
-    ) -> None:
+    def check_config(cls, cfg: SubsetKeys, *, pool_size: int, steps: int, directions: int) -> None:
         super().check_config(cfg, pool_size=pool_size, steps=steps, directions=directions)
-        if cfg.subsets % 2 or cfg.subsets < 2:
-            raise ValueError(f"mechanism.subsets must be even and >= 2, got {cfg.subsets}")
         if cfg.subsets > pool_size:
             raise ValueError(
                 f"data.num_train ({pool_size}) is smaller than mechanism.subsets ({cfg.subsets})"
-            )
-        if cfg.construction not in CONSTRUCTIONS:
-            raise ValueError(
-                f"unknown mechanism.construction '{cfg.construction}'; use one of "
-                f"{', '.join(CONSTRUCTIONS)}"
             )
 
     def configure(self) -> None:
