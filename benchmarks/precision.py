@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paczero.config import DataConfig, ModelConfig, TaskConfig
-from paczero.data import load_splits
+from paczero.config import ModelConfig
 from paczero.mechanisms.subsets import membership_matrix
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
 from paczero.session import pool_losses
-from paczero.tasks import build_task
+from paczero.tasks import DataConfig, TaskConfig, build_task, load_splits
 from paczero.zo import ZOEstimator
 
 

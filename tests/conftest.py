@@ -20,3 +20,57 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- shared fixtures
+
+
+@pytest.fixture(scope="session")
+def small_run() -> list[str]:
+    """Overrides that make a recipe a seconds-long run: a pool of 32, 16 dev and 16 test
+    rows (add the steps and the rest a test needs)."""
+    return ["data.num_train=32", "data.num_dev=16", "data.num_test=16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """``tiny_model(name="tiny-llama", noisy=False)``: a small random model on the CPU, full
+    track, built once per test module. ``noisy`` scales the weights up: random init gives
+    near-uniform predictions, larger weights make a task's checks sharper."""
+    from paczero.config import ModelConfig
+    from paczero.models import load_model
+
+    built = {}
+
+    def tiny(name: str = "tiny-llama", noisy: bool = False):
+        if (name, noisy) not in built:
+            loaded = load_model(ModelConfig(name=name, device="cpu", track="full"), 0)
+            if noisy:
+                with torch.no_grad(), torch.random.fork_rng():
+                    torch.manual_seed(1)
+                    for _, p in loaded.trainable:
+                        if p.ndim == 2:
+                            p.add_(torch.randn_like(p) * 0.2)
+            built[name, noisy] = loaded
+        return built[name, noisy]
+
+    return tiny
+
+
+@pytest.fixture(scope="session")
+def make_mechanism():
+    """``make_mechanism(name, pool=..., steps=10, directions=1, public=0, secret=1, **keys)``:
+    the mechanism built from its config section with ``keys``, set up on a public and a
+    secret stream; returns (mechanism, public stream, secret stream)."""
+    from paczero.mechanisms import build_mechanism, mechanism_config
+    from paczero.privacy.randomness import RandomStream
+
+    def make(name, *, pool, steps=10, directions=1, public=0, secret=1, **keys):
+        mech = build_mechanism(
+            mechanism_config(name, **keys), pool_size=pool, steps=steps, directions=directions
+        )
+        pub, sec = RandomStream(public, "public"), RandomStream(secret, "secret")
+        mech.setup(pub, sec)
+        return mech, pub, sec
+
+    return make

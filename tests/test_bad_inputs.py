@@ -154,7 +154,12 @@ CASES = [
     ("schedule-cosine", [*T, *sets("train.schedule=cosine")], "'train.schedule'"),
     ("mechanism-unknown", [*T, *sets("mechanism.name=dp-magic")], "unknown mechanism"),
     ("model-name-empty", [*T, *sets("model.name=")], "'model.name'"),
-    ("subsets-odd", [*T, *sets("mechanism.subsets=3")], "must be even"),
+    (
+        "subsets-odd",
+        [*T, *sets("mechanism.name=paczero-zpl", "mechanism.subsets=3")],
+        "must be even",
+    ),
+    ("foreign-key", [*T, *sets("mechanism.epsilon=2")], "'mechanism.epsilon' for mechanism 'mezo'"),
     # ---- keys
     ("unknown-key", [*T, *sets("train.stepz=3")], "unknown config key 'train.stepz'"),
     ("set-no-value", [*T, "--set", "train.steps"], "--set expects key=value"),
@@ -381,7 +386,7 @@ def test_a_run_that_fails_in_set_up_removes_what_it_made(tmp_path, capsys, monke
 
 def test_a_squad_file_passes_the_reader_checks(files, tmp_path):
     """The fixture's SQuAD file is valid but for the one damaged field of each case."""
-    from paczero.data import read_squad_json
+    from paczero.tasks.squad import read_squad_json
 
     good = tmp_path / "good"
     _squad(good)

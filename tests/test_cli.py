@@ -49,7 +49,17 @@ def test_privacy_command(capsys):
         (["train", "smoke", "--set", "train.steps=abc"], "invalid value for 'train.steps'"),
         (["train", "smoke", "--set", "train.steps=0"], "invalid value for 'train.steps'"),
         (["train", "smoke", "--set", "train.lr=0"], "invalid value for 'train.lr'"),
-        (["train", "smoke", "--set", "mechanism.subsets=5"], "must be even"),
+        (
+            [
+                "train",
+                "smoke",
+                "--set",
+                "mechanism.name=paczero-zpl",
+                "--set",
+                "mechanism.subsets=5",
+            ],
+            "must be even",
+        ),
         (["train", "smoke", "--set", "mechanism.name=paczero-mi"], "mechanism.budget"),
         (["train", "smoke", "--set", "mechanism.budget=-1"], "mechanism.budget"),
         (["train", "smoke", "--set", "train.batch_size=999"], "larger than the pool"),

@@ -3,8 +3,10 @@
 import pytest
 import yaml
 
+from paczero.cli import main
 from paczero.config import RunConfig, load_config, recipe_names
 from paczero.errors import UserError
+from paczero.trainer import train
 
 
 def test_defaults_follow_mezo_and_the_design_keys():
@@ -112,3 +114,32 @@ def test_each_mechanism_has_its_own_keys_and_an_override_switching_it_drops_the_
         load_config("demo", ["mechanism.name=mezo", "mechanism.clip=3"])
     text = load_config("smoke").to_yaml()
     assert "mechanism:\n  name: mezo\nseed:" in text  # config.yaml lists the run's own keys
+
+
+def test_data_dir_with_synthetic_data_is_refused_not_ignored(tmp_path, monkeypatch, capsys):
+    with pytest.raises(UserError, match="data.source is 'synthetic', which reads no files"):
+        load_config("smoke", [f"data.dir={tmp_path}"])
+    assert main(["train", "smoke", "--set", f"data.dir={tmp_path}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data.dir" in err and "data.source=auto" in err and len(err.splitlines()) == 1
+    # $PACZERO_DATA_DIR is an environment default, not a request: dropped for synthetic runs.
+    monkeypatch.setenv("PACZERO_DATA_DIR", str(tmp_path))
+    cfg = load_config("smoke")
+    assert cfg.data.dir is None
+    assert load_config("smoke", ["data.source=auto"]).data.dir == str(tmp_path)
+
+
+def test_result_json_description_says_which_keys_were_overridden(tmp_path, small_run):
+    recipe = load_config("smoke").description
+    sets = [*small_run, "train.steps=4"]
+    result = train("smoke", out=tmp_path / "run", overrides=sets, progress=False)
+    described = result.data["config"]["description"]
+    assert described.startswith(recipe) and described != recipe
+    assert "overridden: data.num_train, data.num_dev, data.num_test, train.steps" in described
+    stored = yaml.safe_load((result.run_dir / "config.yaml").read_text())["description"]
+    assert stored == described
+    # A run's own config.yaml is not described again (resume and eval load it).
+    again = load_config(str(result.run_dir / "config.yaml"), ["train.lr=0.5"])
+    assert again.description == described
+    assert load_config("smoke", ["description=mine", "train.steps=3"]).description == "mine"
+    assert load_config("smoke").description == recipe

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from paczero.cli import main
-from paczero.demo import demo_config, run_demo
+from paczero.demo import demo_config, run_demo, summary
+from paczero.trainer import train
 
 TINY = {"model": "tiny-llama", "overrides": ["data.source=synthetic", "data.num_dev=32"]}
 
@@ -53,3 +54,14 @@ def test_demo_help_states_the_recipe_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert f"training steps (default {cfg.train.steps})" in text
     assert f"private pool size (default {cfg.data.num_train})" in text
+
+
+def test_demo_says_private_steps_only_for_a_private_mechanism(tmp_path, small_run):
+    sets = [*small_run, "train.steps=4", "train.eval_every=2"]
+    mezo = train("smoke", out=tmp_path / "mezo", overrides=sets, progress=False)
+    text = summary(mezo.data, mezo.run_dir, mezo.run_dir / "training.png")
+    assert "(after 4 steps)" in text and "private" not in text.split("Time:")[0]
+    zpl_sets = [*sets, "mechanism.name=paczero-zpl", "mechanism.subsets=4"]
+    zpl = train("smoke", out=tmp_path / "zpl", overrides=zpl_sets, progress=False)
+    text = summary(zpl.data, zpl.run_dir, zpl.run_dir / "training.png")
+    assert "(after 4 private steps)" in text

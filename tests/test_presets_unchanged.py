@@ -139,8 +139,7 @@ def _losses(task, model, examples, micro=3):
 
 
 def _sst2(model_name, examples):
-    from paczero.config import TaskConfig
-    from paczero.tasks import build_task
+    from paczero.tasks import TaskConfig, build_task
 
     loaded = _model(model_name)
     out = {}
@@ -161,8 +160,7 @@ def _sst2(model_name, examples):
 
 
 def _squad(model_name, examples):
-    from paczero.config import TaskConfig
-    from paczero.tasks import build_task
+    from paczero.tasks import TaskConfig, build_task
 
     loaded = _model(model_name)
     out = {}
@@ -186,8 +184,7 @@ def _squad(model_name, examples):
 
 
 def _splits(name, **data):
-    from paczero.config import DataConfig
-    from paczero.data import load_splits
+    from paczero.tasks import DataConfig, load_splits
 
     splits = load_splits(name, DataConfig(**data))
     return {
@@ -244,7 +241,7 @@ def _privacy(data):
 
 
 def compute(tmp: str | Path, with_data: bool) -> dict:
-    from paczero.data import synthetic_sst2
+    from paczero.tasks.sst2 import synthetic_sst2
 
     synthetic = synthetic_sst2(16, 8, seed=3)["train"]
     out: dict = {

@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import paczero.trainer as trainer_module
 from paczero import ZOOptimizer
 from paczero.durable import resume
 from paczero.errors import UserError
+from paczero.guarantee import describe_privacy
 from paczero.mechanisms import build_mechanism, mechanism_config
 from paczero.mechanisms.dp import _DPMechanism, poisson_sample
-from paczero.report import describe_privacy
+from paczero.records import ReleaseRecord
 from paczero.trainer import train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
@@ -268,20 +268,20 @@ def test_a_crash_between_the_private_and_the_public_record_resumes_exactly(
     overrides = [*SMALL, *mechanism, "seed.secret=21", "train.checkpoint_every=2"]
     reference = _run(tmp_path, "reference", overrides)
 
-    real = trainer_module._release_record
+    real = ReleaseRecord.of_step
 
     def crash_at_step_4(result, mech):
         if result.step == 4:
             raise _Crash  # after the private record of step 4, before its public one
         return real(result, mech)
 
-    monkeypatch.setattr(trainer_module, "_release_record", crash_at_step_4)
+    monkeypatch.setattr(ReleaseRecord, "of_step", crash_at_step_4)
     with pytest.raises(_Crash):
         _run(tmp_path, "run", overrides)
     run_dir = tmp_path / "run"
     assert len(_lines(run_dir / "releases.jsonl")) == 4
     assert len(_lines(run_dir / "private/releases.jsonl")) == 5
-    monkeypatch.setattr(trainer_module, "_release_record", real)
+    monkeypatch.setattr(ReleaseRecord, "of_step", real)
 
     resumed = resume(run_dir, progress=False)
     for name in ("releases.jsonl", "private/releases.jsonl", "metrics.jsonl"):
@@ -332,7 +332,7 @@ def test_public_adapter_config_lists_its_modules_sorted(tmp_path):
 def test_a_noisy_count_denominator_says_what_it_buys():
     """The noisy count spends epsilon to hide N, which the report states anyway: the
     report says so (it is kept to reproduce the DP-AggZO paper's noise)."""
-    from paczero.report import dp_denominator_text
+    from paczero.guarantee import dp_denominator_text
 
     privacy = {"denominator": "noisy-count", "count_epsilon": 0.1, "expected_batch": 64}
     text = dp_denominator_text(privacy)

@@ -455,7 +455,7 @@ def test_the_cpu_study_compares_every_method_on_the_same_pool_and_forward_passes
     assert sweep.cell("zero-shot-review").resolved(0).task.template == "review"
     for name, mi in [("mi0.33", 0.33), ("dpzero-eps2.01", 0.33), ("dpaggzo-eps6.32", 0.68)]:
         mechanism = sweep.cell(name).resolved(0).mechanism
-        assert mi in (mechanism.budget, mechanism.match_mi)
+        assert mi == getattr(mechanism, "budget", None) or mi == mechanism.match_mi
     for tuning in sorted((REPO / "sweeps").glob("*tune*.yaml")):
         assert load_spec(tuning).cells  # the tuning specs behind its choices resolve too
 

@@ -7,6 +7,7 @@ import pytest
 from paczero import tracking
 from paczero.cli import main
 from paczero.config import load_config
+from paczero.records import ReleaseRecord
 from paczero.trainer import train
 
 pytest.importorskip("tensorboard")
@@ -103,11 +104,17 @@ def test_a_backend_that_is_not_installed_is_one_line(tmp_path, monkeypatch, caps
     assert "report_to" in capsys.readouterr().err
 
 
+def record(**fields):
+    base = {"step": 4, "lr": 0.1, "seeds": [1, 2], "coeffs": [1.0, -1.0], "kinds": ["coin"] * 2,
+            "charge": 0.0, "cumulative": 0.0, "unanimous": [False, False],
+            "frac_plus": [None, None], "public": [{}, {}], "state": {}}  # fmt: skip
+    return ReleaseRecord.from_json({**base, **fields})
+
+
 def test_step_values_read_only_public_record_fields():
-    record = {"step": 4, "lr": 0.1, "coeffs": [1.0, -1.0], "charge": 0.01, "cumulative": 0.02,
-              "public": [{"unanimous": True}, {"unanimous": False}], "loss": 0.5}  # fmt: skip
-    values = tracking.step_values(record, private=True)
-    assert values == {
+    publics = [{"unanimous": True}, {"unanimous": False}]
+    pac = record(charge=0.01, cumulative=0.02, public=publics, loss=0.5)
+    assert tracking.step_values(pac, private=True) == {
         "train/lr": 0.1,
         "train/coeff": 0.0,
         "train/loss": 0.5,
@@ -115,7 +122,7 @@ def test_step_values_read_only_public_record_fields():
         "privacy/mi_charged": 0.02,
         "privacy/unanimous": 0.5,
     }
-    dp = {"step": 0, "lr": 0.1, "coeffs": [0.3], "epsilon": 0.2, "public": [{}]}
+    dp = record(step=0, coeffs=[0.3], kinds=["dp"], epsilon=0.2, public=[{}])
     assert tracking.step_values(dp, private=True) == {
         "train/lr": 0.1,
         "train/coeff": 0.3,

@@ -10,13 +10,13 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from paczero.config import ModelConfig, TaskConfig
-from paczero.data import synthetic_sst2
+from paczero.config import ModelConfig
 from paczero.evaluation import evaluate
 from paczero.models import load_model
 from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
 from paczero.session import pool_losses
-from paczero.tasks import build_task
+from paczero.tasks import TaskConfig, build_task
+from paczero.tasks.sst2 import synthetic_sst2
 from paczero.trainer import train
 from paczero.zo import ZOEstimator, direction_block
 

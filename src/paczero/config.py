@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +16,6 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -33,6 +31,8 @@ from paczero.mechanisms import (
     mechanism_keys,
     section_type,
 )
+from paczero.tasks.options import DataConfig, TaskConfig
+from paczero.tasks.registry import check_run_task
 from paczero.textfiles import parse_yaml, read_text
 from paczero.values import (
     LOG2,
@@ -43,7 +43,6 @@ from paczero.values import (
     Section,
     Seed,
     Text,
-    label_key,
     yaml_mapping,
 )
 
@@ -67,159 +66,6 @@ class ModelConfig(Section):
     device_map: Literal["auto", "balanced"] | dict[str, str | int] | None = None
     track: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
-
-
-def _label_words(value: Any) -> Any:
-    """{label value: word} with the label values as text (YAML reads ``0:`` as a number)."""
-    if isinstance(value, dict | list):
-        pairs = value.items() if isinstance(value, dict) else enumerate(value)
-        empty = [label for label, word in pairs if isinstance(word, str) and not word.strip()]
-        if empty:
-            raise ValueError(f"the label word of label '{empty[0]}' is empty")
-    if isinstance(value, dict):
-        keys = {k: label_key(k) for k in value}
-        if any(not k for k in keys.values()):
-            raise ValueError("every label needs a value (a key of the mapping)")
-        return {keys[k]: v for k, v in value.items()}
-    return value
-
-
-class TaskConfig(Section):
-    """A preset (``name: sst2`` or ``squad``) or a task of one's own (``type``: the task
-    type, with its keys inline or in a task ``file``). The registry ``paczero.tasks`` knows
-    each type's and preset's keys, defaults and checks."""
-
-    name: str = "sst2"  # a preset, or (with type) the name of your task
-    type: str | None = Field(None, validate_default=True)  # classification | generation
-    file: Text | None = None  # a task YAML file: its keys fill those not given here
-    template: str = "mezo"  # a preset's prompt template (sst2: mezo, review; squad: mezo)
-    prompt: Text | None = None  # your task's prompt over the row's fields: "Q: {question}\nA:"
-    label_field: Text | None = None  # classification: the label column (default label)
-    # classification: one label word per class, {label value: word} or a list (labels 0..)
-    label_words: Annotated[list[Text] | dict[str, Text] | None, BeforeValidator(_label_words)] = (
-        None
-    )
-    completion_field: Text | None = None  # generation: the column of the text to produce
-    answers_field: Text | None = None  # generation: a column of acceptable answers (a list)
-    target_delimiter: str = " "  # between the prompt and a label word or completion
-    stop: list[Text] = Field(default_factory=lambda: ["\n"])  # generation: where answers end
-    truncate_field: Text | None = None  # generation: the field cut when a prompt is too long
-    metrics: list[Text] | None = None  # default: the type's; the first picks the dev-best
-    objective: Literal["ce", "neg-f1"] = "ce"
-    max_length: Int = Field(256, ge=8)  # default per task (its preset or type)
-    max_new_tokens: Int = Field(50, ge=1)  # generation length of an answer
-
-    @model_validator(mode="before")
-    @classmethod
-    def _file_and_defaults(cls, data: Any) -> Any:
-        """The task file's keys under the ones given here; the name of a task of one's own
-        (the file's stem, or its type); max_length from the preset or the type."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if data.get("file"):
-            path = Path(str(data["file"])).expanduser()
-            data = {**read_task_file(path), **data, "file": str(path.resolve())}
-        if data.get("type") is not None and not data.get("name"):
-            data["name"] = Path(data["file"]).stem if data.get("file") else data["type"]
-        if data.get("max_length") is None:
-            data.pop("max_length", None)
-            name, kind = data.get("name", "sst2"), data.get("type")
-            if isinstance(name, str) and (kind is None or isinstance(kind, str)):
-                from paczero.tasks import default_max_length  # the registry imports this module
-
-                length = default_max_length(name, kind)
-                if length is not None:
-                    data["max_length"] = length
-        return data
-
-    @field_validator("type")
-    @classmethod
-    def _known(cls, value: str | None, info: Any) -> str | None:
-        from paczero.tasks import check_name_and_type  # the registry imports this module
-
-        if "name" in info.data:
-            check_name_and_type(info.data["name"], value)
-        return value
-
-    @model_validator(mode="after")
-    def _fits_its_type(self) -> TaskConfig:
-        from paczero.tasks import check_task_config  # the registry imports this module
-
-        check_task_config(self)
-        return self
-
-
-def read_task_file(path: Path) -> dict[str, Any]:
-    """The keys of a task YAML file (lm-evaluation-harness style: type, prompt, label words)."""
-    data = yaml_mapping(read_text(path, "task file"), f"task file {path}", "task keys")
-    if "file" in data:
-        raise UserError(f"task file {path}: a task file cannot name another (drop its 'file')")
-    return data
-
-
-class HubSplits(Section):
-    """The split of a hub data set each part is read from (``data.train`` etc. a hub id)."""
-
-    train: Text = "train"
-    dev: Text = "validation"
-    test: Text = "test"
-
-
-class DataConfig(Section):
-    source: Literal["auto", "synthetic"] = "auto"
-    dir: Text | None = Field(default_factory=lambda: os.environ.get("PACZERO_DATA_DIR") or None)
-    # your own data: a CSV, TSV, JSON, JSON Lines or Parquet file or folder, or a hub id
-    train: Text | None = None  # the private pool's source (the guarantee covers the pool)
-    dev: Text | None = None  # default: carved from data.test's file, else from data.train
-    test: Text | None = None  # default: carved from data.dev's file, else from data.train
-    hub_config: Text | None = None  # the hub data set's config (e.g. sst2 of nyu-mll/glue)
-    splits: HubSplits = Field(default_factory=HubSplits)
-    group_field: Text | None = None  # rows sharing its value are one privacy unit (a user)
-    num_train: Int = Field(1000, ge=1)  # the pool: rows, or units with data.group_field
-    num_dev: Int = Field(500, ge=1)
-    num_test: Int = Field(1000, ge=1)
-    seed: Seed = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _synthetic_reads_no_files(cls, data: Any) -> Any:
-        """The synthetic set reads no files: a ``data.dir`` given with it is refused rather
-        than silently ignored (``$PACZERO_DATA_DIR``, an environment default, is dropped)."""
-        if not isinstance(data, dict) or data.get("source") != "synthetic":
-            return data
-        given = data.get("dir")
-        if given is not None and given != (os.environ.get("PACZERO_DATA_DIR") or None):
-            raise ValueError(
-                f"data.dir ({given}) is set but data.source is 'synthetic', which reads no "
-                "files: drop data.dir, or set data.source=auto to read it"
-            )
-        for key in ("train", "dev", "test"):
-            if data.get(key) is not None:
-                raise ValueError(
-                    f"data.{key} is set but data.source is 'synthetic', which reads no files: "
-                    "drop one of them"
-                )
-        return {**data, "dir": None}
-
-    @field_validator("train", "dev", "test")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        """A local file or folder by its absolute path (a run resumes from anywhere); a hub
-        id as given."""
-        if value is not None and Path(value).expanduser().exists():
-            return str(Path(value).expanduser().resolve())
-        return value
-
-    @model_validator(mode="after")
-    def _own_data_keys(self) -> DataConfig:
-        for key in ("dev", "test", "group_field", "hub_config"):
-            if getattr(self, key) is not None and self.train is None:
-                raise ValueError(
-                    f"data.{key} goes with data.train (your own data); the presets' own files "
-                    "(data.dir) have a fixed split"
-                )
-        return self
 
 
 class ZOConfig(Section):
@@ -307,8 +153,6 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.batch_size ({batch}) is larger than the pool data.num_train ({pool})"
             )
-        from paczero.tasks import check_run_task  # the registry imports this module
-
         check_run_task(self.task, self.data)
         task = self.task
         tokens = self.zo.micro_batch_tokens

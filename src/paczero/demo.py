@@ -77,7 +77,7 @@ def other_prompts(cfg) -> dict[str, float]:
 def summary(
     result: dict[str, Any], run_dir: Path, plot: Path, other: dict[str, float] | None = None
 ) -> str:
-    from paczero.report import describe_privacy
+    from paczero.guarantee import describe_privacy
 
     history = result["metrics"]["dev_history"]
     first, last = history[0], history[-1]

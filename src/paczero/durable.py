@@ -8,7 +8,6 @@ directory first (``RunDir.verify``) and refuse a damaged or mixed-up one with on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from paczero.config import load_config
 from paczero.distributed import close_world, init_world
 from paczero.errors import Diverged, Stopped, UserError
 from paczero.exporting import write_export
+from paczero.mechanisms import mechanism_class
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
@@ -36,11 +36,18 @@ from paczero.runs import (
 )
 from paczero.session import build_session, load_named, restore_mode
 from paczero.signals import handled
-from paczero.trainer import Result, Trainer, check_ranks_agree
+from paczero.trainer import (
+    DIVERGED,
+    Result,
+    Trainer,
+    check_ranks_agree,
+    rebuild,
+    replay,
+    stop_diverged,
+)
 from paczero.zo import ZOEstimator
 
 RESUMABLE_KEYS = ("train.lr",)  # what `resume --set` may change: not the releases' privacy
-DIVERGED = "diverged.json"  # written when a run stops on a non-finite loss
 
 
 @honours_progress_flag
@@ -156,26 +163,13 @@ def restore_from_log(trainer: Trainer) -> None:
     if main:
         _ensure_theta0(trainer)
     trainer.world.barrier()
-    records = run.releases()
+    records = run.releases(kinds=mechanism_class(s.cfg.mechanism.name).kinds)
     done = len(records)
     rebuild(trainer, done, records)
     if records and main:
         private = read_json(run.private_dir / "mechanism.json", "mechanism state file")
-        s.mechanism.load_state_dict(records[-1]["state"], private)
-    s.optimizer.step_index = done
-    trainer.next_step = done
-    trainer.resumed_from = done
-    for record in records:
-        trainer.kinds.update(record["kinds"])
-        trainer.unanimous.extend(bool(p["unanimous"]) for p in record["public"] if "unanimous" in p)
-    for line in run.metrics():
-        if line["split"] == "dev" and line["step"] <= done:
-            metrics = {k: v for k, v in line.items() if k not in ("step", "split")}
-            trainer.history.append({"step": line["step"], **metrics})
-            if trainer.best["dev"] is None or (
-                metrics[s.task.metric] > trainer.best["dev"][s.task.metric]
-            ):
-                trainer.best.update(step=line["step"], dev=metrics)
+        s.mechanism.load_state_dict(records[-1].state, private)
+    trainer.restore(records, run.metrics())
     best = trainer.best["step"]
     if main and best is not None and run.tensors_step("best") != best:
         current = [(n, p.detach().clone()) for n, p in s.trainable]
@@ -199,57 +193,6 @@ def _ensure_theta0(trainer: Trainer) -> None:
     if tensors is None:
         shutil.rmtree(run.path / "checkpoints" / f"step-{0:07d}", ignore_errors=True)
         trainer.save_checkpoint(0)
-
-
-def rebuild(trainer: Trainer, step: int, records: list[dict[str, Any]]) -> None:
-    """Trainable tensors after ``step`` steps: newest readable checkpoint <= step (there is
-    always step 0, theta_0), then a replay of the records after it."""
-    s = trainer.s
-    names = [n for n, _ in s.trainable]
-    start, tensors = trainer.run_dir.load_checkpoint(at_most=step, names=names)
-    if tensors is None:
-        raise UserError(
-            f"{trainer.run_dir.path} has no readable checkpoint at or before step {step}, "
-            "not even theta_0 (checkpoints/step-0000000)"
-        )
-    load_named(s.trainable, tensors)
-    replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
-
-
-def replay(estimator, records: list[dict[str, Any]], directions: int) -> None:
-    """Apply logged steps to theta without a forward pass (the same float operations)."""
-    for record in records:
-        amounts = [record["lr"] * c / directions for c in record["coeffs"]]
-        estimator.replay(record["seeds"], amounts)
-
-
-def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
-    """A non-finite loss at step k (before step k released anything): rebuild theta_k
-    (the live tensors are perturbed), checkpoint it, note the divergence so that ``resume``
-    wants a changed key, and return the one-line error to raise."""
-    s, run, step = trainer.s, trainer.run_dir, err.step
-    if step == 0 and "dev" in err.what:
-        return UserError(
-            f"the initial model gives a non-finite dev loss ({err.what}); the likely key is "
-            f"model.dtype ({s.cfg.model.dtype}): use float32"
-        )
-    if step == 0:
-        return UserError(
-            f"training diverged at step 0 ({err.what}): the perturbation theta + eps z already "
-            f"gives a non-finite loss; the likely key is zo.eps ({s.cfg.zo.eps:g}): lower it"
-        )
-    key, value = "train.lr", s.cfg.train.lr
-    rebuild(trainer, step, run.releases())
-    trainer.save_checkpoint(step)
-    if trainer.main:
-        config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()
-        note = {"step": step, "what": err.what, "key": key, "config": config_sha}
-        write_json(run.path / DIVERGED, note)
-    return UserError(
-        f"training diverged at step {step} ({err.what}); the likely key is {key} ({value:g}): "
-        f"{run.path} is consistent and checkpointed at step {step}; continue with a smaller "
-        f"value: paczero resume {run.path} --set {key}=VALUE (or start a new run)"
-    )
 
 
 def export(

@@ -10,12 +10,12 @@ import torch
 
 from paczero import progress
 from paczero.config import RunConfig, apply_overrides, load_config, validate_config
-from paczero.data import load_splits
 from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
 from paczero.runs import RunDir, read_json
 from paczero.session import build_task_for, load_named
+from paczero.tasks import load_splits
 
 
 def evaluate(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
+from paczero.records import ReleaseRecord, unanimity
 
 EXPORT_INFO = "paczero_export.json"
 CARD = "README.md"
@@ -130,7 +131,9 @@ def base_identity(name: str, loaded: Any, seed: int, hashes: bool = True) -> dic
 # ---------------------------------------------------------------- the release log
 
 
-def release_log_hashes(releases_path: Path, step: int, records: list[dict]) -> dict[str, Any]:
+def release_log_hashes(
+    releases_path: Path, step: int, records: list[ReleaseRecord]
+) -> dict[str, Any]:
     """sha256 of the whole log and of its first ``step`` lines (``head -n STEP | sha256sum``),
     and the hash chain's head at ``step`` where the log is chained."""
     data = releases_path.read_bytes() if releases_path.exists() else b""
@@ -142,8 +145,8 @@ def release_log_hashes(releases_path: Path, step: int, records: list[dict]) -> d
         "prefix_lines": step,
         "prefix_sha256": hashlib.sha256(b"".join(lines[:step])).hexdigest(),
     }
-    if step and len(records) >= step and isinstance(records[step - 1], dict):
-        chain = records[step - 1].get("sha")
+    if step and len(records) >= step:
+        chain = records[step - 1].sha
         if chain:
             out["chain_sha"] = chain
     return out
@@ -190,7 +193,9 @@ def _base_of(model: Any) -> Any:
     return get() if callable(get) else None
 
 
-def run_privacy(run_path: Path, cfg: Any, records: list[dict]) -> tuple[dict | None, dict, str]:
+def run_privacy(
+    run_path: Path, cfg: Any, records: list[ReleaseRecord]
+) -> tuple[dict | None, dict, str]:
     """(result.json or None, the privacy report, a note when the run is unfinished)."""
     result_path = run_path / "result.json"
     if result_path.exists():
@@ -212,8 +217,8 @@ def run_privacy(run_path: Path, cfg: Any, records: list[dict]) -> tuple[dict | N
         directions=cfg.zo.directions,
     )
     report = mechanism.privacy_report()
-    kinds: Counter[str] = Counter(k for r in records for k in r.get("kinds", []))
-    flags = [bool(p["unanimous"]) for r in records for p in r.get("public", []) if "unanimous" in p]
+    kinds: Counter[str] = Counter(k for r in records for k in r.kinds)
+    flags = unanimity(records)
     report.update(
         mechanism=cfg.mechanism.name,
         private=bool(mechanism.private),
@@ -224,10 +229,10 @@ def run_privacy(run_path: Path, cfg: Any, records: list[dict]) -> tuple[dict | N
         steps=len(records),
         secret_source="see the run's result.json when it finishes",
     )
-    if records and report.get("framework") == "dp" and "epsilon" in records[-1]:
-        report["spent"] = {**(report.get("spent") or {}), "epsilon": records[-1]["epsilon"]}
-    elif records and report.get("framework") == "pac":
-        report["spent"] = {**(report.get("spent") or {}), "charged": records[-1]["cumulative"]}
+    if records and mechanism.family == "dp" and records[-1].epsilon is not None:
+        report["spent"] = {**(report.get("spent") or {}), "epsilon": records[-1].epsilon}
+    elif records and mechanism.family == "pac":
+        report["spent"] = {**(report.get("spent") or {}), "charged": records[-1].cumulative}
     note = (
         f"The run had not finished at export ({len(records)} of {cfg.train.steps} steps "
         "logged): the guarantee is the one its mechanism proves for the whole planned run."
@@ -241,7 +246,7 @@ def write_export(
     cfg: Any,
     run: Any,
     info: dict[str, Any],
-    records: list[dict],
+    records: list[ReleaseRecord],
     merge: bool = False,
 ) -> dict[str, Any]:
     """Write the rebuilt model into ``folder`` (empty) and return ``paczero_export.json``."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from paczero.report import describe_privacy, dp_batch_text, dp_denominator_text
+from paczero.guarantee import TAGS, covers, describe_privacy, family, fmt, plain_words, privacy_rows
 
 TASK_DATASETS = {"sst2": "nyu-mll/glue", "squad": "rajpurkar/squad"}
 TASK_WORDS = {"sst2": "SST-2 sentiment classification", "squad": "SQuAD v1.1 question answering"}
@@ -30,9 +30,7 @@ def is_hub_id(name: str | None) -> bool:
 def metadata(info: dict[str, Any], cfg: dict[str, Any], privacy: dict[str, Any]) -> dict:
     """The card's YAML header (Hub model-card metadata)."""
     base = info.get("base", {})
-    framework = privacy.get("framework", "none")
-    tags = ["paczero", "zeroth-order", "private-fine-tuning"]
-    tags += {"pac": ["pac-privacy"], "dp": ["differential-privacy"]}.get(framework, [])
+    tags = ["paczero", "zeroth-order", "private-fine-tuning", *TAGS[family(privacy)]]
     if info.get("trained_track") == "lora":
         tags.append("lora")
     task = cfg["task"]["name"]
@@ -50,83 +48,6 @@ def metadata(info: dict[str, Any], cfg: dict[str, Any], privacy: dict[str, Any])
     elif not own and cfg["data"].get("source") != "synthetic" and task in TASK_DATASETS:
         data["datasets"] = [TASK_DATASETS[task]]
     return data
-
-
-def plain_words(privacy: dict[str, Any], pool: int | None) -> str:
-    """The guarantee in plain words, from the report's fields (the framework decides)."""
-    framework = privacy.get("framework", "none")
-    pool_text = f"the {pool} examples of the private pool" if pool else "the private pool"
-    if framework == "pac":
-        bound = float(privacy.get("mi_bound") or 0.0)
-        size = f" ({pool} examples)" if pool else ""
-        lead = (
-            f"The private pool{size} was split at random into candidate halves and one half, "
-            "S*, was secretly chosen for training; the candidate halves are public."
-        )
-        if bound == 0.0:
-            return (
-                f"{lead} The released updates, and so this model, are exactly as likely "
-                "whichever half was chosen: I(S*; releases) = 0. Nobody, even knowing every "
-                "pool example and every candidate half, can tell better than a coin flip "
-                "(0.5) whether an example was in the training half."
-            )
-        return (
-            f"{lead} Everything released (and so this model) reveals at most {bound:g} nats "
-            "about which half it was: I(S*; releases) <= "
-            f"{bound:g}, the budget, whatever path the run took. Nobody can guess whether "
-            "an example was in the training half with probability above "
-            f"{float(privacy['posterior_bound']):.4f} (a coin flip is 0.5); that is the "
-            f"bound of a DP epsilon of {float(privacy['matched_epsilon']):.3g}."
-        )
-    if framework == "dp":
-        spent = privacy.get("spent") or {}
-        relation, _, detail = str(privacy.get("neighbouring_relation", "stated")).partition(";")
-        detail = f" ({detail.strip()})" if detail.strip() else ""
-        return (
-            f"({float(spent.get('epsilon', 0.0)):.4g}, {float(spent.get('delta', 0.0)):g})-"
-            f"differential privacy for each of {pool_text}, under the {relation.strip()} "
-            f"relation{detail}: the model is almost as likely whether any one example was in "
-            "the pool or not. No attacker "
-            "guesses whether an example was in the pool with probability above "
-            f"{float(privacy['posterior_bound']):.4f} (prior 0.5)."
-        )
-    return (
-        "No privacy guarantee: this run's mechanism released data-dependent values "
-        "unprotected (a non-private baseline)."
-    )
-
-
-def _covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
-    framework = privacy.get("framework", "none")
-    if framework == "none":
-        return "Nothing: there is no guarantee."
-    dev, test = splits.get("dev"), splits.get("test")
-    data = privacy.get("data") or {}
-    if splits.get("provenance") == "dev-derived":
-        where = "the same article-level split of the SQuAD dev file as the pool"
-    elif splits.get("provenance") != "own data":
-        where = "the task's train split, disjoint from the pool"
-    elif data.get("dev_from_pool_source", True):
-        where = "the pool's own file (data.train), disjoint from the pool"
-    else:
-        where = "a file of its own (data.dev or data.test), outside the pool's source"
-    example = "pool example"
-    if data.get("unit") == "group":  # user-level: a unit is all the rows of one user
-        example = f"pool unit (the rows sharing data.group_field '{data.get('unit_field')}')"
-    what = (
-        f"membership of each {example} in the secret training half S*, against an "
-        "attacker who knows the pool and the candidate halves"
-        if framework == "pac"
-        else f"the presence in the pool of each {example} (the secret Poisson samples "
-        "were drawn from it)"
-    )
-    return (
-        f"The private pool only: {what}. It does not hide that the pool as a whole shaped "
-        f"the model. The dev set ({dev} examples, from {where}), which picks the run's "
-        "dev-best step (the default export), is **not** covered; the test set "
-        f"({test} examples) only measured the figures below. The base model's own training "
-        "data is outside the guarantee."
-    )
 
 
 def _prompt_of(task: dict[str, Any]) -> str:
@@ -148,58 +69,6 @@ def _table(rows: list[tuple[str, Any]]) -> list[str]:
     lines = ["| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows if value is not None]
     return lines
-
-
-def _fmt(value: Any, spec: str = ".4g") -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    return format(value, spec)
-
-
-def privacy_rows(privacy: dict[str, Any]) -> list[tuple[str, Any]]:
-    framework = privacy.get("framework", "none")
-    rows: list[tuple[str, Any]] = [("mechanism", f"`{privacy.get('mechanism')}`")]
-    if framework == "pac":
-        bound = privacy.get("mi_bound")
-        rows += [
-            ("guarantee", f"I(S*; releases) <= {bound:g} nats" if bound else "I(S*; releases) = 0"),
-            ("budget", f"{_fmt(privacy.get('budget'), 'g')} nats"),
-            ("MI bound", f"{_fmt(bound, 'g')} nats"),
-            ("membership-inference bound", _fmt(privacy.get("posterior_bound"))),
-            ("matched DP epsilon", _fmt(privacy.get("matched_epsilon"), ".3g")),
-            ("candidate subsets M", privacy.get("subsets")),
-        ]
-        charged = (privacy.get("spent") or {}).get("charged")
-        if bound:
-            rows.append(("charges summed on this run's path", f"{_fmt(charged)} nats (not the MI)"))
-    elif framework == "dp":
-        spent = privacy.get("spent") or {}
-        budget = privacy.get("budget") or {}
-        rows += [
-            ("guarantee", f"({_fmt(spent.get('epsilon'))}, {_fmt(spent.get('delta'), 'g')})-DP"),
-            (
-                "budget (target)",
-                f"epsilon {_fmt(budget.get('epsilon'), 'g')}, "
-                f"delta {_fmt(budget.get('delta'), 'g')}",
-            ),
-            ("epsilon spent", _fmt(spent.get("epsilon"))),
-            ("neighbouring relation", privacy.get("neighbouring_relation")),
-            ("accountant", privacy.get("accountant")),
-            ("noise multiplier", _fmt(privacy.get("noise_multiplier"))),
-            ("batch", dp_batch_text(privacy)),
-            ("denominator", dp_denominator_text(privacy)),
-            ("membership-inference bound", _fmt(privacy.get("posterior_bound"))),
-            ("matched MI", f"{_fmt(privacy.get('matched_mi'))} nats"),
-        ]
-    else:
-        rows.append(("guarantee", "none"))
-    if privacy.get("unanimity_fraction") is not None:
-        rows.append(("unanimous releases", f"{100 * privacy['unanimity_fraction']:.1f}%"))
-    rows.append(("steps (releases)", f"{privacy.get('steps')} ({privacy.get('releases')})"))
-    rows.append(("secret source", privacy.get("secret_source")))
-    return rows
 
 
 def render(
@@ -241,7 +110,7 @@ def render(
         "",
         plain_words(privacy, pool),
         "",
-        f"**What it covers.** {_covers(privacy, splits)}",
+        f"**What it covers.** {covers(privacy, splits)}",
         "",
         *_table(privacy_rows(privacy)),
         "",
@@ -266,7 +135,7 @@ def render(
         lines += ["|---|---|" + "---|" * len(test)]
         lines += [
             f"| test ({splits.get('test')}) | {best} | "
-            + " | ".join(_fmt(v) or "-" for v in test.values())
+            + " | ".join(fmt(v) or "-" for v in test.values())
             + " |"
         ]
         for point in metrics.get("dev_history", []):
@@ -274,7 +143,7 @@ def render(
                 values = [point.get(k) for k in test]
                 lines.append(
                     f"| dev ({splits.get('dev')}) | {point['step']} | "
-                    + " | ".join(_fmt(v) or "-" for v in values)
+                    + " | ".join(fmt(v) or "-" for v in values)
                     + " |"
                 )
         if best is not None and best != info["step"]:
@@ -311,7 +180,7 @@ def render(
                 (
                     "batch size",
                     f"Poisson, expected {privacy['expected_batch']}"
-                    if privacy.get("framework") == "dp" and privacy.get("expected_batch")
+                    if family(privacy) == "dp" and privacy.get("expected_batch")
                     else train["batch_size"],
                 ),
                 ("SPSA eps / directions", f"{zo['eps']:g} / {zo['directions']}"),

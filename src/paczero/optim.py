@@ -98,6 +98,7 @@ class ZOOptimizer:
             self.secret, self.secret_source = secret_stream(secret)
         self.world = world
         self.step_index = 0
+        self.rows_secret = False  # whether the current step's rows are secret (see ``rows``)
         mechanism.setup(self.public, self.secret)
 
     def rows(self, step: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
@@ -128,6 +129,7 @@ class ZOOptimizer:
         _check_takes_rows(losses)
         step, k_total, world = self.step_index, self.directions, self.world
         rows, secret_rows = self.rows(step, indices)
+        self.rows_secret = secret_rows  # the loss function may ask while the step runs
         lr = self.lr if lr is None else lr
         seeds = [self.public.seed("direction", step, k) for k in range(k_total)]
         if secret_rows and not world.is_main:  # rank 0 computes the secret sample alone

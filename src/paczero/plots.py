@@ -221,16 +221,17 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     against the steps (PACZero: MI charged on the path, with the budget dashed; DP:
     epsilon, with its target dashed)."""
     from paczero.privacy.ledger import read_jsonl
-    from paczero.report import has_unanimity, privacy_curve, running_mean
+    from paczero.records import release_records, says_unanimity
+    from paczero.report import privacy_curve, running_mean
 
     runs = []
     for path, label in zip(paths, _labels(paths), strict=True):
-        records = read_jsonl(path / "releases.jsonl")
+        records = release_records(read_jsonl(path / "releases.jsonl"))
         dev = [m for m in read_jsonl(path / "metrics.jsonl") if m.get("split") == "dev"]
         cfg = load_yaml(read_text(path / "config.yaml"), path / "config.yaml")
         runs.append((label, records, dev, privacy_curve(cfg, records)))
     metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d, _ in runs if d), "accuracy")
-    unanimity = any(has_unanimity(rec) for _, rec, _, _ in runs)
+    unanimity = any(says_unanimity(rec) for _, rec, _, _ in runs)
     kinds = {curve["kind"] for *_, curve in runs if curve}
     panels = ["loss", "dev"] + (["unanimity"] if unanimity else [])
     panels += [k for k in ("mi", "epsilon") if k in kinds]
@@ -243,10 +244,10 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     ax_of = dict(zip(panels, axes, strict=True))
     for i, (label, records, dev, curve) in enumerate(runs):
         color = colors[i % len(colors)]
-        steps = [r["step"] + 1 for r in records]
+        steps = [r.step + 1 for r in records]
         ax = ax_of["loss"]
-        if records and all("loss" in r for r in records):
-            losses = [r["loss"] for r in records]
+        if records and all(r.loss is not None for r in records):
+            losses = [r.loss for r in records]
             _, smooth = running_mean(losses)
             ax.plot(steps, losses, lw=0.6, alpha=0.3, color=color)
             ax.plot(steps, smooth, lw=1.8, color=color, label=f"{label}: loss estimate")
@@ -256,8 +257,8 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
         if dev:
             ax_of["dev"].plot([m["step"] for m in dev], [m[metric] for m in dev], "o-",
                               color=color, label=label)  # fmt: skip
-        if "unanimity" in ax_of and has_unanimity(records):
-            agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
+        if "unanimity" in ax_of and says_unanimity(records):
+            agree = [r.agreement() for r in records]
             running = [sum(agree[: k + 1]) / (k + 1) for k in range(len(agree))]
             ax_of["unanimity"].plot(steps, running, lw=1.8, color=color, label=label)
         if curve:

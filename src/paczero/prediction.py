@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from paczero import progress
-from paczero.data import cell_text, checked_rows, read_table
 from paczero.errors import UserError
 from paczero.evaluation import load_target
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
 from paczero.session import build_task_for
+from paczero.tasks.own_data import cell_text, checked_rows, read_table
 
 
 def predict(

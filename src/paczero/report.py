@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from paczero.config import RunConfig
+from paczero.guarantee import coverage_note, describe_privacy
+from paczero.mechanisms import family_of
+from paczero.records import ReleaseRecord, says_unanimity
 
 
 def privacy_report(
@@ -35,121 +38,6 @@ def privacy_report(
     if data is not None:
         report["data"] = {**data, "note": coverage_note(data)}
     return report
-
-
-def coverage_note(data: dict[str, Any]) -> str:
-    """Which data the guarantee covers, in plain words (public facts only: the unit, the
-    number of units, where dev and test came from)."""
-    n = data["pool_units"]
-    if data.get("unit") == "group":
-        what = (
-            f"The privacy unit is a user (user-level): every row that shares the value of "
-            f"data.group_field '{data['unit_field']}' is one unit, in or out of the pool as a "
-            "whole (a DP neighbour adds or removes one unit). The guarantee covers the "
-            f"{n} units of the pool only."
-        )
-    else:
-        what = (
-            f"The privacy unit is one row (example-level). The guarantee covers the {n} rows "
-            "of the pool only."
-        )
-    carved = [part for part in ("dev", "test") if data.get(f"{part}_from_pool_source")]
-    if "dev" in carved:
-        what += (
-            " The dev rows were carved from the pool's own source, so the dev-best model "
-            "selection and the logged dev metrics are not covered; give a separate dev file "
-            "(data.dev) to keep the private data in the pool."
-        )
-    if "test" in carved:
-        what += " The test rows were carved from it too: the test metrics are not covered."
-    return what
-
-
-def describe_privacy(privacy: dict[str, Any]) -> str:
-    """The report in plain words, from its fields (the framework decides the wording)."""
-    lines = [f"Privacy report ({privacy['mechanism']})"]
-    framework = privacy.get("framework", "none")
-    if framework == "dp":
-        lines += _describe_dp(privacy)
-    elif framework == "pac":
-        lines += _describe_pac(privacy)
-    else:
-        lines.append(f"  {privacy['guarantee']}")
-    if privacy["unanimity_fraction"] is not None:
-        lines.append(f"  unanimous releases: {100 * privacy['unanimity_fraction']:.1f}%")
-    kinds = ", ".join(f"{k} {v}" for k, v in privacy["release_kinds"].items())
-    lines.append(f"  releases: {kinds} over {privacy['steps']} steps")
-    return "\n".join(lines)
-
-
-def _describe_dp(privacy: dict[str, Any]) -> list[str]:
-    spent = privacy["spent"]
-    return [
-        f"  spent: epsilon {spent['epsilon']:.4g}, delta {spent['delta']:g} "
-        f"({privacy['accountant']} accountant)",
-        f"  neighbouring relation: {privacy['neighbouring_relation']}",
-        f"  membership-inference success bound: {privacy['posterior_bound']:.4f} "
-        f"(prior 0.5); matched MI: {privacy['matched_mi']:.4g} nats",
-        f"  {privacy['guarantee']}",
-        f"  batch: {dp_batch_text(privacy)}",
-        f"  denominator: {dp_denominator_text(privacy)}",
-        *_describe_data(privacy),
-        f"  secret source: {privacy['secret_source']}",
-    ]
-
-
-def dp_batch_text(privacy: dict[str, Any]) -> str:
-    """A DP step's rows: a Poisson sample of the pool, not ``train.batch_size`` rows."""
-    return (
-        f"a Poisson sample of the pool, expected size {privacy['expected_batch']} (rate q = "
-        f"{privacy['sample_rate']:.4g}); its real size is secret; train.batch_size is not used"
-    )
-
-
-def dp_denominator_text(privacy: dict[str, Any]) -> str:
-    """What divides the noisy sum, and why a noisy count buys nothing here."""
-    if privacy.get("denominator") == "noisy-count":
-        return (
-            f"a noisy count of the pool times q (the DP-AggZO paper's): it spends epsilon "
-            f"{privacy['count_epsilon']:.3g} of the total to hide the pool's size, which this "
-            "report states anyway; it is kept only to reproduce the paper's noise "
-            "(mechanism.denominator: expected spends nothing)"
-        )
-    return f"the expected batch q N = {privacy['expected_batch']} (public; costs no epsilon)"
-
-
-def _describe_data(privacy: dict[str, Any]) -> list[str]:
-    data = privacy.get("data")
-    return [] if data is None else [f"  data: {data['note']}"]
-
-
-def _describe_pac(privacy: dict[str, Any]) -> list[str]:
-    bound, charged = privacy["mi_bound"], privacy["spent"]["charged"]
-    lines = []
-    if bound == 0.0:
-        lines.append("  mutual information: I(S*; releases) = 0 nats")
-        lines.append(
-            "  I = 0: the released updates are independent of which candidate subset was "
-            "used, so no attacker does better than the prior 0.5 at telling whether an "
-            "example was in it."
-        )
-    else:
-        lines.append(
-            f"  mutual information bound: I(S*; releases) <= {bound:g} nats, the budget "
-            "(every path's charges add up to at most it, and the MI is their expectation)"
-        )
-        lines.append(
-            f"  charges summed on this run's path: {charged:.4g} nats (depends on the path; "
-            "not the mutual information, not a bound)"
-        )
-    lines.append(
-        f"  membership-inference success bound: {privacy['posterior_bound']:.4f} (prior 0.5); "
-        f"matched DP epsilon: {privacy['matched_epsilon']:.3g}"
-    )
-    lines.append(f"  {privacy['guarantee']}")
-    lines += _describe_data(privacy)
-    lines.append(f"  secret source: {privacy['secret_source']}")
-    return lines
 
 
 UNTRAINED_WARNING = (
@@ -207,9 +95,9 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     run = RunDir(Path(run_dir))
     cfg = load_yaml(read_text(run.config_path), run.config_path)
     records = run.releases()
-    steps = [r["step"] + 1 for r in records]
+    steps = [r.step + 1 for r in records]
     dev = [m for m in run.metrics() if m["split"] == "dev"]
-    unanimity = has_unanimity(records)
+    unanimity = says_unanimity(records)
     spent = privacy_curve(cfg, records)
     panels = ["loss"] + (["unanimity"] if unanimity else []) + (["privacy"] if spent else [])
     panels += ["dev"] if dev else []
@@ -219,8 +107,8 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     axes = list(axes[:, 0])
     ax_of = dict(zip(panels, axes, strict=True))
     ax = ax_of["loss"]
-    if records and all("loss" in r for r in records):
-        losses = [r["loss"] for r in records]
+    if records and all(r.loss is not None for r in records):
+        losses = [r.loss for r in records]
         window, smooth = running_mean(losses)
         ax.plot(steps, losses, lw=0.8, color="tab:blue", alpha=0.45, label="per step")
         ax.plot(steps, smooth, lw=2, color="tab:blue", label=f"mean of {window}")
@@ -233,7 +121,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         ax.set_ylabel("dev loss")
     ax.legend(loc="upper right", fontsize=8)
     if unanimity:
-        agree = [sum(r["unanimous"]) / max(len(r["unanimous"]), 1) for r in records]
+        agree = [r.agreement() for r in records]
         running = [sum(agree[: i + 1]) / (i + 1) for i in range(len(agree))]
         ax = ax_of["unanimity"]
         ax.scatter(steps, agree, s=8, color="tab:green", alpha=0.5, label="this step")
@@ -278,40 +166,29 @@ def running_mean(values: list[float]) -> tuple[int, list[float]]:
     return window, smooth
 
 
-def has_unanimity(records: list[dict[str, Any]]) -> bool:
-    """PACZero releases say whether the subsets agreed; MeZO and DP releases do not."""
-    return bool(records) and any("unanimous" in p for p in records[0].get("public", []))
-
-
-def privacy_curve(cfg: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def privacy_curve(cfg: dict[str, Any], records: list[ReleaseRecord]) -> dict[str, Any] | None:
     """The privacy spent after each step, from the public log: DP's epsilon (with the
     target), PACZero's MI charged on the path (with the budget, which is the guarantee;
     PACZero-ZPL: 0). None for a mechanism without a guarantee."""
     if not records:
         return None
     mech = cfg["mechanism"]
-    if all("epsilon" in r for r in records):
+    if all(r.epsilon is not None for r in records):
         target = mech.get("epsilon")
         return {
             "kind": "epsilon",
-            "values": [float(r["epsilon"]) for r in records],
+            "values": [float(r.epsilon) for r in records],
             "label": "epsilon spent",
             "axis": "DP epsilon",
             "limit": float(target) if target is not None else None,
             "limit_label": f"target epsilon {target}",
         }
-    from paczero.mechanisms import mechanism_class
-
-    try:
-        private = mechanism_class(mech["name"]).private
-    except Exception:
-        private = False
-    if not private:
+    if family_of(mech.get("name")) == "none":
         return None
     budget = mech.get("budget") if mech["name"] == "paczero-mi" else 0.0
     return {
         "kind": "mi",
-        "values": [float(r.get("cumulative", 0.0)) for r in records],
+        "values": [float(r.cumulative) for r in records],
         "label": "MI charged on this path (not the MI)",
         "axis": "MI, nats",
         "limit": float(budget) if budget is not None else None,

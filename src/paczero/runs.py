@@ -24,7 +24,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from paczero.config import RunConfig
 from paczero.errors import UserError
+from paczero.mechanisms.base import RELEASE_KINDS
 from paczero.privacy.ledger import (
     GENESIS,
     JsonlLog,
@@ -44,6 +45,7 @@ from paczero.privacy.ledger import (
     read_records,
     repair_jsonl,
 )
+from paczero.records import ReleaseRecord, release_records
 from paczero.textfiles import decode_utf8, read_bytes
 
 PRIVATE_DIR_MODE = 0o700
@@ -207,7 +209,7 @@ class RunLock:
 class Verified:
     """What ``RunDir.verify`` read: the consistent public (and private) logs."""
 
-    records: list[dict[str, Any]]
+    records: list[ReleaseRecord]
     private: list[dict[str, Any]] | None
     metrics: list[dict[str, Any]]
     checkpoints: list[int]  # readable checkpoints that match the log
@@ -363,15 +365,26 @@ class RunDir:
     def write_private(self, name: str, obj: Any) -> None:
         write_json(self.private_dir / name, obj, mode=PRIVATE_FILE_MODE)
 
-    def releases(self, repair: bool = False) -> list[dict[str, Any]]:
-        """The public release log, checked (a damaged log is refused with its line number).
-        ``repair`` (before writing to the run again) cuts torn last lines off both logs and
-        drops a private record that was never published."""
+    def releases(
+        self, repair: bool = False, kinds: Iterable[str] = RELEASE_KINDS
+    ) -> list[ReleaseRecord]:
+        """The public release log, checked (a damaged log is refused with its line number;
+        a release of a kind not in ``kinds``, the run's mechanism's where the reader knows
+        it, too). ``repair`` (before writing to the run again) cuts torn last lines off
+        both logs and drops a private record that was never published."""
         if repair:
             repair_jsonl(self.releases_path)
             repair_jsonl(self.private_releases_path)
             self._reconcile_release_logs(read_chain(self.releases_path))
-        return read_chain(self.releases_path)
+        return self._typed(read_chain(self.releases_path), kinds)
+
+    def _typed(
+        self, records: list[dict[str, Any]], kinds: Iterable[str] = RELEASE_KINDS
+    ) -> list[ReleaseRecord]:
+        try:
+            return release_records(records, kinds)
+        except ValueError as err:
+            raise UserError(f"{self.releases_path}: {err}") from None
 
     def private_releases(self) -> list[dict[str, Any]]:
         return read_chain(self.private_releases_path)
@@ -558,7 +571,7 @@ class RunDir:
         checkpoints = _check_checkpoints(self, records)
         metrics = read_records(self.path / "metrics.jsonl")
         _check_metrics(self, metrics, len(records))
-        return Verified(records, priv, metrics, checkpoints, ahead)
+        return Verified(self._typed(records), priv, metrics, checkpoints, ahead)
 
 
 def _check_private_side(run: RunDir) -> None:

@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from paczero.auditing.canaries import add_canaries
 from paczero.batch_budget import auto_tokens
-from paczero.config import RunConfig, TaskConfig
-from paczero.data import Splits, load_splits
+from paczero.config import RunConfig
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
 from paczero.mechanisms import Mechanism, build_mechanism, mechanism_class
 from paczero.models import LoadedModel, load_model
 from paczero.optim import ZOOptimizer
 from paczero.privacy.randomness import RandomStream, public_stream
-from paczero.tasks import Task, build_task
+from paczero.tasks import Splits, Task, TaskConfig, build_task, load_splits
 from paczero.tasks.base import Encoded
+from paczero.tasks.canaries import add_canaries
 
 LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
 
@@ -168,7 +167,10 @@ def build_session(
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     task = build_task_for(cfg, loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
-    task, pool, _ = add_canaries(cfg, task, pool, splits.pool, public, secret)  # docs/audit.md 4
+    uses_subsets = mechanism_class(cfg.mechanism.name).uses_subsets
+    task, pool, _ = add_canaries(  # docs/audit.md 4
+        cfg, task, pool, splits.pool, public, secret, uses_subsets
+    )
     units = pool_units(splits, len(pool))
     pool_size = len(pool) if units is None else len(units)
     coverage = {**splits.coverage(), "pool_units": pool_size}

@@ -446,7 +446,8 @@ def execute(sweep: Sweep, cell: Cell, seed: int) -> str:
     if state == "eval":
         _evaluate(sweep, cell, seed)
         return state
-    from paczero.trainer import resume, train
+    from paczero.durable import resume
+    from paczero.trainer import train
 
     if state == "resume":
         resume(run, progress=False)
@@ -459,7 +460,7 @@ def execute(sweep: Sweep, cell: Cell, seed: int) -> str:
 
 
 def _evaluate(sweep: Sweep, cell: Cell, seed: int) -> None:
-    from paczero.trainer import evaluate
+    from paczero.evaluation import evaluate
 
     cfg = cell.resolved(seed)
     public = cfg.public_dict()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
+from paczero.guarantee import headline
 from paczero.sweep import Cell, Sweep, open_sweep
 
 FORMATS = ("markdown", "csv", "json")
@@ -77,14 +78,7 @@ def run_values(result: dict[str, Any]) -> dict[str, float | None]:
     """The table's quantities of one finished run (its result.json)."""
     metrics, privacy = result["metrics"], result["privacy"]
     metric = metrics["metric"]
-    framework = privacy.get("framework")
-    spent = privacy.get("spent") or {}
-    if framework == "pac":
-        mi, epsilon = privacy.get("mi_bound"), privacy.get("matched_epsilon")
-    elif framework == "dp":
-        mi, epsilon = privacy.get("matched_mi"), spent.get("epsilon")
-    else:
-        mi = epsilon = None
+    mi, epsilon = headline(privacy)
     dev_best = metrics.get("dev_best") or {}
     return {
         "test": metrics["test"].get(metric),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
+from paczero.records import ReleaseRecord
 
 BACKENDS = ("tensorboard", "wandb", "trackio")
 TENSORBOARD_DIR = "tensorboard"
@@ -57,21 +58,20 @@ def check_backends(names: list[str] | tuple[str, ...]) -> None:
             )
 
 
-def step_values(record: dict[str, Any], private: bool) -> dict[str, float]:
+def step_values(record: ReleaseRecord, private: bool) -> dict[str, float]:
     """The tracked figures of one public release record (and nothing else)."""
-    values: dict[str, float] = {"train/lr": float(record["lr"])}
-    coeffs = record.get("coeffs") or []
+    values: dict[str, float] = {"train/lr": float(record.lr)}
+    coeffs = record.coeffs
     if coeffs:
         values["train/coeff"] = float(sum(coeffs) / len(coeffs))
-    if "loss" in record and record["loss"] is not None:  # absent on secret rows (DP)
-        values["train/loss"] = float(record["loss"])
-    if "epsilon" in record:
-        values["privacy/epsilon"] = float(record["epsilon"])
+    if record.loss is not None:  # absent on secret rows (DP)
+        values["train/loss"] = float(record.loss)
+    if record.epsilon is not None:
+        values["privacy/epsilon"] = float(record.epsilon)
     elif private:
-        values["privacy/charge"] = float(record.get("charge", 0.0))
-        values["privacy/mi_charged"] = float(record.get("cumulative", 0.0))
-    publics = record.get("public") or []
-    flags = [bool(p["unanimous"]) for p in publics if isinstance(p, dict) and "unanimous" in p]
+        values["privacy/charge"] = float(record.charge)
+        values["privacy/mi_charged"] = float(record.cumulative)
+    flags = record.unanimity()
     if flags:
         values["privacy/unanimous"] = sum(flags) / len(flags)
     return values
@@ -229,15 +229,14 @@ class Tracker:
         """A resumed run continues the running fraction from its logged releases."""
         self._agree, self._releases = sum(unanimous), len(unanimous)
 
-    def log_release(self, record: dict[str, Any]) -> None:
+    def log_release(self, record: ReleaseRecord) -> None:
         values = step_values(record, self.private)
-        publics = record.get("public") or []
-        flags = [bool(p["unanimous"]) for p in publics if isinstance(p, dict) and "unanimous" in p]
+        flags = record.unanimity()
         if flags:
             self._agree += sum(flags)
             self._releases += len(flags)
             values["privacy/unanimity"] = self._agree / self._releases
-        self._send(values, int(record["step"]) + 1)
+        self._send(values, int(record.step) + 1)
 
     def log_eval(self, split: str, step: int, metrics: dict[str, Any]) -> None:
         self._send(eval_values(split, metrics), int(step))

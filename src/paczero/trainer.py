@@ -7,6 +7,7 @@ evaluation for the CLI is ``paczero.evaluation``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -34,32 +35,23 @@ from paczero.config import (
     validate_config,
 )
 from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
-from paczero.errors import Diverged, Interrupted
+from paczero.errors import Diverged, Interrupted, UserError
 from paczero.exporting import base_identity, ready_to_share
 from paczero.optim import StepResult
 from paczero.prediction import write_jsonl
 from paczero.privacy.randomness import secret_stream
+from paczero.records import ReleaseRecord, jsonable
 from paczero.report import describe_result, privacy_report
-from paczero.runs import PRIVATE_FILE_MODE, RunDir, check_new_run_dir, default_run_dir
+from paczero.runs import (
+    PRIVATE_FILE_MODE,
+    RunDir,
+    check_new_run_dir,
+    default_run_dir,
+    write_json,
+)
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
 from paczero.signals import handled
 from paczero.tracking import open_tracker
-
-_ELSEWHERE = {  # entry points that live in their own modules, importable from here too
-    "resume": "paczero.durable",
-    "export": "paczero.durable",
-    "replay": "paczero.durable",
-    "evaluate": "paczero.evaluation",
-    "build_session": "paczero.session",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ELSEWHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -123,6 +115,9 @@ def train(
         close_world(world)
 
 
+DIVERGED = "diverged.json"  # written when a run stops on a non-finite loss
+
+
 def check_ranks_agree(session: Session) -> None:
     """Every rank must start from the same config and the same trainable tensors."""
     what = fingerprint(session.cfg.public_dict(), session.trainable)
@@ -130,8 +125,8 @@ def check_ranks_agree(session: Session) -> None:
 
 
 class Trainer:
-    """The loop and its bookkeeping; ``paczero.durable.restore_from_log`` rebuilds it for a
-    resume."""
+    """The loop and its bookkeeping; for a resume, ``restore`` rebuilds the bookkeeping from
+    the logs (``paczero.durable`` restores theta and the mechanism)."""
 
     keep_checkpoints = 3
 
@@ -153,7 +148,7 @@ class Trainer:
         self.resumed_from: int | None = None
         self._signal: int | None = None
         self.tracker = None  # paczero.tracking, while the loop runs (rank 0, train.report_to)
-        self._record: dict[str, Any] | None = None  # the last public release record
+        self._record: ReleaseRecord | None = None  # the last public release record
 
     # ------------------------------------------------------------ the loop
 
@@ -161,8 +156,6 @@ class Trainer:
         try:
             return self._run()
         except Diverged as err:  # a consistent checkpoint, then one line
-            from paczero.durable import stop_diverged  # durable imports this module
-
             raise stop_diverged(self, err) from None
 
     def _run(self) -> Result:
@@ -217,14 +210,12 @@ class Trainer:
         """One step; the optimizer picks its rows (the mechanism's or a public minibatch)."""
         s = self.s
 
-        secret_rows = s.mechanism.batch(step) is not None  # a DP sample: its losses are secret
-
         def losses(rows: np.ndarray, world: World = SOLO) -> torch.Tensor:
             out = pool_losses(
                 s.loaded.model, s.task, s.pool, rows, _rows_cap(s), world, units=s.units
             )
             if not bool(torch.isfinite(out).all()):
-                if not secret_rows:
+                if not s.optimizer.rows_secret:  # the optimizer's draw: a DP sample is secret
                     raise Diverged(step, "the loss became non-finite")
                 # Stopping here would publish something about the secret sample: each such
                 # example counts 0 (the clip bounds it), and the public dev loss stops the run.
@@ -240,8 +231,8 @@ class Trainer:
         private log one record ahead, which resume drops (that release was never public
         nor applied); the public log is never ahead of the private one."""
         self.private_log.append(_private_record(result))
-        self._record = _release_record(result, self.s.mechanism)
-        self.releases_log.append(self._record)
+        self._record = ReleaseRecord.of_step(result, self.s.mechanism)
+        self.releases_log.append(self._record.to_json())
 
     def after_step(self, done: int) -> None:
         train = self.s.cfg.train
@@ -319,9 +310,7 @@ class Trainer:
         self.eval_s += time.perf_counter() - t0
         if not all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float)):
             raise Diverged(step, "the dev loss became non-finite")
-        score = dev_metrics[s.task.metric]
-        if self.best["dev"] is None or score > self.best["dev"][s.task.metric]:
-            self.best.update(step=step, dev=dev_metrics)
+        if self._note_dev(step, dev_metrics):
             self.best_dev_rows = dev_rows
             if self.main:
                 self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
@@ -329,7 +318,31 @@ class Trainer:
             self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
         if self.tracker is not None:
             self.tracker.log_eval("dev", step, dev_metrics)
-        self.history.append({"step": step, **dev_metrics})
+
+    def _note_dev(self, step: int, metrics: dict[str, Any]) -> bool:
+        """Add a dev evaluation to the history; True if it is the new dev-best (the first
+        of the task's metrics, higher is better; a tie keeps the earlier step)."""
+        metric = self.s.task.metric
+        self.history.append({"step": step, **metrics})
+        if self.best["dev"] is None or metrics[metric] > self.best["dev"][metric]:
+            self.best.update(step=step, dev=metrics)
+            return True
+        return False
+
+    def restore(self, records: list[ReleaseRecord], metrics: list[dict[str, Any]]) -> None:
+        """The bookkeeping of a run whose logs hold ``records`` and ``metrics``, as if
+        this loop had written them: the next step, the release tally and the dev history
+        with its best step (theta and the mechanism are restored by ``paczero.durable``)."""
+        done = len(records)
+        self.s.optimizer.step_index = done
+        self.next_step = self.resumed_from = done
+        for record in records:
+            self.kinds.update(record.kinds)
+            self.unanimous.extend(record.unanimity())
+        for line in metrics:
+            if line["split"] == "dev" and line["step"] <= done:
+                values = {k: v for k, v in line.items() if k not in ("step", "split")}
+                self._note_dev(line["step"], values)
 
     def write_predictions(self, split: str, rows: list[dict]) -> None:
         """Each row's prediction by the dev-best model, beside its input and label: under
@@ -531,30 +544,57 @@ def _rows_cap(s) -> int:
     return micro_batch_rows(zo.micro_batch, zo.micro_batch_tokens, s.loaded.device)
 
 
-def _release_record(result: StepResult, mechanism) -> dict[str, Any]:
-    """The public line of a step: public inputs and what the mechanism released, nothing
-    else. The loss estimate is public only when the rows are (the pool is known to the
-    PACZero attacker); on secret rows (a DP Poisson sample) it stays in private/."""
-    outs = result.releases
-    spent = mechanism.spent()
-    record = {
-        "step": result.step,
-        "lr": result.lr,
-        "seeds": result.seeds,
-        "coeffs": result.coeffs,
-        "kinds": [o.kind for o in outs],
-        "charge": float(sum(o.charge for o in outs)),
-        "cumulative": float(spent.get("charged", 0.0)),
-        "unanimous": [bool(o.public.get("unanimous", False)) for o in outs],
-        "frac_plus": [o.public.get("frac_plus") for o in outs],
-        "public": [_jsonable(o.public) for o in outs],
-        "state": mechanism.state_dict(),  # public: the posterior and spend after this step
-    }
-    if not result.rows_secret:
-        record["loss"] = result.loss
-    if "epsilon" in spent:  # DP: epsilon spent so far (data-independent, so public)
-        record["epsilon"] = float(spent["epsilon"])
-    return record
+# ------------------------------------------------------------ replay and divergence
+
+
+def rebuild(trainer: Trainer, step: int, records: list[ReleaseRecord]) -> None:
+    """Trainable tensors after ``step`` steps: newest readable checkpoint <= step (there is
+    always step 0, theta_0), then a replay of the records after it."""
+    s = trainer.s
+    names = [n for n, _ in s.trainable]
+    start, tensors = trainer.run_dir.load_checkpoint(at_most=step, names=names)
+    if tensors is None:
+        raise UserError(
+            f"{trainer.run_dir.path} has no readable checkpoint at or before step {step}, "
+            "not even theta_0 (checkpoints/step-0000000)"
+        )
+    load_named(s.trainable, tensors)
+    replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
+
+
+def replay(estimator, records: list[ReleaseRecord], directions: int) -> None:
+    """Apply logged steps to theta without a forward pass (the same float operations)."""
+    for record in records:
+        estimator.replay(record.seeds, record.amounts(directions))
+
+
+def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
+    """A non-finite loss at step k (before step k released anything): rebuild theta_k
+    (the live tensors are perturbed), checkpoint it, note the divergence so that ``resume``
+    wants a changed key, and return the one-line error to raise."""
+    s, run, step = trainer.s, trainer.run_dir, err.step
+    if step == 0 and "dev" in err.what:
+        return UserError(
+            f"the initial model gives a non-finite dev loss ({err.what}); the likely key is "
+            f"model.dtype ({s.cfg.model.dtype}): use float32"
+        )
+    if step == 0:
+        return UserError(
+            f"training diverged at step 0 ({err.what}): the perturbation theta + eps z already "
+            f"gives a non-finite loss; the likely key is zo.eps ({s.cfg.zo.eps:g}): lower it"
+        )
+    key, value = "train.lr", s.cfg.train.lr
+    rebuild(trainer, step, run.releases())
+    trainer.save_checkpoint(step)
+    if trainer.main:
+        config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()
+        note = {"step": step, "what": err.what, "key": key, "config": config_sha}
+        write_json(run.path / DIVERGED, note)
+    return UserError(
+        f"training diverged at step {step} ({err.what}); the likely key is {key} ({value:g}): "
+        f"{run.path} is consistent and checkpointed at step {step}; continue with a smaller "
+        f"value: paczero resume {run.path} --set {key}=VALUE (or start a new run)"
+    )
 
 
 def _private_record(result: StepResult) -> dict[str, Any]:
@@ -562,23 +602,12 @@ def _private_record(result: StepResult) -> dict[str, Any]:
     for secret rows, the rows' loss and count."""
     record: dict[str, Any] = {
         "step": result.step,
-        "releases": [_jsonable(r.private) for r in result.releases],
+        "releases": [jsonable(r.private) for r in result.releases],
     }
     if result.rows_secret:
         loss = result.loss if math.isfinite(result.loss) else None  # None: an empty sample
         record.update(loss=loss, batch_size=len(result.rows))
     return record
-
-
-def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in fields.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        out[key] = value
-    return out
 
 
 def _memory() -> dict[str, Any]:

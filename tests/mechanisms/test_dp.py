@@ -8,7 +8,6 @@ from paczero.errors import UserError
 from paczero.mechanisms import DPZO, DPAggZO, DPZero, StepContext, build_mechanism, mechanism_config
 from paczero.privacy.accounting import DPAccountant
 from paczero.privacy.bounds import epsilon_to_mi, mi_to_epsilon
-from paczero.privacy.randomness import RandomStream
 
 POOL, STEPS, BATCH, CLIP = 200, 20, 40, 1.0
 _CALIBRATED: dict = {}
@@ -28,20 +27,15 @@ def _cached_calibration(monkeypatch):
     monkeypatch.setattr(DPAccountant, "calibrate", cached)
 
 
-def make(name="dpzero", *, secret=1, public=0, directions=1, steps=STEPS, **fields):
-    fields = {
-        "epsilon": 1.0,
-        "clip": CLIP,
-        "expected_batch": BATCH,
-        "accountant": "rdp",
-        **fields,
-    }
-    mech = build_mechanism(
-        mechanism_config(name, **fields), pool_size=POOL, steps=steps, directions=directions
-    )
-    pub, sec = RandomStream(public, "public"), RandomStream(secret, "secret")
-    mech.setup(pub, sec)
-    return mech, pub, sec
+@pytest.fixture(scope="module")
+def make(make_mechanism):
+    """This module's DP mechanisms: epsilon 1 (RDP), clip CLIP, expected batch BATCH."""
+
+    def build(name="dpzero", *, steps=STEPS, **keys):
+        keys = {"epsilon": 1.0, "clip": CLIP, "expected_batch": BATCH, "accountant": "rdp", **keys}
+        return make_mechanism(name, pool=POOL, steps=steps, **keys)
+
+    return build
 
 
 def ctx(pub, sec, step=0, indices=None):
@@ -49,11 +43,11 @@ def ctx(pub, sec, step=0, indices=None):
 
 
 @pytest.fixture(scope="module")
-def dpzero():
+def dpzero(make):
     return make("dpzero")
 
 
-def test_poisson_batches_come_from_the_secret_stream(dpzero):
+def test_poisson_batches_come_from_the_secret_stream(make, dpzero):
     mech = dpzero[0]
     sizes = [len(mech.batch(t)) for t in range(400)]
     assert np.mean(sizes) == pytest.approx(BATCH, rel=0.03)  # E|B| = qN
@@ -66,7 +60,7 @@ def test_poisson_batches_come_from_the_secret_stream(dpzero):
     assert not np.array_equal(other_secret.batch(3), mech.batch(3))
 
 
-def test_noise_depends_on_the_secret_only(dpzero):
+def test_noise_depends_on_the_secret_only(make, dpzero):
     mech, pub, sec = dpzero
     g = np.linspace(-2, 2, 30)
     rel = mech.release(g, ctx(pub, sec, step=4, indices=np.arange(30)))
@@ -95,7 +89,7 @@ def test_clipping_normalisation_and_gaussian_noise_scale(dpzero):
     assert rel.private["clipped"] == 2 and rel.private["clean"] == pytest.approx(clean)
 
 
-def test_dpzo_laplace_noise_is_pure_dp_with_the_right_scale():
+def test_dpzo_laplace_noise_is_pure_dp_with_the_right_scale(make):
     mech, pub, sec = make("dpzo", noise="laplace", delta=0.0, epsilon=2.0)
     assert mech.privacy_report()["accountant"] == "pure-dp"
     g = np.zeros(3)
@@ -105,7 +99,7 @@ def test_dpzo_laplace_noise_is_pure_dp_with_the_right_scale():
     assert np.mean(np.abs(coeffs)) == pytest.approx(scale, rel=0.05)
 
 
-def test_dpaggzo_clips_the_k_vector_jointly():
+def test_dpaggzo_clips_the_k_vector_jointly(make):
     k = 4
     mech, pub, sec = make("dpaggzo", directions=k)
     d = np.zeros((k, 3))
@@ -122,7 +116,7 @@ def test_dpaggzo_clips_the_k_vector_jointly():
     assert rels[0][0].private["clipped"] == 1 and rels[0][0].public == {}
 
 
-def test_spent_follows_the_steps_run_and_meets_the_target():
+def test_spent_follows_the_steps_run_and_meets_the_target(make):
     mech, pub, sec = make("dpzero", steps=50)
     assert mech.spent()["epsilon"] == 0.0 and not mech.exhausted
     for t in range(50):
@@ -137,7 +131,7 @@ def test_spent_follows_the_steps_run_and_meets_the_target():
     assert report["budget"]["matched_mi"] == pytest.approx(epsilon_to_mi(1.0, 1e-5))
 
 
-def test_noisy_count_denominator_spends_part_of_epsilon():
+def test_noisy_count_denominator_spends_part_of_epsilon(make):
     mech, pub, sec = make("dpaggzo", directions=2, denominator="noisy-count")
     assert mech.accountant.count_epsilon == pytest.approx(0.05)
     assert abs(mech.divisor - BATCH) < 0.2 * 60  # q (N + Lap(1/0.05)): a few Laplace scales
@@ -147,7 +141,7 @@ def test_noisy_count_denominator_spends_part_of_epsilon():
     assert again.divisor != mech.divisor
 
 
-def test_match_mi_sets_the_target_epsilon():
+def test_match_mi_sets_the_target_epsilon(make):
     mech = make("dpzero", epsilon=None, match_mi=0.33)[0]
     target = mi_to_epsilon(0.33, 1e-5)
     assert target == pytest.approx(2.01, abs=0.01)
@@ -156,7 +150,7 @@ def test_match_mi_sets_the_target_epsilon():
     assert budget["matched_mi"] == pytest.approx(0.33, rel=1e-6)
 
 
-def test_state_round_trip_and_mismatch():
+def test_state_round_trip_and_mismatch(make):
     mech, pub, sec = make("dpzero")
     mech.release_step(np.zeros((1, 2)), ctx(pub, sec, 6, np.arange(2)))
     fresh = make("dpzero")[0]

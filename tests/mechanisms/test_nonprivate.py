@@ -20,18 +20,16 @@ from paczero.privacy.randomness import RandomStream
 POOL = 30
 
 
-def make(name, *, secret=1, public=0, **fields):
-    if "subsets" in mechanism_keys(name):
-        fields.setdefault("subsets", 6)
-    mech = build_mechanism(
-        mechanism_config(name, **fields),
-        pool_size=POOL,
-        steps=10,
-        directions=1,
-    )
-    pub, sec = RandomStream(public, "public"), RandomStream(secret, "secret")
-    mech.setup(pub, sec)
-    return mech, pub, sec
+@pytest.fixture(scope="module")
+def make(make_mechanism):
+    """This module's mechanisms: a pool of POOL rows, 10 steps, M = 6 where it applies."""
+
+    def build(name, **keys):
+        if "subsets" in mechanism_keys(name):
+            keys.setdefault("subsets", 6)
+        return make_mechanism(name, pool=POOL, **keys)
+
+    return build
 
 
 def ctx(pub, sec, step=0, indices=None):
@@ -93,7 +91,7 @@ def test_the_config_validates_names_and_keys_against_the_registry():
         )
 
 
-def test_mezo_releases_the_plain_mean_without_clipping(g):
+def test_mezo_releases_the_plain_mean_without_clipping(make, g):
     with pytest.raises(UserError, match="unknown config key 'mechanism.clip' for mechanism 'mezo'"):
         make("mezo", clip=1.0)  # MeZO never clips: the key is refused, not ignored
     mech, pub, sec = make("mezo")
@@ -107,7 +105,7 @@ def test_mezo_releases_the_plain_mean_without_clipping(g):
     assert rel.coeff == pytest.approx(g[:5].mean())
 
 
-def test_full_mean_and_sign_clip_first(g):
+def test_full_mean_and_sign_clip_first(make, g):
     clipped = np.clip(g, -1.0, 1.0)
     mean, _, _ = make("full-mean", clip=1.0)
     sign, pub, sec = make("full-sign", clip=1.0)
@@ -125,7 +123,7 @@ def test_full_mean_and_sign_clip_first(g):
 
 
 @pytest.mark.parametrize("name", ["secret-mean", "secret-sign"])
-def test_secret_ablations_use_the_secret_subset(name, g):
+def test_secret_ablations_use_the_secret_subset(make, name, g):
     mech, pub, sec = make(name, clip=1.0, subsets=6)
     star = mech.private_state_dict()["secret_index"]
     assert star == int(sec.generator("secret-index").integers(6))
@@ -148,7 +146,7 @@ def test_secret_ablations_use_the_secret_subset(name, g):
     assert rel.private["secret_mean"] == pytest.approx(expected, rel=1e-12)
 
 
-def test_secret_index_comes_from_the_secret_stream():
+def test_secret_index_comes_from_the_secret_stream(make):
     drawn = {
         make("secret-sign", secret=s)[0].private_state_dict()["secret_index"] for s in range(30)
     }
@@ -158,7 +156,7 @@ def test_secret_index_comes_from_the_secret_stream():
     assert one.private_state_dict() == two.private_state_dict()  # not from the public stream
 
 
-def test_secret_ablation_state_round_trip():
+def test_secret_ablation_state_round_trip(make):
     mech, pub, sec = make("secret-mean")
     fresh = build_mechanism(
         mechanism_config("secret-mean", subsets=6), pool_size=POOL, steps=10, directions=1
@@ -168,7 +166,7 @@ def test_secret_ablation_state_round_trip():
     assert fresh.private_state_dict() == mech.private_state_dict()
 
 
-def test_random_sign_is_a_public_coin_independent_of_g(g):
+def test_random_sign_is_a_public_coin_independent_of_g(make, g):
     mech, pub, sec = make("random-sign")
     coins = []
     for step in range(30):
@@ -181,7 +179,7 @@ def test_random_sign_is_a_public_coin_independent_of_g(g):
 
 
 @pytest.mark.parametrize("name", ["full-sign", "secret-sign", "random-sign", "full-mean"])
-def test_ablations_skip_all_zero(name):
+def test_ablations_skip_all_zero(make, name):
     mech, pub, sec = make(name, skip_all_zero=True)
     rel = mech.release(np.zeros(POOL), ctx(pub, sec))
     assert (rel.coeff, rel.kind, rel.public["skip_reason"]) == (0.0, "skip", "all-zero")
@@ -189,13 +187,13 @@ def test_ablations_skip_all_zero(name):
     assert plain.release(np.zeros(POOL), ctx(pub, sec)).kind == "nonprivate"
 
 
-def test_nonprivate_mechanisms_report_no_spend():
+def test_nonprivate_mechanisms_report_no_spend(make):
     for name in ["mezo", "full-mean", "secret-sign", "random-sign"]:
         mech = make(name)[0]
         assert mech.private is False and mech.spent() == {} and not mech.exhausted
 
 
-def test_bad_input_rejected(g):
+def test_bad_input_rejected(make, g):
     mech, pub, sec = make("mezo")
     with pytest.raises(ValueError, match="non-finite"):
         mech.release(np.full(POOL, np.inf), ctx(pub, sec))

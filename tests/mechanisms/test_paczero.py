@@ -1,5 +1,6 @@
 """PACZero-ZPL and PACZero-MI: release rules, accounting, posterior math, secret separation."""
 
+import functools
 import json
 import math
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from paczero.errors import UserError
-from paczero.mechanisms import PACZeroMI, PACZeroZPL, StepContext, build_mechanism, mechanism_config
+from paczero.mechanisms import PACZeroMI, PACZeroZPL, StepContext, mechanism_config
 from paczero.privacy.channels import biawgn_mi, binary_entropy, bsc_mi
 from paczero.privacy.posterior import bsc_update, gaussian_update
 from paczero.privacy.randomness import RandomStream
@@ -23,12 +24,10 @@ def ctx(step, direction, pub, sec, indices):
     return StepContext(step, direction, np.asarray(indices), pub, sec)
 
 
-def make(name, *, pool=40, steps=10, directions=1, public=0, secret=1, **fields):
-    cfg = mechanism_config(name, **fields)
-    mech = build_mechanism(cfg, pool_size=pool, steps=steps, directions=directions)
-    pub, sec = streams(public, secret)
-    mech.setup(pub, sec)
-    return mech, pub, sec
+@pytest.fixture(scope="module")
+def make(make_mechanism):
+    """This module's mechanisms: a pool of 40 rows unless a test says otherwise."""
+    return functools.partial(make_mechanism, pool=40)
 
 
 def dump(release):
@@ -53,7 +52,7 @@ def random_g(rng, n):
 # ---------------------------------------------------------------- ZPL
 
 
-def test_zpl_unanimous_releases_the_common_sign():
+def test_zpl_unanimous_releases_the_common_sign(make):
     mech, pub, sec = make("paczero-zpl", subsets=8)
     for sign in (1.0, -1.0):
         rel = mech.release(sign * (5.0 + np.arange(40.0)), ctx(0, 0, pub, sec, np.arange(40)))
@@ -69,7 +68,7 @@ def mixed_g(mech):
     return np.where(mech.membership[:, 0], 1.0, -1.0)
 
 
-def test_zpl_disagreement_is_a_public_coin():
+def test_zpl_disagreement_is_a_public_coin(make):
     mech, pub, sec = make("paczero-zpl", subsets=8)
     coins = []
     for step in range(40):
@@ -82,7 +81,7 @@ def test_zpl_disagreement_is_a_public_coin():
     assert set(coins) == {1.0, -1.0}
 
 
-def test_zpl_skip_mode_releases_nothing_on_disagreement():
+def test_zpl_skip_mode_releases_nothing_on_disagreement(make):
     mech, pub, sec = make("paczero-zpl", subsets=8, disagreement="skip")
     rel = mech.release(mixed_g(mech), ctx(0, 0, pub, sec, np.arange(40)))
     assert (rel.coeff, rel.kind, rel.charge) == (0.0, "skip", 0.0)
@@ -90,7 +89,7 @@ def test_zpl_skip_mode_releases_nothing_on_disagreement():
     assert (rel.coeff, rel.kind) == (-1.0, "unanimous")
 
 
-def test_zpl_skip_all_zero():
+def test_zpl_skip_all_zero(make):
     g = np.zeros(40)
     plain, pub, sec = make("paczero-zpl", subsets=8)
     rel = plain.release(g, ctx(0, 0, pub, sec, np.arange(40)))
@@ -109,7 +108,7 @@ def test_zpl_skip_all_zero():
     assert rel.kind != "skip"
 
 
-def test_zpl_clip_applies_before_subset_means():
+def test_zpl_clip_applies_before_subset_means(make):
     # One huge positive outlier drags every subset holding it positive unless clipped.
     g = np.full(40, -1.0)
     g[0] = 1e6
@@ -120,7 +119,7 @@ def test_zpl_clip_applies_before_subset_means():
     assert (rel.coeff, rel.kind) == (-1.0, "unanimous")
 
 
-def test_zpl_minibatch_uses_batch_rows_only():
+def test_zpl_minibatch_uses_batch_rows_only(make):
     mech, pub, sec = make("paczero-zpl", subsets=8, pool=40)
     idx = np.array([5, 9, 12, 30, 31, 38])
     a = mech.membership[idx]
@@ -132,7 +131,7 @@ def test_zpl_minibatch_uses_batch_rows_only():
     assert rel.public["empty_subsets"] == sum(not a[:, j].any() for j in range(8))
 
 
-def run_zpl(secret, k=2, steps=100):
+def run_zpl(make, secret, k=2, steps=100):
     mech, pub, sec = make("paczero-zpl", subsets=16, pool=60, steps=steps, directions=k, public=7)
     rng = np.random.default_rng(99)  # the same g sequence for both runs
     lines = []
@@ -146,9 +145,9 @@ def run_zpl(secret, k=2, steps=100):
     return lines, mech
 
 
-def test_zpl_public_output_is_independent_of_the_secret():
-    one, mech_one = run_zpl(secret=1)
-    two, mech_two = run_zpl(secret=2)
+def test_zpl_public_output_is_independent_of_the_secret(make):
+    one, mech_one = run_zpl(make, secret=1)
+    two, mech_two = run_zpl(make, secret=2)
     assert one == two  # byte-identical ledger lines over 200 releases
     assert mech_one.state_dict() == mech_two.state_dict()
     kinds = {json.loads(line)["kind"] for line in one}
@@ -173,7 +172,7 @@ def mi_signs(rng, m):
 
 @pytest.mark.parametrize("release", ["gaussian", "randomized-response"])
 @pytest.mark.parametrize("allocation", ["adaptive", "uniform"])
-def test_mi_never_overspends(release, allocation):
+def test_mi_never_overspends(make, release, allocation):
     budget, steps, k, m = 0.3, 150, 2, 16
     mech, pub, sec = make(
         "paczero-mi",
@@ -213,7 +212,7 @@ def split_signs(m):
     return np.array([1, -1] * (m // 2), dtype=np.int8)
 
 
-def test_mi_stops_when_spent():
+def test_mi_stops_when_spent(make):
     mech, pub, sec = make("paczero-mi", subsets=8, pool=8, steps=4, budget=0.2)
     for step in range(4):
         assert not mech.exhausted
@@ -229,7 +228,7 @@ def test_mi_stops_when_spent():
     assert mech.used <= 0.2
 
 
-def test_mi_tiny_budget_is_respected():
+def test_mi_tiny_budget_is_respected(make):
     budget, steps = 1e-4, 1000
     mech, pub, sec = make("paczero-mi", subsets=4, pool=4, steps=steps, budget=budget)
     signs = np.array([1, -1, 1, -1], dtype=np.int8)
@@ -245,7 +244,7 @@ def test_mi_tiny_budget_is_respected():
     assert mech.exhausted
 
 
-def test_mi_allocation_values():
+def test_mi_allocation_values(make):
     def run(allocation):
         fields = dict(subsets=4, pool=4, steps=10, directions=2, budget=1.0)
         mech, pub, sec = make("paczero-mi", allocation=allocation, **fields)
@@ -269,7 +268,7 @@ def test_mi_allocation_values():
     assert uniform[10][2] == pytest.approx(0.05) and uniform[12][2] == pytest.approx(0.05)
 
 
-def test_mi_last_release_never_rounds_past_the_budget():
+def test_mi_last_release_never_rounds_past_the_budget(make):
     # With these values used + (B - used) > B in floating point: the naive charge overshoots.
     budget, used = 0.9313970874327678, 0.24656091509616646
     assert used + (budget - used) > budget
@@ -282,7 +281,7 @@ def test_mi_last_release_never_rounds_past_the_budget():
     assert mech.used <= budget and mech.exhausted
 
 
-def test_mi_direction_zero_sets_the_step_budget_and_releases_are_ordered():
+def test_mi_direction_zero_sets_the_step_budget_and_releases_are_ordered(make):
     mech, pub, sec = make("paczero-mi", subsets=4, pool=4, steps=5, directions=2, budget=1.0)
     with pytest.raises(RuntimeError, match="direction 0"):
         mech.release_signs(split_signs(4), ctx(0, 1, pub, sec, []))
@@ -302,7 +301,7 @@ def load_posterior(mech, post, secret_index):
     mech.load_state_dict(state, {"secret_index": secret_index})
 
 
-def test_mi_noiseless_step_charges_exactly_the_entropy_and_free_steps_nothing():
+def test_mi_noiseless_step_charges_exactly_the_entropy_and_free_steps_nothing(make):
     mech, pub, sec = make("paczero-mi", subsets=4, pool=4, steps=2, budget=0.1)
     load_posterior(mech, [0.999, 0.0005, 0.0003, 0.0002], secret_index=2)
     signs = np.array([-1, 1, -1, 1], dtype=np.int8)  # q = 0.0007 + tiny, H_b(q) < 0.05
@@ -327,7 +326,7 @@ def test_mi_noiseless_step_charges_exactly_the_entropy_and_free_steps_nothing():
     )
 
 
-def test_mi_gaussian_posterior_update_by_hand():
+def test_mi_gaussian_posterior_update_by_hand(make):
     mech, pub, sec = make("paczero-mi", subsets=4, pool=4, steps=1, budget=0.2)
     signs = np.array([1, 1, -1, -1], dtype=np.int8)
     rel = mech.release_signs(signs, ctx(0, 0, pub, sec, []))
@@ -341,7 +340,7 @@ def test_mi_gaussian_posterior_update_by_hand():
     assert 1.0 < sigma < 3.0
 
 
-def test_mi_randomized_response_update_by_hand():
+def test_mi_randomized_response_update_by_hand(make):
     mech, pub, sec = make(
         "paczero-mi", subsets=4, pool=4, steps=1, budget=0.2, release="randomized-response"
     )
@@ -356,7 +355,7 @@ def test_mi_randomized_response_update_by_hand():
 
 
 @pytest.mark.parametrize("release", ["gaussian", "randomized-response"])
-def test_mi_one_noisy_step_leaks_its_charge(release):
+def test_mi_one_noisy_step_leaks_its_charge(make, release):
     """Monte Carlo: I(S*; release) = E[log pi_post(S*) - log pi_prior(S*)] matches the charge."""
     prior = np.array([0.3, 0.05, 0.15, 0.2, 0.1, 0.2])
     signs = np.array([1, -1, 1, -1, -1, 1], dtype=np.int8)
@@ -386,7 +385,7 @@ def test_mi_one_noisy_step_leaks_its_charge(release):
 @pytest.mark.parametrize(
     "release,budget,runs", [("gaussian", 0.5, 300), ("randomized-response", 1.35, 600)]
 )
-def test_mi_posterior_is_bayes_calibrated_over_runs(release, budget, runs):
+def test_mi_posterior_is_bayes_calibrated_over_runs(make, release, budget, runs):
     """Many runs with S* ~ uniform: the tracked posterior must be the exact Bayes posterior.
 
     Two identities of an exact posterior are checked: E[pi_T(S*)] = E[sum_j pi_T(j)^2], and
@@ -446,7 +445,7 @@ def run_mi(mech, pub, sec, steps, start=0, k=2, seed=5):
 
 
 @pytest.mark.parametrize("load_first", [False, True])
-def test_mi_state_round_trip_gives_identical_releases(load_first):
+def test_mi_state_round_trip_gives_identical_releases(make, load_first):
     fields = dict(subsets=16, pool=64, steps=40, directions=2, budget=0.5, secret=3)
     mech, pub, sec = make("paczero-mi", **fields)
     run_mi(mech, pub, sec, 20)
@@ -472,7 +471,7 @@ def test_mi_state_round_trip_gives_identical_releases(load_first):
     assert got == expected
 
 
-def test_mi_refuses_state_of_another_membership_matrix():
+def test_mi_refuses_state_of_another_membership_matrix(make):
     mech, pub, sec = make("paczero-mi", subsets=8, pool=20, budget=0.5)
     state = mech.state_dict()
     other, _, _ = make("paczero-mi", subsets=8, pool=20, budget=0.5, public=1)
@@ -484,7 +483,7 @@ def test_mi_refuses_state_of_another_membership_matrix():
 
 
 @pytest.mark.parametrize("release", ["gaussian", "randomized-response"])
-def test_mi_public_fields_never_hold_the_secret(release):
+def test_mi_public_fields_never_hold_the_secret(make, release):
     mech, pub, sec = make(
         "paczero-mi", subsets=8, pool=32, steps=30, budget=0.3, release=release, secret=11
     )
@@ -504,7 +503,7 @@ def test_mi_public_fields_never_hold_the_secret(release):
     assert "secret_index" not in mech.state_dict()
 
 
-def test_all_zero_means_are_not_unanimous():
+def test_all_zero_means_are_not_unanimous(make):
     """-F1 objective: an all-zero step (no answer changed) is no agreement of the subsets."""
     mech, pub, sec = make("paczero-mi", subsets=8, pool=16, budget=0.5)
     rel = mech.release(np.zeros(16), ctx(0, 0, pub, sec, np.arange(16)))
@@ -518,7 +517,7 @@ def test_all_zero_means_are_not_unanimous():
     assert rel.public["unanimous"] is True and "all_zero" not in rel.public
 
 
-def test_mi_skip_all_zero_charges_nothing():
+def test_mi_skip_all_zero_charges_nothing(make):
     mech, pub, sec = make("paczero-mi", subsets=8, pool=16, budget=0.5, skip_all_zero=True)
     rel = mech.release(np.zeros(16), ctx(0, 0, pub, sec, np.arange(16)))
     assert (rel.coeff, rel.kind, rel.charge) == (0.0, "skip", 0.0)

@@ -1,16 +1,25 @@
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from paczero import models
-from paczero.config import ModelConfig, TaskConfig, load_config
+from paczero.config import ModelConfig, load_config
 from paczero.errors import UserError
 from paczero.models import load_model, tiny_tokenizer
-from paczero.tasks import SquadTask, build_task
+from paczero.tasks import DataConfig, SquadTask, TaskConfig, build_task, load_splits
 from paczero.tasks.metrics import exact_match, f1_score
-from paczero.tasks.squad import render_continuation, render_prompt
+from paczero.tasks.squad import (
+    load_squad,
+    read_squad_json,
+    render_continuation,
+    render_prompt,
+    split_by_article,
+)
+from paczero.trainer import train
 
 SUPER_BOWL = {
     "id": "56be4db0acb8001400a502ec",
@@ -44,19 +53,9 @@ EXAMPLES = [
 ]
 
 
-def _noisy(loaded):
-    """Random init gives near-uniform predictions; larger weights make the checks sharper."""
-    with torch.no_grad(), torch.random.fork_rng():
-        torch.manual_seed(1)
-        for _, p in loaded.trainable:
-            if p.ndim == 2:
-                p.add_(torch.randn_like(p) * 0.2)
-    return loaded
-
-
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-opt"])
-def tiny(request):
-    return _noisy(load_model(ModelConfig(name=request.param, device="cpu", track="full"), 0))
+def tiny(request, tiny_model):
+    return tiny_model(request.param, noisy=True)
 
 
 def _task(tokenizer, **kw):
@@ -316,3 +315,214 @@ def test_smollm2_answers_a_known_question():
         (_, single), *_ = task.batches(enc, [i], 1, kind="generate")
         assert task.generate(loaded.model, single) == [texts[i]]
     assert "Denver" not in texts[1]  # sanity: answers come from their own context
+
+
+def test_squad_default_max_length_fits_a_512_position_model(tmp_path):
+    """tiny-llama has 512 positions: SQuAD's default 2048 is cut to them, and a context
+    too long for them is truncated instead of refused."""
+    from paczero.models import load_model
+    from paczero.session import build_task_for
+
+    context = " ".join(["the film was great and the acting was good"] * 80)  # > 512 tokens
+    articles = [
+        {
+            "title": f"Article {a}",
+            "paragraphs": [
+                {
+                    "context": context,
+                    "qas": [
+                        {
+                            "id": f"{a}-{q}",
+                            "question": "how was the film?",
+                            "answers": [{"answer_start": 13, "text": "great"}],
+                        }
+                    ],  # fmt: skip
+                }
+                for q in range(2)
+            ],
+        }
+        for a in range(6)
+    ]
+    (tmp_path / "squad").mkdir()
+    (tmp_path / "squad" / "dev-v1.1.json").write_text(json.dumps({"data": articles}))
+    sets = ["model.name=tiny-llama", "model.device=cpu", "task.name=squad",
+            "task.max_new_tokens=4", f"data.dir={tmp_path}", "data.num_train=4",
+            "data.num_dev=2", "data.num_test=2", "train.steps=1", "train.batch_size=full",
+            "zo.micro_batch=2", "train.eval_batch=2"]  # fmt: skip
+    cfg = load_config(None, sets)
+    assert cfg.task.max_length == 2048  # the default, for OPT's 2048 positions
+    loaded = load_model(cfg.model, seed=0)
+    task = build_task_for(cfg, loaded)
+    assert task.max_prompt == 512 - 4
+    assert len(loaded.tokenizer(context)["input_ids"]) > 512  # the old code refused this
+    result = train(None, out=tmp_path / "run", overrides=sets, progress=False)
+    assert set(result.test) == {"f1", "exact_match", "loss"}
+
+
+# ---------------------------------------------------------------- reading the files; the split
+
+
+DATA_DIR = os.environ.get("PACZERO_DATA_DIR")
+needs_data = pytest.mark.skipif(
+    not DATA_DIR, reason="PACZERO_DATA_DIR is not set (CI sets it to ../shared/data)"
+)
+
+
+def _article(title, n_paragraphs, n_questions):
+    return {
+        "title": title,
+        "paragraphs": [
+            {
+                "context": f"{title} paragraph {p}.",
+                "qas": [
+                    {
+                        "id": f"{title}-{p}-{q}",
+                        "question": f"Question {q} on {title} {p}?",
+                        "answers": [
+                            {"answer_start": 0, "text": f"{title} {p}"},
+                            {"answer_start": 0, "text": title},
+                        ],
+                    }
+                    for q in range(n_questions)
+                ],
+            }
+            for p in range(n_paragraphs)
+        ],
+    }
+
+
+def _write(folder, name, articles):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps({"version": "1.1", "data": articles}))
+
+
+@pytest.fixture
+def dev_only(tmp_path):
+    """12 articles of 2-6 paragraphs x 3 questions, as <dir>/squad/dev-v1.1.json."""
+    _write(
+        tmp_path / "squad", "dev-v1.1.json", [_article(f"A{i}", 2 + i % 5, 3) for i in range(12)]
+    )
+    return tmp_path
+
+
+def _cfg(root, **kw):
+    return DataConfig(dir=str(root), **{"num_train": 20, "num_dev": 10, "num_test": 15, **kw})
+
+
+def _articles(rows):
+    return {r["title"] for r in rows}
+
+
+def test_flattened_rows(dev_only):
+    rows = read_squad_json(dev_only / "squad" / "dev-v1.1.json")
+    assert len(rows) == sum((2 + i % 5) * 3 for i in range(12))
+    assert rows[0] == {
+        "id": "A0-0-0",
+        "title": "A0",
+        "context": "A0 paragraph 0.",
+        "question": "Question 0 on A0 0?",
+        "answers": ["A0 0", "A0"],
+    }
+
+
+def test_dev_derived_split_shares_no_article(dev_only):
+    splits = load_splits("squad", _cfg(dev_only))
+    assert splits.provenance == "dev-derived" and splits.summary()["provenance"] == "dev-derived"
+    assert (len(splits.pool), len(splits.dev), len(splits.test)) == (20, 10, 15)
+    pool, dev, test = (_articles(p) for p in (splits.pool, splits.dev, splits.test))
+    assert pool and dev and test
+    assert not (pool & dev) and not (pool & test) and not (dev & test)
+    contexts = [{r["context"] for r in p} for p in (splits.pool, splits.dev, splits.test)]
+    assert not (contexts[0] & contexts[1]) and not (contexts[0] & contexts[2])
+    ids = [r["id"] for r in splits.pool + splits.dev + splits.test]
+    assert len(set(ids)) == len(ids)
+
+
+def test_dev_derived_split_is_a_function_of_the_seed(dev_only):
+    a = load_splits("squad", _cfg(dev_only))
+    b = load_splits("squad", _cfg(dev_only))
+    c = load_splits("squad", _cfg(dev_only, seed=1))
+    assert a.pool == b.pool and a.dev == b.dev and a.test == b.test
+    assert np.array_equal(a.test_indices, b.test_indices)
+    assert [r["id"] for r in a.pool] != [r["id"] for r in c.pool]
+
+
+def test_dev_derived_split_too_small(dev_only):
+    with pytest.raises(UserError, match=r"article-level split.*for data.num_train.*lower it"):
+        load_splits("squad", _cfg(dev_only, num_train=100))
+
+
+def test_train_file_gives_official_split(dev_only):
+    _write(dev_only / "squad", "train-v1.1.json", [_article(f"T{i}", 5, 4) for i in range(3)])
+    splits = load_splits("squad", _cfg(dev_only))
+    assert splits.provenance == "official"
+    assert _articles(splits.pool) | _articles(splits.dev) <= {"T0", "T1", "T2"}
+    assert all(r["title"].startswith("A") for r in splits.test)
+    assert len(splits.test) == 15
+
+
+def test_missing_file_is_user_error(tmp_path):
+    with pytest.raises(UserError, match=r"dev-v1\.1\.json not found.*PACZERO_DATA_DIR"):
+        load_squad(DataConfig(dir=str(tmp_path)))
+    (tmp_path / "dev-v1.1.json").write_text("{}")
+    with pytest.raises(UserError, match="not an official SQuAD v1.1 JSON"):
+        load_squad(DataConfig(dir=str(tmp_path)))
+
+
+def test_hub_rows_become_examples(monkeypatch):
+    import types
+
+    from paczero.tasks import squad
+
+    module = types.ModuleType("datasets")
+    split = {
+        "id": ["q1"],
+        "title": ["Super_Bowl_50"],
+        "context": ["Denver won."],
+        "question": ["Who won?"],
+        "answers": [{"text": ["Denver", "Denver"], "answer_start": [0, 0]}],
+    }
+    calls = []
+
+    def load_dataset(*args):
+        calls.append(args)
+        return {"train": split, "validation": split}
+
+    module.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", module)
+    squad._load_squad_hub.cache_clear()
+    try:
+        got = load_squad(DataConfig(dir=None))
+    finally:
+        squad._load_squad_hub.cache_clear()
+    assert calls == [("rajpurkar/squad",)]
+    row = {
+        "id": "q1",
+        "title": "Super_Bowl_50",
+        "context": "Denver won.",
+        "question": "Who won?",
+        "answers": ["Denver", "Denver"],
+    }
+    assert got == {"train": [row], "validation": [row]}
+
+
+@needs_data
+def test_real_dev_file_split_by_article():
+    rows = read_squad_json(os.path.join(DATA_DIR, "squad", "dev-v1.1.json"))
+    assert len(rows) == 10570 and len(_articles(rows)) == 48
+    assert rows[0]["question"] == "Which NFL team represented the AFC at Super Bowl 50?"
+    assert rows[0]["answers"] == ["Denver Broncos"] * 3
+    splits = split_by_article(list(rows), DataConfig(dir=DATA_DIR))  # 1000 / 500 / 1000
+    assert (len(splits.pool), len(splits.dev), len(splits.test)) == (1000, 500, 1000)
+    pool, dev, test = (_articles(p) for p in (splits.pool, splits.dev, splits.test))
+    assert not (pool & dev) and not (pool & test) and not (dev & test)
+    assert len(pool) >= 5 and len(dev) >= 3 and len(test) >= 5  # many articles per part
+
+
+def test_article_partition_does_not_depend_on_the_sizes(dev_only):
+    """Evaluating with another data.num_test must not move pool articles into the test."""
+    a = load_splits("squad", _cfg(dev_only, num_test=15))
+    b = load_splits("squad", _cfg(dev_only, num_test=40, num_dev=5))
+    assert a.pool == b.pool
+    assert not _articles(b.test) & (_articles(a.pool) | _articles(a.dev))
+    assert not _articles(a.test) & _articles(b.pool)

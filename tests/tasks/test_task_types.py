@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from paczero import tasks
-from paczero.config import ModelConfig, TaskConfig, load_config
+from paczero.config import load_config
 from paczero.errors import UserError
-from paczero.models import load_model, tiny_tokenizer
-from paczero.tasks import build_task
+from paczero.models import tiny_tokenizer
+from paczero.tasks import TaskConfig, build_task, registry
 from paczero.tasks.base import Prompt, escape, prompt_fields
 from paczero.tasks.generation import GenerationSpec
 from paczero.tasks.metrics import macro_f1
@@ -32,8 +32,8 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_model(ModelConfig(name="tiny-llama", device="cpu", track="full"), 0)
+def tiny(tiny_model):
+    return tiny_model()
 
 
 def test_prompts_render_fields_stripped_unless_verbatim():
@@ -111,7 +111,7 @@ def test_label_words_as_a_list_or_a_mapping_with_number_keys():
             "data.train=x.csv",
         ],
     )
-    spec_a, spec_b = (tasks.task_spec(c.task) for c in (as_list, as_map))
+    spec_a, spec_b = (registry.task_spec(c.task) for c in (as_list, as_map))
     assert spec_a.labels == spec_b.labels == ("0", "1")
     assert spec_a.words == (" bad", " good") and spec_a.class_of(1.0) == 1
     no_space = load_config(
@@ -124,7 +124,7 @@ def test_label_words_as_a_list_or_a_mapping_with_number_keys():
             "data.train=x.csv",
         ],
     )
-    assert tasks.task_spec(no_space.task).words == ("bad", "good")
+    assert registry.task_spec(no_space.task).words == ("bad", "good")
 
 
 def test_generation_cuts_at_stop_strings_and_trains_on_the_completion(tiny):
@@ -239,8 +239,8 @@ def test_task_keys_are_checked_when_the_config_loads(keys, needle):
 
 def test_presets_take_metrics_and_the_registry_names_every_type():
     cfg = load_config(None, ["task.metrics=[macro_f1, accuracy]"])
-    assert tasks.task_spec(cfg.task).metrics == ("macro_f1", "accuracy")
+    assert registry.task_spec(cfg.task).metrics == ("macro_f1", "accuracy")
     assert set(tasks.TASK_TYPES) == {"classification", "generation"}
     assert {p.type.kind for p in tasks.PRESETS.values()} == {"classification", "generation"}
-    assert tasks.default_max_length("squad", None) == 2048
-    assert tasks.default_max_length("x", "generation") == 512
+    assert registry.default_max_length("squad", None) == 2048
+    assert registry.default_max_length("x", "generation") == 512

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from paczero.auditing.canaries import CANARY_FILE, canary_examples, canary_inclusion, digest
 from paczero.auditing.stats import (
     clopper_pearson,
     rank_epsilon_lower_bound,
@@ -45,7 +44,9 @@ from paczero.privacy.posterior import (
     uniform_log_posterior,
 )
 from paczero.privacy.randomness import RandomStream, public_stream
+from paczero.records import ReleaseRecord
 from paczero.runs import RunDir, open_run
+from paczero.tasks.canaries import CANARY_FILE, canary_examples, canary_inclusion, digest
 
 TOL = 1e-9  # agreement of recomputed and logged real values (bit-identical in practice)
 
@@ -59,7 +60,7 @@ class RunView:
 
     run: RunDir
     cfg: RunConfig
-    records: list[dict[str, Any]]
+    records: list[ReleaseRecord]
     result: dict[str, Any] | None
     uses_subsets: bool
     private: bool  # does the mechanism claim a guarantee?
@@ -110,10 +111,10 @@ def open_view(path: str | Path) -> RunView:
         )
     cfg = load_config(str(run.config_path))
     check_auditable(cfg)
-    records = run.releases()
+    records = run.releases(kinds=mechanism_class(cfg.mechanism.name).kinds)
     if not records:
         raise UserError(f"{run.path}/releases.jsonl is empty: the run took no step to audit")
-    if [r["step"] for r in records] != list(range(len(records))):
+    if [r.step for r in records] != list(range(len(records))):
         raise UserError(f"{run.path}/releases.jsonl is not a gap-free step sequence")
     cls = mechanism_class(cfg.mechanism.name)
     result_path = run.path / "result.json"
@@ -193,10 +194,10 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     ``passes="informative"`` redoes the passes only at steps with an informative release
     kind (the posterior is the same; the log's other steps go unchecked).
     """
-    from paczero.data import load_splits
     from paczero.models import load_model
     from paczero.optim import public_minibatch
     from paczero.session import build_task_for, load_named, pool_losses, restore_mode
+    from paczero.tasks import load_splits
     from paczero.zo import ZOEstimator
 
     cfg, records = view.cfg, view.records
@@ -211,7 +212,7 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     rows_audited = audit_rows(view, n)
     micro = cfg.zo.micro_batch
     k_total = cfg.zo.directions
-    clip = cfg.mechanism.clip
+    clip = getattr(cfg.mechanism, "clip", None)  # MeZO reads none
     estimator = ZOEstimator(
         [p for _, p in loaded.trainable],
         cfg.zo.eps,
@@ -225,10 +226,10 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     align = np.zeros(len(rows_audited)) if alignment else None
     extra = alignment  # the audited rows need their own passes (unless they are the step's)
     for t, record in enumerate(records):
-        seeds = [int(s) for s in record["seeds"]]
+        seeds = [int(s) for s in record.seeds]
         checks.count("seeds", seeds == [public.seed("direction", t, k) for k in range(k_total)])
-        amounts = [record["lr"] * c / k_total for c in record["coeffs"]]
-        informative = passes == "all" or not INFORMATIVE.isdisjoint(record["kinds"])
+        amounts = record.amounts(k_total)
+        informative = passes == "all" or not INFORMATIVE.isdisjoint(record.kinds)
         if align is None and (tracker is None or not informative):
             estimator.replay(seeds, amounts)
             continue
@@ -253,12 +254,12 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
         estimator.update(list(zip(seeds, amounts, strict=True)))
         if step_rows is not None:
             m = len(step_rows)
-            if "loss" in record:  # the optimizer's loss estimate, recomputed the same way
+            if record.loss is not None:  # the optimizer's loss estimate, recomputed the same way
                 total = 0.0
                 for k in range(k_total):
                     plus, minus = (outputs[2 * k + j][:m].to(torch.float64) for j in (0, 1))
                     total += float(((plus + minus) / 2).mean())
-                checks.close("loss", total / k_total, record["loss"])
+                checks.close("loss", total / k_total, record.loss)
             tracker.step(t, record, [e.derivatives[:m] for e in estimates], step_rows, clip)
         if align is not None:
             for k, e in enumerate(estimates):
@@ -325,7 +326,7 @@ class _Transcript:
         self.skip_all_zero = bool(cfg.skip_all_zero)
         self.log_post = uniform_log_posterior(cfg.subsets)
         self.checks = checks
-        logged = view.records[0].get("state", {}).get("membership_digest")
+        logged = view.records[0].state.get("membership_digest")
         checks.count("candidate subsets", logged is None or logged == membership_digest(a))
 
     def step(self, t, record, derivatives, rows, clip) -> None:
@@ -334,16 +335,16 @@ class _Transcript:
             g = prepare_derivatives(g, rows, self.n, clip)
             means = subset_means(weights, g)
             signs = subset_signs(means)
-            public = record["public"][k]
+            public = record.public[k]
             if "n_plus" in public:
                 self.checks.count(
                     "subset signs", int(np.count_nonzero(signs > 0)) == public["n_plus"]
                 )
-            kind, coeff = record["kinds"][k], float(record["coeffs"][k])
+            kind, coeff = record.kinds[k], float(record.coeffs[k])
             if self.skip_all_zero and not np.any(means):
                 continue  # the mechanism's all-zero skip: no information
             self._update(kind, coeff, public, signs, means)
-        logged = record.get("state", {}).get("log_posterior")
+        logged = record.state.get("log_posterior")
         if logged is not None:
             theirs = np.array([-math.inf if v is None else v for v in logged], dtype=np.float64)
             diff = float(np.max(np.abs(np.exp(self.log_post) - np.exp(theirs))))

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from paczero.auditing import AuditReport, _check_options, _write_json, audit
-from paczero.auditing.report import VERDICT_TEXT, describe_claim, plot_audit, verdict
+from paczero.auditing.one_run import AuditReport, _check_options, _write_json, audit
+from paczero.auditing.report import VERDICT_TEXT, plot_audit, verdict
 from paczero.auditing.stats import (
     clopper_pearson,
     clopper_pearson_lower,
@@ -227,47 +227,3 @@ def _trials_words(data: dict[str, Any]) -> str:
         kind = "matched" if claim["framework"] == "pac" else "claimed"
         tail += f"; {kind} epsilon {claim['epsilon']:.3g}"
     return f"over {data['trials']} runs, {VERDICT_TEXT[data['verdict']]} ({tail})"
-
-
-def format_trials(data: dict[str, Any]) -> str:
-    conf = f"{100 * data['confidence']:g}%"
-    lines = [
-        f"Audit over {data['trials']} runs of {data.get('target', '?')} with fresh secrets "
-        f"({data['mechanism']}, pool {data['pool']}, {data['steps']} steps)",
-        describe_claim(data["claim"], data["mechanism"]),
-        "",
-    ]
-    for a in data["attacks"]:
-        name = a["name"] if a["name"] != "model" else f"model ({a['score']})"
-        if "identify_rate" in a:
-            lo, hi = a["identify_interval"]
-            bound = f", bound {a['identify_bound']:.3f}" if a["identify_bound"] is not None else ""
-            lines.append(
-                f"  {name}: named S* in {a['identified']}/{data['trials']} runs = "
-                f"{a['identify_rate']:.3f} [{lo:.3f}, {hi:.3f}] ({conf}; chance "
-                f"{a['chance']:.3f}{bound})"
-            )
-            lo, hi = a["accuracy_interval"]
-            bound = f", bound {a['accuracy_bound']:.4f}" if a["accuracy_bound"] is not None else ""
-            lines.append(
-                f"  {' ' * len(name)}  membership accuracy {a['accuracy']:.3f} "
-                f"[{lo:.3f}, {hi:.3f}] ({conf}; chance 0.5{bound})"
-            )
-        else:
-            lo, hi = a["accuracy_interval"]
-            bound = f", bound {a['accuracy_bound']:.4f}" if a["accuracy_bound"] is not None else ""
-            lines.append(
-                f"  {name}: {a['correct']}/{a['guesses']} canary guesses right = "
-                f"{a['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] ({conf}; chance 0.5{bound})"
-            )
-        bound = f"  {' ' * len(name)}  empirical epsilon >= {a['epsilon_lower_bound']:.3g}"
-        if a.get("mi_lower_bound"):
-            bound += f" (I(S*; output) >= {a['mi_lower_bound']:.3g} nats)"
-        lines.append(bound)
-    if not data["checks_ok"]:
-        lines.append("Some trial's recomputation disagreed with its release log.")
-    lines.append(f"In plain words: {data['summary']}")
-    for key, label in (("json", "JSON"), ("plot", "Plot")):
-        if data.get(key):
-            lines.append(f"{label}: {data[key]}")
-    return "\n".join(lines)

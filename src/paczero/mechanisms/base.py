@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from paczero.errors import UserError
+from paczero.guarantee import GUARANTEE_NONE
 from paczero.privacy.randomness import RandomStream
 from paczero.values import Section
 
@@ -39,7 +40,6 @@ RELEASE_KINDS = (
     "nonprivate",
 )
 
-GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
 FAMILIES = ("pac", "dp", "none")  # what a mechanism's guarantee is stated in
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from paczero.errors import UserError
+from paczero.guarantee import GUARANTEE_DP
 from paczero.mechanisms.base import Mechanism, MechanismSection, Release, StepContext
 from paczero.privacy.accounting import NEIGHBOURING, DPAccountant
 from paczero.privacy.bounds import (
@@ -294,12 +295,6 @@ class _DPMechanism(Mechanism):
         self.steps_done = int(public["steps_done"])
         self.noisy_count = private.get("noisy_count")
 
-
-GUARANTEE_DP = (
-    "(epsilon, delta)-differential privacy for each pool example under the neighbouring "
-    "relation stated below; the membership-inference bound is the DP bound at prior 0.5. "
-    "The guarantee covers the pool only."
-)
 
 _ACCOUNTANT_NOTES = {
     "pld": "dp_accounting PLDAccountant (privacy loss distributions, pessimistic estimate): "

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from paczero.guarantee import GUARANTEE_PAC
 from paczero.mechanisms.base import Release, StepContext
 from paczero.mechanisms.subsets import (
     SubsetKeys,
@@ -39,13 +40,6 @@ from paczero.privacy.posterior import (
     uniform_log_posterior,
 )
 from paczero.values import Bool, Float
-
-GUARANTEE_PAC = (
-    "The bound covers membership of a pool example in the secret subset S* (the half of the "
-    "pool the model was trained on) against an attacker who knows the pool, the candidate "
-    "subsets and every public release; it is not a guarantee for the pool against the "
-    "outside world."
-)
 
 EXHAUSTED_RTOL = 1e-12  # budget left below B * this counts as spent
 

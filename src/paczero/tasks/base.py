@@ -12,14 +12,16 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 from paczero import progress
-from paczero.config import DataConfig, TaskConfig
 from paczero.distributed import World, shard
+
+if TYPE_CHECKING:
+    from paczero.tasks.options import DataConfig, TaskConfig
 
 
 class Encoded(Protocol):

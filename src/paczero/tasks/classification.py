@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from paczero.config import TaskConfig, label_key
-from paczero.data import RowSchema, cell_text
 from paczero.distributed import SOLO, World
 from paczero.errors import UserError
 from paczero.tasks.base import (
@@ -38,6 +36,11 @@ from paczero.tasks.base import (
 )
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import macro_f1
+from paczero.tasks.own_data import RowSchema, cell_text
+from paczero.values import label_key
+
+if TYPE_CHECKING:
+    from paczero.tasks.options import TaskConfig
 
 
 @dataclass(frozen=True)

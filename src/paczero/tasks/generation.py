@@ -24,13 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from paczero.config import TaskConfig
-from paczero.data import RowSchema, answer_list, cell_text
 from paczero.distributed import SOLO, World
 from paczero.errors import UserError
 from paczero.tasks.base import (
@@ -45,6 +43,10 @@ from paczero.tasks.base import (
 )
 from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
 from paczero.tasks.metrics import exact_match, f1_score
+from paczero.tasks.own_data import RowSchema, answer_list, cell_text
+
+if TYPE_CHECKING:
+    from paczero.tasks.options import TaskConfig
 
 
 @dataclass(frozen=True)

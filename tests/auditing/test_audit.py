@@ -12,7 +12,6 @@ from scipy.stats import binom
 
 from paczero.auditing import attacks as attacks_module
 from paczero.auditing import audit, audit_trials
-from paczero.auditing.canaries import CanaryMaskedTask, builtin_canaries
 from paczero.auditing.stats import (
     clopper_pearson,
     fano_bound,
@@ -27,6 +26,7 @@ from paczero.cli import main
 from paczero.privacy.bounds import mi_to_epsilon
 from paczero.privacy.channels import kl_bernoulli
 from paczero.privacy.randomness import public_stream
+from paczero.tasks.canaries import CanaryMaskedTask, builtin_canaries
 from paczero.trainer import train
 
 pytestmark = pytest.mark.filterwarnings("ignore:seed.secret is set")
@@ -266,7 +266,7 @@ def test_the_canary_audit_flags_a_leak_beyond_the_claim(tmp_path, monkeypatch, c
         rebuilt.final_losses = -np.asarray(truth, dtype=float)  # members' loss "dropped"
         return rebuilt
 
-    monkeypatch.setattr("paczero.auditing.rebuild", leaky)
+    monkeypatch.setattr("paczero.auditing.one_run.rebuild", leaky)
     report = audit(out, write=False).data
     assert report["attacks"][0]["accuracy"] >= 0.9  # balanced guesses: all but the odd one out
     assert report["verdict"] == "violation"
@@ -277,11 +277,11 @@ def test_the_canary_audit_flags_a_leak_beyond_the_claim(tmp_path, monkeypatch, c
 
 
 def test_an_excluded_canary_has_derivative_zero():
-    from paczero.config import ModelConfig, TaskConfig
-    from paczero.data import synthetic_sst2
+    from paczero.config import ModelConfig
     from paczero.models import load_model
     from paczero.session import pool_losses
-    from paczero.tasks import build_task
+    from paczero.tasks import TaskConfig, build_task
+    from paczero.tasks.sst2 import synthetic_sst2
 
     loaded = load_model(ModelConfig(name="tiny-llama", track="full", device="cpu"), seed=0)
     task = build_task(TaskConfig(), loaded.tokenizer)

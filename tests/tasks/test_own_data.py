@@ -16,14 +16,14 @@ import torch
 import paczero.session
 from paczero.cli import main
 from paczero.config import ModelConfig, load_config
-from paczero.data import own_splits
 from paczero.errors import UserError
 from paczero.models import load_model
 from paczero.session import Units, build_session, pool_losses
 from paczero.tasks import build_task, row_schema
+from paczero.tasks.own_data import own_splits
 from paczero.zo import ZOEstimator
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false"]
 MECHANISMS = {  # the README's commands
     "paczero-zpl": [],
@@ -193,8 +193,8 @@ def test_moving_one_users_rows_in_or_out_changes_exactly_one_unit(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_model(ModelConfig(name="tiny-llama", device="cpu", track="full"), 0)
+def tiny(tiny_model):
+    return tiny_model()
 
 
 def test_a_units_loss_and_derivative_are_the_means_of_its_rows(tmp_path, tiny):
@@ -502,7 +502,6 @@ def _read(tmp_path: Path, train: Path, **data) -> list[dict]:
             "data.num_dev=1",
             "data.num_test=1",
             "train.batch_size=1",
-            "mechanism.subsets=2",
         ]
         + [f"data.{k}={v}" for k, v in data.items()],
     )
@@ -547,7 +546,7 @@ def test_cells_are_kept_as_written(tmp_path):
     path = _write(tmp_path, "n.csv", "text,team\nNA,0\nnull,1\nN/A,2\nnone,1\nnan,0\n")
     keys = ["task.type=classification", "task.prompt='{text} ->'", "task.label_field=team"]
     keys += ["task.label_words=[a, b, c]", f"data.train={path}", "data.num_train=3"]
-    keys += ["data.num_dev=1", "data.num_test=1", "train.batch_size=1", "mechanism.subsets=2"]
+    keys += ["data.num_dev=1", "data.num_test=1", "train.batch_size=1"]
     cfg = load_config(None, keys)
     splits = own_splits(cfg.data, row_schema(cfg.task))
     texts = {r["text"] for r in splits.pool + splits.dev + splits.test}
@@ -587,7 +586,6 @@ def test_answers_lists_and_hub_style_answers(tmp_path):
             "data.num_dev=1",
             "data.num_test=1",
             "train.batch_size=1",
-            "mechanism.subsets=2",
         ],
     )
     splits = own_splits(cfg.data, row_schema(cfg.task))
@@ -629,8 +627,8 @@ def test_the_readme_commands_are_valid_runs():
 
 def test_audits_and_canaries_refuse_user_level_units(tmp_path):
     """The attacks and the canaries score single rows: a user-level run is refused."""
-    from paczero.auditing.canaries import check_canary_config
     from paczero.auditing.trials import trial_config
+    from paczero.tasks.canaries import check_canary_config
 
     keys = [f"data.train={EXAMPLES / 'tickets.csv'}", "data.group_field=customer"]
     keys += ["data.num_train=6", "mechanism.subsets=2"]
@@ -639,4 +637,4 @@ def test_audits_and_canaries_refuse_user_level_units(tmp_path):
     cfg = load_config(str(EXAMPLES / "tickets.yaml"), keys)
     cfg.audit.canaries = 2
     with pytest.raises(UserError, match="do not go with data.group_field"):
-        check_canary_config(cfg)
+        check_canary_config(cfg, uses_subsets=False)

@@ -7,6 +7,7 @@ import matplotlib.figure
 import pytest
 
 from paczero.cli import main
+from paczero.records import release_records
 from paczero.report import privacy_curve
 from paczero.trainer import train
 
@@ -43,7 +44,7 @@ def drawn(monkeypatch):
 
 
 def _log(run):
-    return [json.loads(x) for x in (run.run_dir / "releases.jsonl").open()]
+    return release_records(json.loads(x) for x in (run.run_dir / "releases.jsonl").open())
 
 
 def _config(run):
@@ -59,12 +60,12 @@ def test_every_run_draws_training_png(runs):
 def test_privacy_spent_against_steps_comes_from_the_public_log(runs):
     mi = privacy_curve(_config(runs["mi"]), _log(runs["mi"]))
     assert mi["kind"] == "mi" and mi["limit"] == 0.3  # the budget: the guarantee
-    assert mi["values"] == [r["cumulative"] for r in _log(runs["mi"])]
+    assert mi["values"] == [r.cumulative for r in _log(runs["mi"])]
     zpl = privacy_curve(_config(runs["zpl"]), _log(runs["zpl"]))
     assert zpl["values"] == [0.0] * 4 and zpl["limit"] == 0.0
     dp = privacy_curve(_config(runs["dp"]), _log(runs["dp"]))
     assert dp["kind"] == "epsilon" and dp["limit"] == 2.0
-    assert dp["values"] == [r["epsilon"] for r in _log(runs["dp"])]
+    assert dp["values"] == [r.epsilon for r in _log(runs["dp"])]
     assert dp["values"] == sorted(dp["values"]) and dp["values"][-1] <= 2.0 + 1e-9
     assert privacy_curve(_config(runs["mezo"]), _log(runs["mezo"])) is None
 

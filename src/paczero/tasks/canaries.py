@@ -29,7 +29,7 @@ import torch
 
 from paczero.errors import UserError
 from paczero.privacy.randomness import RandomStream
-from paczero.tasks import row_schema
+from paczero.tasks.registry import row_schema
 from paczero.textfiles import read_text
 
 CANARY_FILE = "canaries.json"  # under private/
@@ -108,20 +108,19 @@ def canary_inclusion(m: int, secret: RandomStream) -> np.ndarray:
     return secret.generator("canary-inclusion").random(m) < 0.5
 
 
-def check_canary_config(cfg) -> None:
-    """Canaries are for runs without candidate subsets (DP, MeZO); refuse them elsewhere."""
+def check_canary_config(cfg, uses_subsets: bool) -> None:
+    """Canaries are for runs without candidate subsets (DP, MeZO; ``uses_subsets``: the
+    run's mechanism reads them); refuse them elsewhere."""
     if cfg.audit.canaries == 0:
         if cfg.audit.canary_file:
             raise UserError("audit.canary_file is set but audit.canaries is 0; set both")
         return
-    from paczero.mechanisms import mechanism_class
-
     if cfg.data.group_field:
         raise UserError(
             "audit.canaries are single rows, and paczero audit scores rows: they do not go "
             "with data.group_field (user-level units); set audit.canaries=0"
         )
-    if mechanism_class(cfg.mechanism.name).uses_subsets:
+    if uses_subsets:
         raise UserError(
             f"audit.canaries is for runs without candidate subsets (DP, MeZO): "
             f"{cfg.mechanism.name} already puts every pool example in the secret subset with "
@@ -135,10 +134,14 @@ def digest(examples: Sequence[dict[str, Any]]) -> str:
 
 
 def pool_with_canaries(
-    cfg, pool: list[dict[str, Any]], public: RandomStream, secret: RandomStream
+    cfg,
+    pool: list[dict[str, Any]],
+    public: RandomStream,
+    secret: RandomStream,
+    uses_subsets: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """(the pool's examples followed by every canary, the private record or None)."""
-    check_canary_config(cfg)
+    check_canary_config(cfg, uses_subsets)
     canaries = canary_examples(cfg, public)
     if not canaries:
         return list(pool), None
@@ -200,8 +203,17 @@ class CanaryMaskedTask:
         return self._task.losses(model, batch)
 
 
-def add_canaries(cfg, task: Any, pool: Any, pool_examples: list[dict[str, Any]], public, secret):
-    """The session hook: (task, encoded pool, private record or None).
+def add_canaries(
+    cfg,
+    task: Any,
+    pool: Any,
+    pool_examples: list[dict[str, Any]],
+    public,
+    secret,
+    uses_subsets: bool = False,
+):
+    """The session hook: (task, encoded pool, private record or None); ``uses_subsets``:
+    the run's mechanism reads candidate subsets (canaries are refused then).
 
     Without ``audit.canaries`` it returns its inputs. Otherwise the pool is re-encoded with
     every canary appended (a public, secret-independent size) and the task scores the
@@ -209,7 +221,7 @@ def add_canaries(cfg, task: Any, pool: Any, pool_examples: list[dict[str, Any]],
     """
     if cfg.audit.canaries and (secret is None or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         raise UserError("audit.canaries runs in one process only (drop torchrun, or the canaries)")
-    examples, record = pool_with_canaries(cfg, pool_examples, public, secret)
+    examples, record = pool_with_canaries(cfg, pool_examples, public, secret, uses_subsets)
     if record is None:
         return task, pool, None
     pool = task.encode(examples)

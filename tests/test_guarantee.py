@@ -1,0 +1,61 @@
+"""The guarantee in words (paczero.guarantee): one wording per privacy family, picked by the
+family the mechanism recorded, never re-derived from other fields."""
+
+import pytest
+
+from paczero import guarantee
+from paczero.mechanisms import REGISTRY, family_of
+from paczero.trainer import train
+
+PAC = {"mechanism": "paczero-mi", "framework": "pac", "mi_bound": 0.3, "budget": 0.3,
+       "posterior_bound": 0.87, "matched_epsilon": 1.9, "subsets": 8,
+       "spent": {"charged": 0.1, "mi_bound": 0.3}, "guarantee": guarantee.GUARANTEE_PAC,
+       "unanimity_fraction": 0.25, "release_kinds": {"noisy": 3}, "steps": 3,
+       "releases": 3, "secret_source": "os-entropy"}  # fmt: skip
+DP = {"mechanism": "dpzero", "framework": "dp", "spent": {"epsilon": 2.0, "delta": 1e-5},
+      "budget": {"epsilon": 2.0, "delta": 1e-5}, "posterior_bound": 0.88, "matched_mi": 0.34,
+      "neighbouring_relation": "add-or-remove-one; sensitivity C", "accountant": "rdp",
+      "noise_multiplier": 1.1, "guarantee": guarantee.GUARANTEE_DP, "unanimity_fraction": None,
+      "release_kinds": {"dp": 3}, "steps": 3, "releases": 3, "secret_source": "seeded"}  # fmt: skip
+NONE = {"mechanism": "mezo", "framework": "none", "guarantee": guarantee.GUARANTEE_NONE,
+        "unanimity_fraction": None, "release_kinds": {"nonprivate": 3}, "steps": 3,
+        "releases": 3, "secret_source": "os-entropy"}  # fmt: skip
+
+
+def test_every_mechanism_declares_a_family_with_a_wording():
+    for name, cls in REGISTRY.items():
+        assert family_of(name) == cls.family in ("pac", "dp", "none"), name
+        assert cls.family in guarantee.TAGS
+    assert family_of("not-a-mechanism") == "none"
+
+
+@pytest.mark.parametrize(
+    "privacy, says",
+    [(PAC, "I(S*; releases) <= 0.3 nats"), (DP, "differential privacy"), (NONE, "No privacy")],
+)
+def test_each_family_words_its_own_guarantee(privacy, says):
+    report = guarantee.describe_privacy(privacy)
+    plain = guarantee.plain_words(privacy, pool=32)
+    assert report.startswith(f"Privacy report ({privacy['mechanism']})")
+    assert says in report or says in plain
+    rows = dict(guarantee.privacy_rows(privacy))
+    assert rows["mechanism"] == f"`{privacy['mechanism']}`" and "guarantee" in rows
+    covers = guarantee.covers(privacy, {"dev": 16, "test": 16})
+    assert (covers == "Nothing: there is no guarantee.") == (privacy is NONE)
+
+
+def test_the_table_headline_is_the_familys_own_figures():
+    assert guarantee.headline(PAC) == (0.3, 1.9)  # the bound, not the path's charges
+    assert guarantee.headline(DP) == (0.34, 2.0)
+    assert guarantee.headline(NONE) == (None, None)
+    assert guarantee.fmt(None) is None and guarantee.fmt(0.123456) == "0.1235"
+
+
+def test_dp_text_report_states_the_neighbouring_relation(tmp_path, small_run):
+    sets = [*small_run, "train.steps=4", "mechanism.name=dpzero", "mechanism.clip=5"]
+    sets += ["mechanism.expected_batch=3", "mechanism.epsilon=2", "mechanism.accountant=rdp"]
+    result = train("smoke", out=tmp_path / "dp", overrides=sets, progress=False)
+    relation = result.privacy["neighbouring_relation"]
+    text = guarantee.describe_privacy(result.privacy)
+    assert f"neighbouring relation: {relation}" in text and "add-or-remove-one" in text
+    assert f"neighbouring relation: {relation}" in str(result)
