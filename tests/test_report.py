@@ -1,0 +1,44 @@
+"""The end-of-run report (paczero.report): the summary lines and the privacy curve from the
+public log."""
+
+from paczero.guarantee import GUARANTEE_NONE
+from paczero.records import ReleaseRecord
+from paczero.report import describe_result, privacy_curve, running_mean
+
+RESULT = {
+    "metrics": {"metric": "accuracy", "best_step": 4, "dev_best": {"accuracy": 0.75},
+                "dev_history": [{"step": 0, "accuracy": 0.5}, {"step": 4, "accuracy": 0.75}],
+                "test": {"accuracy": 0.7, "loss": 0.6}},
+    "timing": {"total_s": 3.0, "step_s_median": 0.1},
+    "memory": {"peak_rss_mb": 400},
+    "privacy": {"mechanism": "mezo", "framework": "none", "guarantee": GUARANTEE_NONE,
+                "unanimity_fraction": None, "release_kinds": {"nonprivate": 4}, "steps": 4},
+}  # fmt: skip
+
+
+def record(step, **fields):
+    base = {"step": step, "lr": 0.1, "seeds": [step], "coeffs": [1.0], "kinds": ["noisy"],
+            "charge": 0.1, "cumulative": 0.1 * (step + 1), "unanimous": [False],
+            "frac_plus": [0.5], "public": [{"unanimous": False}], "state": {}}  # fmt: skip
+    return ReleaseRecord.from_json({**base, **fields})
+
+
+def test_the_summary_says_dev_best_test_time_and_the_guarantee(tmp_path):
+    text = describe_result(RESULT, tmp_path)
+    assert "dev accuracy: 0.5000 at step 0 -> best 0.7500 at step 4" in text
+    assert "test accuracy (dev-best model): 0.7000 (loss 0.6000)" in text
+    assert "Privacy report (mezo)" in text and GUARANTEE_NONE in text
+    assert text.endswith(f"run directory: {tmp_path}")
+
+
+def test_the_privacy_curve_is_the_public_logs_and_the_guarantee_its_limit():
+    records = [record(t) for t in range(3)]
+    mi = privacy_curve({"mechanism": {"name": "paczero-mi", "budget": 0.5}}, records)
+    assert mi["values"] == [0.1, 0.2, 0.1 * 3] and mi["limit"] == 0.5
+    zpl = privacy_curve({"mechanism": {"name": "paczero-zpl"}}, records)
+    assert zpl["limit"] == 0.0 and zpl["limit_label"] == "I = 0 (ZPL)"
+    assert privacy_curve({"mechanism": {"name": "mezo"}}, records) is None
+    dp = [record(t, kinds=["dp"], epsilon=0.5 * (t + 1)) for t in range(2)]
+    eps = privacy_curve({"mechanism": {"name": "dpzero", "epsilon": 1.0}}, dp)
+    assert eps["values"] == [0.5, 1.0] and eps["limit"] == 1.0
+    assert running_mean([1.0, 2.0, 3.0]) == (1, [1.0, 2.0, 3.0])

@@ -1,0 +1,28 @@
+"""paczero table (paczero.tables): a run's figures and the statistics of a row."""
+
+import pytest
+
+from paczero.tables import Stat, run_values
+
+
+def _result(privacy):
+    return {"metrics": {"metric": "accuracy", "test": {"accuracy": 0.8, "loss": 0.4},
+                        "dev_best": {"accuracy": 0.7}},
+            "privacy": {"posterior_bound": 0.6, "unanimity_fraction": None, **privacy},
+            "timing": {"step_s_median": 0.1}}  # fmt: skip
+
+
+def test_run_values_take_each_familys_figures():
+    pac = run_values(_result({"framework": "pac", "mi_bound": 0.3, "matched_epsilon": 1.9}))
+    assert (pac["test"], pac["dev_best"], pac["mi"], pac["epsilon"]) == (0.8, 0.7, 0.3, 1.9)
+    dp = {"framework": "dp", "matched_mi": 0.34, "spent": {"epsilon": 2.0}}
+    assert (run_values(_result(dp))["mi"], run_values(_result(dp))["epsilon"]) == (0.34, 2.0)
+    none = run_values(_result({"framework": "none"}))
+    assert none["mi"] is None and none["epsilon"] is None and none["step_s"] == 0.1
+
+
+def test_a_stat_is_the_mean_and_sample_std_of_its_values():
+    stat = Stat([1.0, 2.0, 3.0], [0, 1, 2])
+    assert (stat.n, stat.mean) == (3, 2.0) and stat.std == pytest.approx(1.0)
+    assert Stat([4.0]).std is None and Stat().mean is None
+    assert stat.to_json() == {"mean": 2.0, "std": stat.std, "n": 3, "values": [1.0, 2.0, 3.0]}
