@@ -15,7 +15,9 @@ PAC = {"mechanism": "paczero-mi", "framework": "pac", "mi_bound": 0.3, "budget":
 DP = {"mechanism": "dpzero", "framework": "dp", "spent": {"epsilon": 2.0, "delta": 1e-5},
       "budget": {"epsilon": 2.0, "delta": 1e-5}, "posterior_bound": 0.88, "matched_mi": 0.34,
       "neighbouring_relation": "add-or-remove-one; sensitivity C", "accountant": "rdp",
-      "noise_multiplier": 1.1, "guarantee": guarantee.GUARANTEE_DP, "unanimity_fraction": None,
+      "noise_multiplier": 1.1,
+      "expected_batch": 4, "sample_rate": 0.125, "guarantee": guarantee.GUARANTEE_DP,
+      "unanimity_fraction": None,
       "release_kinds": {"dp": 3}, "steps": 3, "releases": 3, "secret_source": "seeded"}  # fmt: skip
 NONE = {"mechanism": "mezo", "framework": "none", "guarantee": guarantee.GUARANTEE_NONE,
         "unanimity_fraction": None, "release_kinds": {"nonprivate": 3}, "steps": 3,

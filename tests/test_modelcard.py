@@ -10,6 +10,7 @@ from paczero.modelcard import is_hub_id, metadata, render
 DP = {"mechanism": "dpzero", "framework": "dp", "spent": {"epsilon": 2.0, "delta": 1e-5},
       "budget": {"epsilon": 2.0, "delta": 1e-5}, "posterior_bound": 0.88, "matched_mi": 0.34,
       "neighbouring_relation": "add-or-remove-one", "accountant": "rdp", "noise_multiplier": 1.1,
+      "expected_batch": 4, "sample_rate": 0.125,
       "guarantee": GUARANTEE_DP, "unanimity_fraction": None, "release_kinds": {"dp": 4},
       "steps": 4, "releases": 4, "secret_source": "os-entropy"}  # fmt: skip
 NONE = {"mechanism": "mezo", "framework": "none", "guarantee": GUARANTEE_NONE,
