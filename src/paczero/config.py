@@ -162,9 +162,11 @@ class RunConfig(Section):
                 f"({task.max_length}): a micro-batch must hold one whole sequence; use at "
                 f"least {task.max_length}, 'auto' or 'off'"
             )
-        mechanism_class(self.mechanism.name).check_config(
+        cls = mechanism_class(self.mechanism.name)
+        cls.check_config(
             self.mechanism, pool_size=pool, steps=self.train.steps, directions=self.zo.directions
         )
+        cls.check_run(self)
         return self
 
     def public_dict(self) -> dict[str, Any]:

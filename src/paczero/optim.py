@@ -79,6 +79,11 @@ class ZOOptimizer:
         secret: RandomStream | int | None = None,
         world: World = SOLO,
     ):
+        if getattr(mechanism, "first_order", False):
+            raise ValueError(
+                f"{mechanism.name} is a first-order mechanism (it releases gradients): use "
+                "paczero.firstorder.FirstOrderOptimizer, not ZOOptimizer"
+            )
         if directions != mechanism.directions:
             raise ValueError(
                 f"the optimizer takes {directions} directions per step but the mechanism "

@@ -20,6 +20,7 @@ from paczero.mechanisms.base import (
     StepContext,
 )
 from paczero.mechanisms.dp import DPZO, DPAggZO, DPZero
+from paczero.mechanisms.firstorder import DPSGD, Backprop
 from paczero.mechanisms.nonprivate import (
     FullMean,
     FullSign,
@@ -44,6 +45,8 @@ REGISTRY: dict[str, type[Mechanism]] = {
         DPZero,
         DPZO,
         DPAggZO,
+        DPSGD,
+        Backprop,
     )
 }
 

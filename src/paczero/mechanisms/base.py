@@ -38,6 +38,8 @@ RELEASE_KINDS = (
     "noisy",
     "dp",
     "nonprivate",
+    "dp-sgd",  # a first-order step: a whole noisy gradient
+    "backprop",  # a first-order step: the plain mean gradient
 )
 
 FAMILIES = ("pac", "dp", "none")  # what a mechanism's guarantee is stated in
@@ -119,6 +121,11 @@ class Mechanism:
                 f"{cls.name}: pool size, steps and directions must be >= 1, got "
                 f"{pool_size}, {steps}, {directions}"
             )
+
+    @classmethod
+    def check_run(cls, cfg: Any) -> None:
+        """Raise ValueError (one line naming the key) if this mechanism cannot run with the
+        rest of the run config ``cfg`` (a ``RunConfig``: task, data, ...); most need not."""
 
     def configure(self) -> None:
         """Read this mechanism's keys of ``self.cfg`` (already checked), before any step."""

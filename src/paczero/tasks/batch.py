@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 from dataclasses import fields, replace
 
@@ -19,6 +21,28 @@ def _row_keep() -> bool:
     except ImportError:  # pragma: no cover - older transformers: full logits, then gather
         return False
     return True
+
+
+_GRAD = threading.local()  # per thread, like torch's own grad mode
+
+
+@contextlib.contextmanager
+def differentiable() -> Iterator[None]:
+    """Task losses computed inside keep their autograd graph (the first-order baselines
+    backpropagate through them); everywhere else scoring runs under inference mode."""
+    before = getattr(_GRAD, "on", False)
+    _GRAD.on = True
+    try:
+        yield
+    finally:
+        _GRAD.on = before
+
+
+def scoring() -> contextlib.AbstractContextManager:
+    """Inference mode, unless inside ``differentiable()``."""
+    if getattr(_GRAD, "on", False):
+        return contextlib.nullcontext()
+    return torch.inference_mode()
 
 
 class TensorBatch:

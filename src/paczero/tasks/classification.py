@@ -34,7 +34,7 @@ from paczero.tasks.base import (
     plain_ids,
     prompt_fields,
 )
-from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
+from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups, scoring
 from paczero.tasks.metrics import macro_f1
 from paczero.tasks.own_data import RowSchema, cell_text
 from paczero.values import label_key
@@ -297,7 +297,7 @@ class ClassificationTask(TaskBase):
         if model.training:
             model.eval()
         batch = on_model_device(model, batch)
-        with torch.inference_mode():
+        with scoring():
             logp = kept_log_probs(model, batch)  # (rows, P, vocab)
             if self.single_token:
                 options = torch.tensor([o[0] for o in self.option_ids], device=logp.device)

@@ -41,7 +41,7 @@ from paczero.tasks.base import (
     plain_ids,
     prompt_fields,
 )
-from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups
+from paczero.tasks.batch import TensorBatch, kept_log_probs, length_sorted_groups, scoring
 from paczero.tasks.metrics import exact_match, f1_score
 from paczero.tasks.own_data import RowSchema, answer_list, cell_text
 
@@ -345,7 +345,7 @@ class GenerationTask(TaskBase):
         """Per-example mean token cross-entropy of the gold continuation, float32."""
         batch = self._prepare(model, batch, "ce")
         self._check_length(model, batch.input_ids.shape[1])
-        with torch.inference_mode():
+        with scoring():
             logp = kept_log_probs(model, batch)
             token_lp = logp.gather(-1, batch.targets[..., None]).squeeze(-1)
             count_ = batch.target_mask.sum(1).clamp_min(1.0)
