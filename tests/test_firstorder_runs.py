@@ -10,10 +10,11 @@ from safetensors.torch import load_file
 
 from paczero.cli import main
 from paczero.config import load_config
-from paczero.durable import export, replay, resume
+from paczero.durable import export, resume
 from paczero.errors import Interrupted, UserError
 from paczero.mechanisms.firstorder import DPSGD
-from paczero.trainer import Trainer, train
+from paczero.records import release_records
+from paczero.trainer import Trainer, replay, train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
 SMALL += ["train.eval_every=3", "seed.public=3", "model.track=lora", "train.lr=0.01"]
@@ -131,7 +132,7 @@ def test_export_loads_the_tensors_and_a_replay_is_refused(tmp_path, capsys):
         assert len(ours) == len(theirs) and ours == pytest.approx(theirs, rel=0, abs=0)
     with pytest.raises(UserError, match="first-order run .* cannot be replayed"):
         export(run, tmp_path / "out-2", step=2)  # no checkpoint of step 2 is kept
-    records = [json.loads(x) for x in (run / "releases.jsonl").open()]
+    records = release_records(json.loads(x) for x in (run / "releases.jsonl").open())
     with pytest.raises(UserError, match="cannot be replayed from the release log"):
         replay(None, records, 1)
     canaries = _train(tmp_path, "dp", [*DPSGD_KEYS, "audit.canaries=4", "seed.secret=3"])

@@ -41,6 +41,8 @@ from paczero.trainer import (
     Result,
     Trainer,
     check_ranks_agree,
+    first_order,
+    not_replayable,
     rebuild,
     replay,
     stop_diverged,
@@ -217,12 +219,15 @@ def export(
     target = _export_step(run, step, len(records), verified.metrics)
     public = public_stream(cfg.seed.public)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    estimator = ZOEstimator(
-        [p for _, p in loaded.trainable],
-        cfg.zo.eps,
-        restore=restore_mode(cfg, loaded.model, loaded.trainable),
-    )
-    replay(estimator, records[:target], cfg.zo.directions)
+    if first_order(records):  # whole gradients: the checkpointed tensors, not a replay
+        load_named(loaded.trainable, _first_order_tensors(run, step, target))
+    else:
+        estimator = ZOEstimator(
+            [p for _, p in loaded.trainable],
+            cfg.zo.eps,
+            restore=restore_mode(cfg, loaded.model, loaded.trainable),
+        )
+        replay(estimator, records[:target], cfg.zo.directions)
     public_cfg = cfg.public_dict()
     info = {
         "run": str(run.path),
@@ -278,6 +283,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def _first_order_tensors(run: RunDir, step: str | int, target: int) -> dict[str, Any]:
+    """A first-order run's tensors at ``target``: the dev-best or final file, else the
+    checkpoint of that step (one line if there is none)."""
+    for name in ("best", "final") if step in ("best", "final") else ():
+        if run.tensors_step(name) == target:
+            return run.load_tensors(name)
+    found, tensors = run.load_checkpoint(at_most=target)
+    if tensors is None or found != target:
+        raise UserError(not_replayable(run.path, target))
+    return tensors
 
 
 def _check_export_target(to: Path) -> None:

@@ -84,6 +84,7 @@ def _describe_dp(privacy: dict[str, Any]) -> list[str]:
         f"  {privacy['guarantee']}",
         f"  batch: {dp_batch_text(privacy)}",
         f"  denominator: {dp_denominator_text(privacy)}",
+        *_describe_first_order(privacy),
         *_describe_data(privacy),
         f"  secret source: {privacy['secret_source']}",
     ]
@@ -107,6 +108,14 @@ def dp_denominator_text(privacy: dict[str, Any]) -> str:
             "(mechanism.denominator: expected spends nothing)"
         )
     return f"the expected batch q N = {privacy['expected_batch']} (public; costs no epsilon)"
+
+
+def _describe_first_order(privacy: dict[str, Any]) -> list[str]:
+    """dp-sgd: it releases whole gradients; the layers frozen for want of Opacus support."""
+    lines = [f"  {privacy['release_note']}"] if "release_note" in privacy else []
+    if privacy.get("frozen_note"):
+        lines.append(f"  {privacy['frozen_note']}")
+    return lines
 
 
 def _describe_data(privacy: dict[str, Any]) -> list[str]:

@@ -8,6 +8,7 @@ same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch
 from paczero.batch_budget import auto_tokens
 from paczero.config import RunConfig
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
+from paczero.errors import UserError
 from paczero.mechanisms import Mechanism, build_mechanism, mechanism_class
 from paczero.models import LoadedModel, load_model
 from paczero.optim import ZOOptimizer
@@ -107,7 +109,7 @@ class Session:
     test: Encoded
     provenance: str
     mechanism: Mechanism | RankZeroMechanism
-    optimizer: ZOOptimizer
+    optimizer: Any  # ZOOptimizer, or firstorder.FirstOrderOptimizer for dp-sgd / backprop
     restore: str
     world: World = SOLO
     units: Units | None = None  # data.group_field: the pool's privacy units
@@ -175,12 +177,32 @@ def build_session(
     pool_size = len(pool) if units is None else len(units)
     coverage = {**splits.coverage(), "pool_units": pool_size}
     sizes = {"pool_size": pool_size, "steps": cfg.train.steps, "directions": cfg.zo.directions}
+    if getattr(mechanism_class(cfg.mechanism.name), "first_order", False) and not world.solo:
+        raise UserError(f"{cfg.mechanism.name} runs in one process; start it without torchrun")
     if world.is_main:
         mechanism = build_mechanism(cfg.mechanism, **sizes)
     else:
         mechanism = RankZeroMechanism(mechanism_class(cfg.mechanism.name), **sizes)
     restore = restore_mode(cfg, loaded.model, loaded.trainable)
-    optimizer = ZOOptimizer(
+    if getattr(mechanism, "first_order", False):
+        optimizer = first_order_optimizer(cfg, loaded, task, pool, mechanism, public, secret)
+        restore = "none"
+    else:
+        optimizer = zo_optimizer(cfg, loaded, mechanism, restore, public, secret, world)
+    provenance = getattr(splits, "provenance", "official")
+    fields = task.spec.prompt.fields
+    inputs = {
+        name: [{f: row[f] for f in fields} for row in part]
+        for name, part in (("dev", splits.dev), ("test", splits.test))
+    }
+    return Session(
+        cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
+        mechanism, optimizer, restore, world, units, coverage, inputs,
+    )  # fmt: skip
+
+
+def zo_optimizer(cfg, loaded, mechanism, restore, public, secret, world) -> ZOOptimizer:
+    return ZOOptimizer(
         [p for _, p in loaded.trainable],
         mechanism,
         cfg.train.lr,
@@ -192,16 +214,26 @@ def build_session(
         secret=secret,
         world=world,
     )
-    provenance = getattr(splits, "provenance", "official")
-    fields = task.spec.prompt.fields
-    inputs = {
-        name: [{f: row[f] for f in fields} for row in part]
-        for name, part in (("dev", splits.dev), ("test", splits.test))
-    }
-    return Session(
-        cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
-        mechanism, optimizer, restore, world, units, coverage, inputs,
-    )  # fmt: skip
+
+
+def first_order_optimizer(cfg, loaded, task, pool, mechanism, public, secret):
+    """dp-sgd and backprop: whole-gradient steps over the same pool, task and batching."""
+    from paczero.batch_budget import micro_batch_rows
+    from paczero.firstorder import FirstOrderOptimizer
+
+    rows_cap = micro_batch_rows(cfg.zo.micro_batch, cfg.zo.micro_batch_tokens, loaded.device)
+    return FirstOrderOptimizer(
+        loaded.model,
+        loaded.trainable,
+        mechanism,
+        cfg.train.lr,
+        batches=lambda rows: task.batches(pool, rows, rows_cap),
+        losses=lambda batch: task.losses(loaded.model, batch),
+        optimizer=cfg.mechanism.optimizer,
+        batch_size=None if cfg.train.batch_size == "full" else cfg.train.batch_size,
+        public=public,
+        secret=secret,
+    )
 
 
 def pool_units(splits: Splits, pool_rows: int) -> Units | None:

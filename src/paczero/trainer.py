@@ -209,6 +209,9 @@ class Trainer:
     def step(self, step: int) -> StepResult:
         """One step; the optimizer picks its rows (the mechanism's or a public minibatch)."""
         s = self.s
+        if getattr(s.mechanism, "first_order", False):  # dp-sgd, backprop: whole gradients
+            log = self.log_release if self.main else None
+            return s.optimizer.step(lr=learning_rate(s.cfg, step), before_update=log)
 
         def losses(rows: np.ndarray, world: World = SOLO) -> torch.Tensor:
             out = pool_losses(
@@ -368,7 +371,10 @@ class Trainer:
             "public_seed": s.cfg.seed.public,  # draws are keyed by (seed, step): no RNG state
             "mechanism": s.mechanism.state_dict(),
         }
-        self.run_dir.save_checkpoint(step, s.trainable, keep=self.keep_checkpoints, state=state)
+        named = list(s.trainable)
+        if getattr(s.mechanism, "first_order", False):  # not replayable: the optimizer too
+            named += s.optimizer.named_state()
+        self.run_dir.save_checkpoint(step, named, keep=self.keep_checkpoints, state=state)
 
     def _account(self, releases) -> None:
         self.kinds.update(r.kind for r in releases)
@@ -558,12 +564,39 @@ def rebuild(trainer: Trainer, step: int, records: list[ReleaseRecord]) -> None:
             f"{trainer.run_dir.path} has no readable checkpoint at or before step {step}, "
             "not even theta_0 (checkpoints/step-0000000)"
         )
+    if getattr(s.mechanism, "first_order", False) or first_order(records[start:step]):
+        if start != step:
+            raise UserError(not_replayable(trainer.run_dir.path, step, start))
+        s.optimizer.load_named_state(tensors)  # Adam's moments, saved with the tensors
     load_named(s.trainable, tensors)
-    replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
+    if start != step:
+        replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
+
+
+FIRST_ORDER_KINDS = ("dp-sgd", "backprop")
+
+
+def first_order(records: list[ReleaseRecord]) -> bool:
+    """Records of a first-order run: each released a whole gradient, not a coefficient."""
+    return any(kind in FIRST_ORDER_KINDS for r in records for kind in r.kinds)
+
+
+def not_replayable(path: Path, step: int, start: int | None = None) -> str:
+    where = f"; its newest checkpoint is step {start}" if start is not None else ""
+    return (
+        f"{path} is a first-order run (whole gradients released): its model at step {step} "
+        f"cannot be replayed from the release log, only loaded from a checkpoint of that "
+        f"step{where} (set train.checkpoint_every=1 to make every step resumable)"
+    )
 
 
 def replay(estimator, records: list[ReleaseRecord], directions: int) -> None:
     """Apply logged steps to theta without a forward pass (the same float operations)."""
+    if first_order(records):
+        raise UserError(
+            "a first-order run (dp-sgd, backprop) released whole gradients: its model "
+            "cannot be replayed from the release log; use its checkpointed tensors"
+        )
     for record in records:
         estimator.replay(record.seeds, record.amounts(directions))
 
@@ -584,7 +617,8 @@ def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
             f"gives a non-finite loss; the likely key is zo.eps ({s.cfg.zo.eps:g}): lower it"
         )
     key, value = "train.lr", s.cfg.train.lr
-    rebuild(trainer, step, run.releases())
+    if not getattr(s.mechanism, "first_order", False):  # a gradient step perturbs nothing
+        rebuild(trainer, step, run.releases())
     trainer.save_checkpoint(step)
     if trainer.main:
         config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()

@@ -201,6 +201,11 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     from paczero.zo import ZOEstimator
 
     cfg, records = view.cfg, view.records
+    if getattr(mechanism_class(cfg.mechanism.name), "first_order", False):
+        raise UserError(
+            f"{view.run.path} is a first-order run ({cfg.mechanism.name}): the audit replays "
+            "the release log, which holds no gradients; it cannot audit this run"
+        )
     public = public_stream(cfg.seed.public)
     splits = load_splits(cfg.task, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
