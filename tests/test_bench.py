@@ -94,3 +94,24 @@ def test_matmul_probe_measures_a_rate_on_the_cpu():
     from paczero.bench import matmul_peak_tflops
 
     assert matmul_peak_tflops("cpu", torch.float32, size=128, repeats=1) > 0
+
+
+def test_compare_runs_each_method_s_own_step_over_the_same_pool():
+    """`paczero bench --compare dp-sgd`: the command of each phase, run here in-process (the
+    bench runs each in its own process), and the table of both."""
+    from paczero.bench import _memory_phase, _quick_defaults
+    from paczero.bench_compare import compare_argv, format_compare
+
+    args = _quick_defaults(parse("--quick", "--compare", "dp-sgd", "--repeats", "1"))
+    commands = compare_argv(args)
+    assert list(commands) == ["paczero-zpl", "dp-sgd"]
+    assert "mechanism.clip=1" in commands["dp-sgd"] and "--phase" in commands["dp-sgd"]
+    methods = {}
+    for name, argv in commands.items():
+        phase = parse(*argv[argv.index("--phase") :])
+        assert phase.mechanism == name and phase.pool == args.pool == 16
+        methods[name] = _memory_phase(phase)
+        assert methods[name]["step_s"] > 0 and methods[name]["peak_bytes"] > 0
+    config = {"model": "tiny-llama", "track": "lora", "pool": 16, "micro_batch": 8}
+    table = format_compare({"config": {**config, "dtype": "auto"}, "methods": methods})
+    assert "paczero-zpl" in table and "dp-sgd" in table and "16 rows" in table

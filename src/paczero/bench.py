@@ -69,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="G > 1: compare 1 process x G threads with G processes x 1 thread (torchrun)",
     )
+    parser.add_argument(
+        "--compare",
+        choices=("dp-sgd", "backprop"),
+        default=None,
+        help="one step of --mechanism vs this first-order baseline over the same pool: "
+        "peak memory and time, each in its own process",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write JSON here")
     parser.add_argument(
@@ -510,11 +517,17 @@ def _memory_phase(args: argparse.Namespace) -> dict:
     def losses(batch=rows) -> torch.Tensor:
         return pool_losses(model, task, pool, batch, mb)
 
+    times = []
     for _ in range(args.warmup + args.repeats):
+        t0 = time.perf_counter()
         if args.phase == "inference":
             losses()
+        elif getattr(s.mechanism, "first_order", False):  # dp-sgd, backprop
+            s.optimizer.step_rows(rows, s.cfg.train.lr)
         else:
             s.optimizer.step(losses, rows, s.cfg.train.lr)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda-allocator"
@@ -526,6 +539,7 @@ def _memory_phase(args: argparse.Namespace) -> dict:
         "base_bytes": int(base),
         "load_peak_bytes": int(load_peak),
         "kind": kind,
+        "step_s": statistics.median(times[args.warmup :]) if args.repeats else None,
     }
 
 
