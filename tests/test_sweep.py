@@ -524,3 +524,23 @@ def test_a_running_run_prints_its_progress(tmp_path, monkeypatch):
     assert zpl and all(x.split("step ")[1].split("/")[1].startswith("12 ") for x in zpl)
     dp = [x for x in lines if "dp/seed-0 running" in x]
     assert dp and not any(re.search(r"step \d", x) for x in dp)  # its step rate is secret
+
+
+def test_the_first_order_rows_share_the_cpu_table_s_pool_and_budget(capsys):
+    sweep = load_spec(REPO / "sweeps" / "paper-table-smollm2-firstorder.yaml")
+    table_spec = load_spec(REPO / "sweeps" / "paper-table-smollm2.yaml")
+    assert sweep.names() == ["backprop", "dpsgd-eps2.01", "dpsgd-eps6.32"]
+    reference = table_spec.cell("zpl").resolved(1)
+    for cell in sweep.cells:
+        assert cell.seeds == [0, 1, 2] and cell.kind == "train"
+        cfg = cell.resolved(1)
+        assert cfg.model == reference.model and cfg.data == reference.data
+        assert (cfg.task.template, cfg.train.steps) == ("mezo", 40)
+    for name, mi in [("dpsgd-eps2.01", 0.33), ("dpsgd-eps6.32", 0.68)]:
+        mechanism = sweep.cell(name).resolved(0).mechanism
+        assert (mechanism.name, mechanism.match_mi) == ("dp-sgd", mi)
+    assert (
+        main(["sweep", str(REPO / "sweeps" / "paper-table-smollm2-firstorder.yaml"), "--dry-run"])
+        == 0
+    )
+    assert "9 runs (dry run: nothing is written)" in capsys.readouterr().out
