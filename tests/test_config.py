@@ -58,6 +58,10 @@ def test_every_recipe_validates():
             "unknown config key 'mechanism.epsilon' for mechanism 'mezo'",
         ),
         (["mechanism.subsets=8"], "unknown config key 'mechanism.subsets' for mechanism 'mezo'"),
+        (
+            ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.sensitivity=2"],
+            "unknown config key 'mechanism.sensitivity' for mechanism 'paczero-mi'",
+        ),
         (["model.dtype=float8"], "invalid value for 'model.dtype'"),
         (["zo.micro_batch_tokens=0"], "invalid value for 'zo.micro_batch_tokens'"),
         (["zo.micro_batch_tokens=some"], "invalid value for 'zo.micro_batch_tokens'"),

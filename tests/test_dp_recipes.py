@@ -50,3 +50,21 @@ def test_paper_dp_recipe_reproduces_the_published_noise_multiplier(name):
     assert acc.epsilon(cfg.train.steps) <= mech_cfg.epsilon  # the report stays true
     assert acc.method == "opacus-rdp" and "Opacus" in _ACCOUNTANT_NOTES[acc.method]
     assert f"{PUBLISHED[name]:.4g}" in cfg.description  # the description states it
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_only_the_dpzero_paper_recipes_carry_its_replace_one_noise(name):
+    """The DPZero paper's noise std on the mean is 2 mu C / b (replace-one); the DP-AggZO
+    code behind PACZero's in-house cells adds mu C / b (add-or-remove)."""
+    cfg = load_config(name)
+    paper = name.startswith("mezo-dpzero-paper-")
+    assert cfg.mechanism.sensitivity == ("replace-one" if paper else "add-remove")
+    if not paper:
+        return
+    mech = build_mechanism(
+        cfg.mechanism, pool_size=cfg.data.num_train, steps=cfg.train.steps, directions=1
+    )
+    assert mech.noise_scale == 2 * mech.accountant.noise_multiplier * cfg.mechanism.clip
+    relation = mech.privacy_report()["neighbouring_relation"]
+    assert relation.startswith("replace-one; sensitivity 2C = 600 of the clipped sum")
+    assert "replace-one noise std 2*mu*C" in cfg.description

@@ -53,11 +53,25 @@ def test_the_table_headline_is_the_familys_own_figures():
     assert guarantee.fmt(None) is None and guarantee.fmt(0.123456) == "0.1235"
 
 
-def test_dp_text_report_states_the_neighbouring_relation(tmp_path, small_run):
+@pytest.mark.parametrize(
+    "sensitivity, relation",
+    [("add-remove", "add-or-remove-one"), ("replace-one", "replace-one")],
+)
+def test_dp_text_report_states_the_neighbouring_relation(
+    tmp_path, small_run, sensitivity, relation
+):
     sets = [*small_run, "train.steps=4", "mechanism.name=dpzero", "mechanism.clip=5"]
     sets += ["mechanism.expected_batch=3", "mechanism.epsilon=2", "mechanism.accountant=rdp"]
+    sets += [f"mechanism.sensitivity={sensitivity}"]
     result = train("smoke", out=tmp_path / "dp", overrides=sets, progress=False)
-    relation = result.privacy["neighbouring_relation"]
+    stated = result.privacy["neighbouring_relation"]
+    assert stated.startswith(f"{relation}; sensitivity ")
     text = guarantee.describe_privacy(result.privacy)
-    assert f"neighbouring relation: {relation}" in text and "add-or-remove-one" in text
-    assert f"neighbouring relation: {relation}" in str(result)
+    assert f"neighbouring relation: {stated}" in text
+    assert f"neighbouring relation: {stated}" in str(result)
+    # the model card's words and rows
+    assert f"under the {relation} relation (sensitivity " in guarantee.plain_words(
+        result.privacy, pool=32
+    )
+    assert dict(guarantee.privacy_rows(result.privacy))["neighbouring relation"] == stated
+    assert ("2C = 10" in stated) == (sensitivity == "replace-one")

@@ -131,6 +131,40 @@ def test_spent_follows_the_steps_run_and_meets_the_target(make):
     assert report["budget"]["matched_mi"] == pytest.approx(epsilon_to_mi(1.0, 1e-5))
 
 
+@pytest.mark.parametrize(
+    "name, keys",
+    [
+        ("dpzero", {}),
+        ("dpzo", {"noise": "laplace", "delta": 0.0}),
+        ("dpaggzo", {"directions": 3}),
+    ],
+)
+def test_replace_one_doubles_the_noise_at_the_same_multiplier(make, name, keys):
+    """Replace-one adjacency moves the clipped sum by 2C, not C (the DPZero paper's 2C/b on
+    the mean): the same draws, twice the std, the same multiplier and epsilon."""
+    add, pub, sec = make(name, **keys)
+    replace, _, _ = make(name, sensitivity="replace-one", **keys)
+    k = keys.get("directions", 1)
+    g = np.linspace(-3, 3, k * 12).reshape(k, 12)
+    for t in range(3):
+        step = ctx(pub, sec, t, np.arange(12))
+        for a, r in zip(add.release_step(g, step), replace.release_step(g, step), strict=True):
+            assert r.private["noise"] == 2 * a.private["noise"] != 0
+            assert r.private["clean"] == a.private["clean"]
+    assert replace.accountant.noise_multiplier == add.accountant.noise_multiplier
+    assert replace.noise_scale == 2 * add.noise_scale
+    ra, rr = add.privacy_report(), replace.privacy_report()
+    assert rr["noise_std_of_coefficient"] == 2 * ra["noise_std_of_coefficient"]
+    assert rr["spent"] == ra["spent"] and rr["noise_multiplier"] == ra["noise_multiplier"]
+    added, replaced = ra["neighbouring_relation"], rr["neighbouring_relation"]
+    assert added.startswith("add-or-remove-one; sensitivity ")
+    assert replaced.startswith("replace-one; sensitivity ")
+    assert "add-or-remove-one accounting of the same noise multiplier" in replaced
+    if k == 1:
+        assert "sensitivity 2C = 2 of the clipped sum" in replaced
+        assert "sensitivity C = 1 of the clipped sum" in added
+
+
 def test_noisy_count_denominator_spends_part_of_epsilon(make):
     mech, pub, sec = make("dpaggzo", directions=2, denominator="noisy-count")
     assert mech.accountant.count_epsilon == pytest.approx(0.05)
@@ -172,6 +206,7 @@ def test_state_round_trip_and_mismatch(make):
         (["mechanism.epsilon=1", "mechanism.expected_batch=100000"], "rate would exceed 1"),
         (["mechanism.epsilon=1", "mechanism.noise=laplace"], "only for dpzo"),
         (["mechanism.epsilon=1", "mechanism.match_mi=0.3"], "only one of"),
+        (["mechanism.epsilon=1", "mechanism.sensitivity=swap"], "'mechanism.sensitivity'"),
     ],
 )
 def test_bad_configs_fail_with_one_line(overrides, message):

@@ -4,9 +4,11 @@ All three Poisson-sample the pool at a public rate q from the SECRET stream (amp
 needs the sample to be hidden), clip each example's contribution, sum, add noise drawn from
 the secret stream keyed by (step, direction), and divide by a public denominator. The
 accountant (privacy/accounting.py) is calibrated in ``__init__``, so an unreachable target
-fails before any forward pass. Neighbouring relation: add-or-remove-one record; the sum of
-clipped values then has sensitivity C (L2 C*sqrt(K) or L1 C*K for K scalar releases of the
-same sample, C*K for DP-AggZO's clipped K-vector). Only the noised coefficient is public.
+fails before any forward pass. Neighbouring relation (``mechanism.sensitivity``):
+add-or-remove-one record (the default; the sum of clipped values then has sensitivity C: L2
+C*sqrt(K) or L1 C*K for K scalar releases of the same sample, C*K for DP-AggZO's clipped
+K-vector) or replace-one (twice that, as the DPZero paper's 2C/b on the mean), so the noise
+std is the multiplier times the sensitivity. Only the noised coefficient is public.
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ from paczero.progress import waiting
 from paczero.values import LOG2, Float, Int
 
 LAPLACE_NAMES = ("dpzo",)  # the mechanisms that accept mechanism.noise=laplace
+# mechanism.sensitivity -> the relation the report states, the factor on the sensitivity
+# and what the report adds: dp-accounting has no replace-one analysis of Poisson-subsampled
+# steps, so epsilon stays the accountant's at the same multiplier, as the DPZero paper's.
+RELATIONS = {
+    "add-remove": (NEIGHBOURING, 1, ""),
+    "replace-one": (
+        "replace-one",
+        2,
+        "; epsilon from the add-or-remove-one accounting of the same noise multiplier "
+        "(the DPZero paper's calibration)",
+    ),
+}
 
 
 class DPConfig(MechanismSection):
@@ -48,6 +62,7 @@ class DPConfig(MechanismSection):
     denominator: Literal["expected", "noisy-count"] = "expected"
     count_fraction: Float = Field(0.05, gt=0, lt=1)
     accountant: Literal["pld", "rdp", "opacus-rdp"] = "pld"
+    sensitivity: Literal["add-remove", "replace-one"] = "add-remove"
     match_mi: Float | None = Field(None, gt=0, lt=LOG2)
 
     @model_validator(mode="after")
@@ -151,7 +166,8 @@ class _DPMechanism(Mechanism):
                 self.accountant.prepare()  # once, so that no step composes a PLD
         except ValueError as err:
             raise UserError(f"{self.name}: {err}") from None
-        self.sensitivity = self._sensitivity()
+        self.relation, self.factor, self._relation_note = RELATIONS[c.sensitivity]
+        self.sensitivity = self.factor * self._sensitivity()
         self.noise_scale = self.accountant.noise_multiplier * self.sensitivity  # of the sum
         self.steps_done = 0
         self.noisy_count: float | None = None  # only for the noisy-count denominator
@@ -160,7 +176,8 @@ class _DPMechanism(Mechanism):
     # ---------------------------------------------------------- pieces per mechanism
 
     def _sensitivity(self) -> float:
-        """Of the K sums released per step, in the norm the noise is calibrated for."""
+        """Of the K sums released per step under add-or-remove, in the norm the noise is
+        calibrated for (replace-one doubles it)."""
         k = self.directions
         return self.clip * (math.sqrt(k) if self.noise == "gaussian" else k)
 
@@ -254,7 +271,9 @@ class _DPMechanism(Mechanism):
             "guarantee": GUARANTEE_DP,
             "accountant": method,
             "accountant_note": _ACCOUNTANT_NOTES[method],
-            "neighbouring_relation": f"{NEIGHBOURING}; sensitivity {self._sensitivity_text()}",
+            "neighbouring_relation": (
+                f"{self.relation}; sensitivity {self._sensitivity_text()}{self._relation_note}"
+            ),
             "noise": self.noise,
             "noise_multiplier": acc.noise_multiplier,
             "noise_std_of_coefficient": self._coefficient_std(),
@@ -270,7 +289,8 @@ class _DPMechanism(Mechanism):
     def _sensitivity_text(self) -> str:
         k = self.directions
         if k == 1:
-            return f"C = {self.clip:g} of the clipped sum"
+            c = "C" if self.factor == 1 else f"{self.factor}C"
+            return f"{c} = {self.sensitivity:g} of the clipped sum"
         norm = "L2" if self.noise == "gaussian" else "L1"
         return f"{self.sensitivity:g} ({norm}) of the K = {k} clipped sums (C = {self.clip:g})"
 
