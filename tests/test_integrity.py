@@ -7,6 +7,7 @@ checkpoints, missing private state, full disks, mixed signals, unique default na
 library chatter, exports of seed-built models, and numerical divergence.
 """
 
+import ctypes
 import errno
 import json
 import os
@@ -496,15 +497,33 @@ def test_any_second_signal_stops_at_once(tmp_path, capsys, monkeypatch):
     assert f"Resume with: paczero resume {tmp_path}" in err
 
 
+def send_together(proc: subprocess.Popen, *signums: int) -> None:
+    """Signals that the process's main thread takes in one go, in the order of their numbers
+    (CPython runs the handlers of the signals pending at a check in that order): the process
+    is stopped (and seen stopped), each signal is queued to its main thread (tgkill; a
+    process-wide signal may be taken by another thread, whose handler can run between the
+    two), then it continues. No interval between two signals for the process to outrun."""
+    proc.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 240
+    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, "the process did not stop"
+        time.sleep(0.001)
+    libc = ctypes.CDLL(None, use_errno=True)
+    for signum in signums:
+        assert libc.tgkill(proc.pid, proc.pid, signum) == 0, os.strerror(ctypes.get_errno())
+    proc.send_signal(signal.SIGCONT)
+
+
 def test_sigint_then_sigterm_kills_the_step_and_the_run_stays_resumable(tmp_path):
+    """The second signal must come while the first one's step runs: both are delivered at
+    once (send_together), not 50 ms apart (the step, or the 1 ms between its log line and
+    the stop check, could end first and the run stop with 130)."""
     run = tmp_path / "run"
     slow = ["data.num_train=200", "data.num_dev=16", "data.num_test=16", "train.steps=1000"]
     slow += ["train.batch_size=full", "train.eval_at_start=false", "zo.micro_batch=8"]
     proc = launch("train", "smoke", "--out", str(run), "--quiet", *sets(slow))
     wait_for_lines(proc, run / "releases.jsonl", 1)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    send_together(proc, signal.SIGINT, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGTERM  # stopped at once, not after the step (130)
     assert f"second signal: stopped at once; {run} is consistent" in err

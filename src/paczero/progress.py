@@ -297,7 +297,8 @@ def track(
 @contextlib.contextmanager
 def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
     """A call of unknown length: after ``delay`` seconds (default ``DELAY``) a ticking clock
-    (terminal) or a plain line every interval; a closing line says how long it took."""
+    (terminal) or a plain line every interval; a closing line says how long it took. A
+    delay of 0 says it at once, from the caller's thread (not when the clock thread runs)."""
     delay = DELAY if delay is None else delay
     if not is_enabled():
         yield
@@ -307,23 +308,31 @@ def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
     started = time.monotonic()
     shown: dict[str, Any] = {}
 
-    def tick() -> None:
-        if done.wait(delay):
-            return
+    def show() -> None:
         if is_terminal(out):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=None, desc=desc, file=out, bar_format="{desc}: {elapsed}", leave=False)
             shown["bar"] = bar
-            while not done.wait(1.0):
-                bar.refresh()
         else:
             shown["plain"] = True
             _write_line(out, f"{desc} ...")
+
+    def tick() -> None:
+        if not shown:
+            if done.wait(delay):
+                return
+            show()
+        if "bar" in shown:
+            while not done.wait(1.0):
+                shown["bar"].refresh()
+        else:
             every = max(interval(), 1.0)
             while not done.wait(every):
                 _write_line(out, f"{desc} ... {_duration(time.monotonic() - started)} elapsed")
 
+    if delay <= 0:
+        show()
     thread = threading.Thread(target=tick, name="paczero-progress", daemon=True)
     thread.start()
     failed = True
