@@ -27,9 +27,10 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def small_run() -> list[str]:
-    """Overrides that make a recipe a seconds-long run: a pool of 32, 16 dev and 16 test
-    rows (add the steps and the rest a test needs)."""
-    return ["data.num_train=32", "data.num_dev=16", "data.num_test=16"]
+    """Overrides that make a recipe a seconds-long run on the CPU (whatever device is
+    visible): a pool of 32, 16 dev and 16 test rows (add the steps and the rest a test
+    needs)."""
+    return ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "model.device=cpu"]
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,9 @@ def test_result_json_description_says_which_keys_were_overridden(tmp_path, small
     result = train("smoke", out=tmp_path / "run", overrides=sets, progress=False)
     described = result.data["config"]["description"]
     assert described.startswith(recipe) and described != recipe
-    assert "overridden: data.num_train, data.num_dev, data.num_test, train.steps" in described
+    assert "overridden: data.num_train, data.num_dev, data.num_test, model.device, train.steps" in (
+        described
+    )
     stored = yaml.safe_load((result.run_dir / "config.yaml").read_text())["description"]
     assert stored == described
     # A run's own config.yaml is not described again (resume and eval load it).

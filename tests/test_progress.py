@@ -12,6 +12,7 @@ from paczero.cli import main
 from paczero.trainer import train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
+SMALL += ["model.device=cpu"]
 
 
 class _Terminal(io.StringIO):

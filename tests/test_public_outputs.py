@@ -24,7 +24,7 @@ from paczero.records import ReleaseRecord
 from paczero.trainer import train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["train.eval_every=3", "seed.public=3"]
+SMALL += ["train.eval_every=3", "seed.public=3", "model.device=cpu"]
 DP = {
     "dpzero": ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=3"],
     "dpaggzo": ["mechanism.name=dpaggzo", "mechanism.clip=5", "mechanism.expected_batch=3"],
