@@ -52,6 +52,7 @@ class DPSGDConfig(MechanismSection):
     noise: ClassVar[str] = "gaussian"
     denominator: ClassVar[str] = "expected"
     count_fraction: ClassVar[float] = 0.0
+    sensitivity: ClassVar[str] = "add-remove"
 
     @model_validator(mode="after")
     def _complete(self) -> DPSGDConfig:
