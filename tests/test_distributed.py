@@ -21,6 +21,7 @@ from paczero.trainer import train
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 TINY = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=8"]
 TINY += ["train.eval_every=4", "zo.micro_batch=4", "seed.secret=3", "train.checkpoint_every=2"]
+TINY += ["model.device=cpu"]  # gloo on the CPU; a visible GPU is not used
 MECHANISMS = {
     "paczero-zpl": ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"],
     "paczero-mi": [

@@ -17,7 +17,7 @@ from paczero.errors import UserError
 from paczero.trainer import train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["train.eval_every=3"]
+SMALL += ["train.eval_every=3", "model.device=cpu"]
 MI = ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.subsets=8"]
 MI += ["train.batch_size=full", "train.lr=0.05"]
 

@@ -35,6 +35,7 @@ from paczero.trainer import Trainer, train
 pytestmark = pytest.mark.filterwarnings("ignore:seed.secret is set")
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.batch_size=full"]
+SMALL += ["model.device=cpu"]  # the suite assumes a CPU (a visible GPU is not used)
 REF = [*SMALL, "mechanism.name=paczero-mi", "mechanism.subsets=4", "mechanism.budget=0.05"]
 REF += ["seed.secret=11", "train.steps=12", "train.checkpoint_every=5", "train.eval_every=3"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -520,6 +521,7 @@ def test_sigint_then_sigterm_kills_the_step_and_the_run_stays_resumable(tmp_path
     the stop check, could end first and the run stop with 130)."""
     run = tmp_path / "run"
     slow = ["data.num_train=200", "data.num_dev=16", "data.num_test=16", "train.steps=1000"]
+    slow += ["model.device=cpu"]
     slow += ["train.batch_size=full", "train.eval_at_start=false", "zo.micro_batch=8"]
     proc = launch("train", "smoke", "--out", str(run), "--quiet", *sets(slow))
     wait_for_lines(proc, run / "releases.jsonl", 1)

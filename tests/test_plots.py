@@ -12,7 +12,7 @@ from paczero.report import privacy_curve
 from paczero.trainer import train
 
 SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=4"]
-SMALL += ["train.eval_every=2"]
+SMALL += ["train.eval_every=2", "model.device=cpu"]
 MI = ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.subsets=8"]
 MI += ["train.batch_size=full"]
 ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"]

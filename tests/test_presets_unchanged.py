@@ -86,6 +86,7 @@ SQUAD_EXAMPLES = [
 ]
 SMALL = ["data.num_train=24", "data.num_dev=8", "data.num_test=8", "train.steps=3"]
 SMALL += ["train.eval_every=2", "seed.public=5", "seed.secret=7", "train.batch_size=8"]
+SMALL += ["model.device=cpu"]  # the golden values are CPU values
 RUNS = {
     "mezo": ["train.lr=0.01"],
     "zpl": ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"],
@@ -111,6 +112,7 @@ SQUAD_RUN = [
     "mechanism.subsets=4",
     "seed.public=2",
     "seed.secret=3",
+    "model.device=cpu",
 ]
 
 

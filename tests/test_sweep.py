@@ -31,6 +31,7 @@ SMALL = [
     "train.steps=12",
     "train.eval_every=4",
     "train.checkpoint_every=5",
+    "model.device=cpu",  # the suite assumes a CPU (a visible GPU is not used)
 ]
 ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4"]
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from paczero.trainer import train
 from paczero.zo import ZOEstimator, direction_block
 
 QUICK = ["train.steps=6", "train.eval_every=3", "data.num_train=32", "data.num_dev=16"]
-QUICK += ["data.num_test=16", "train.batch_size=8"]
+QUICK += ["data.num_test=16", "train.batch_size=8", "model.device=cpu"]
 
 
 def run(tmp_path, name, *overrides):

@@ -32,6 +32,7 @@ from paczero.trainer import train
 pytestmark = pytest.mark.filterwarnings("ignore:seed.secret is set")
 
 TINY = ["data.num_dev=16", "data.num_test=16", "train.eval_every=0", "train.batch_size=full"]
+TINY += ["model.device=cpu"]  # the suite assumes a CPU (a visible GPU is not used)
 
 
 def run(tmp_path, name, *overrides):

@@ -24,7 +24,7 @@ from paczero.tasks.own_data import own_splits
 from paczero.zo import ZOEstimator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false"]
+QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false", "model.device=cpu"]
 MECHANISMS = {  # the README's commands
     "paczero-zpl": [],
     "paczero-mi": ["mechanism.name=paczero-mi", "mechanism.budget=0.3"],
