@@ -14,7 +14,7 @@ from paczero.cli import main
 from paczero.prediction import predict
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false"]
+QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false", "model.device=cpu"]
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
@@ -113,3 +113,15 @@ def test_predict_refuses_bad_input_in_one_line_before_loading(tickets_run, tmp_p
     missing = tmp_path / "none.csv"
     assert main(["predict", str(tickets_run), "--data", str(missing)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_eval_writes_each_rows_prediction_beside_its_label(tickets_run, tmp_path, capsys):
+    out = tmp_path / "test-rows.jsonl"
+    argv = ["eval", str(tickets_run), "--json", "--out", str(out), "--set", "model.device=cpu"]
+    assert main(argv) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == metrics["examples"] and set(rows[0]["input"]) == {"text"}
+    assert sum(r["correct"] for r in rows) / len(rows) == pytest.approx(metrics["accuracy"])
+    assert main(argv) == 2  # never over an existing file
+    assert "exists" in capsys.readouterr().err

@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "dev"), default="test")
     _add_overrides(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", help="also write each row's prediction and label (a new JSONL file)")
 
     p = sub.add_parser(
         "predict", help="a run's model (or a base model) on new rows: labels or answers"
@@ -290,7 +291,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     _quiet_libraries()
 
-    metrics = evaluate(args.target, split=args.split, overrides=args.overrides)
+    metrics = evaluate(args.target, split=args.split, overrides=args.overrides, out=args.out)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -13,17 +13,23 @@ from paczero.config import RunConfig, apply_overrides, load_config, validate_con
 from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
-from paczero.runs import RunDir, read_json
+from paczero.runs import RunDir, new_output_file, read_json, write_jsonl
 from paczero.session import build_task_for, load_named
 from paczero.tasks import load_splits
+from paczero.tasks.base import row_records
 
 
 def evaluate(
-    target: str | Path, split: str = "test", overrides: list[str] | tuple[str, ...] = ()
+    target: str | Path,
+    split: str = "test",
+    overrides: list[str] | tuple[str, ...] = (),
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a run's dev-best model, an exported model, or a base model (zero-shot)."""
+    """Metrics of a run's dev-best model, an exported model, or a base model (zero-shot);
+    with ``out``, each row's prediction beside its label, as JSON Lines (a new file)."""
+    out_path = new_output_file(out) if out is not None else None
     cfg, weights = load_target(target, overrides)
-    return evaluate_config(cfg, split, weights)
+    return evaluate_config(cfg, split, weights, out=out_path)
 
 
 Weights = Callable[[LoadedModel], torch.nn.Module]
@@ -65,7 +71,10 @@ def load_target(
 
 
 def evaluate_config(
-    cfg: RunConfig, split: str = "dev", weights: Weights = lambda loaded: loaded.model
+    cfg: RunConfig,
+    split: str = "dev",
+    weights: Weights = lambda loaded: loaded.model,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``cfg``'s model on one of its splits: zero-shot unless ``weights`` puts
     trained weights in (the demo compares prompt templates with it)."""
@@ -74,9 +83,12 @@ def evaluate_config(
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     model = weights(loaded)
     task = build_task_for(cfg, loaded)
-    encoded = task.encode(splits.test if split == "test" else splits.dev)
+    rows = splits.test if split == "test" else splits.dev
+    encoded = task.encode(rows)
     with progress.phase(f"{split} evaluation"):  # a bar on a terminal, lines in a log
-        metrics = task.evaluate(model, encoded, cfg.train.eval_batch)
+        metrics, predicted = task.evaluate_rows(model, encoded, cfg.train.eval_batch)
+    if out is not None:
+        write_jsonl(out, row_records(task.inputs(rows), predicted))
     return {**metrics, "examples": len(encoded), "split": split}
 
 

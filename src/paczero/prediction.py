@@ -6,9 +6,6 @@ each row's predicted label and every label's probability; generation writes the 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,9 @@ from paczero.errors import UserError
 from paczero.evaluation import load_target
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
+from paczero.runs import new_output_file, write_jsonl
 from paczero.session import build_task_for
+from paczero.tasks.base import row_records
 from paczero.tasks.own_data import cell_text, checked_rows, read_table
 
 
@@ -30,7 +29,7 @@ def predict(
 ) -> list[dict[str, Any]]:
     """One record per row of ``data``: ``{"row", "input", "prediction", ...}`` (and, for
     classification, ``probabilities``); also written to ``out`` as JSON Lines."""
-    out_path = _new_file(out) if out is not None else None
+    out_path = new_output_file(out) if out is not None else None
     cfg, weights = load_target(target, overrides, rows=str(data))
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
@@ -45,10 +44,7 @@ def predict(
     encoded = task.encode(rows, labelled=False)
     with progress.phase(f"predicting {len(rows)} rows"):
         predicted = task.predict_rows(model, encoded, batch_size or cfg.train.eval_batch)
-    records = [
-        {"row": i + 1, "input": row, **p}
-        for i, (row, p) in enumerate(zip(rows, predicted, strict=True))
-    ]
+    records = row_records(rows, predicted)  # every column travels to the output (ids)
     if out_path is not None:
         write_jsonl(out_path, records)
     return records
@@ -58,34 +54,6 @@ def _needs(fields: tuple[str, ...]):
     def check(row: dict, where: str) -> dict:
         for name in fields:
             cell_text(row[name], f"{where}: column '{name}'")
-        return row  # every column travels to the output (ids, metadata)
+        return row
 
     return check
-
-
-def _new_file(out: str | Path) -> Path:
-    """``out`` where a new file may be written: never over an existing one (nothing lost)."""
-    path = Path(out).expanduser()
-    if not str(out).strip():
-        raise UserError("--out is empty: give a file path for the predictions (JSON Lines)")
-    if path.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file path such as {path}/out.jsonl")
-    if path.exists():
-        raise UserError(f"--out {out} exists; choose another name or remove it first")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {out}: the folder {path.parent} does not exist")
-    return path
-
-
-def write_jsonl(path: Path, records: list[dict[str, Any]], mode: int = 0o644) -> None:
-    """All records or none: written beside ``path`` and renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

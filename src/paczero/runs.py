@@ -114,6 +114,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]], mode: int = 0o644) -> None:
+    """All records as JSON Lines, or none (``atomic_write_bytes``)."""
+    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def new_output_file(out: str | Path, option: str = "--out") -> Path:
+    """``out`` where a new file may be written: never over an existing one (nothing lost)."""
+    path = Path(out).expanduser()
+    if not str(out).strip():
+        raise UserError(f"{option} is empty: give a file path for the predictions (JSON Lines)")
+    if path.is_dir():
+        raise UserError(f"{option} {out} is a directory; give a file path such as {path}/out.jsonl")
+    if path.exists():
+        raise UserError(f"{option} {out} exists; choose another name or remove it first")
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {out}: the folder {path.parent} does not exist")
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

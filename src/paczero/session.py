@@ -190,11 +190,7 @@ def build_session(
     else:
         optimizer = zo_optimizer(cfg, loaded, mechanism, restore, public, secret, world)
     provenance = getattr(splits, "provenance", "official")
-    fields = task.spec.prompt.fields
-    inputs = {
-        name: [{f: row[f] for f in fields} for row in part]
-        for name, part in (("dev", splits.dev), ("test", splits.test))
-    }
+    inputs = {"dev": task.inputs(splits.dev), "test": task.inputs(splits.test)}
     return Session(
         cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
         mechanism, optimizer, restore, world, units, coverage, inputs,

@@ -38,7 +38,6 @@ from paczero.distributed import SOLO, World, close_world, fingerprint, init_worl
 from paczero.errors import Diverged, Interrupted, UserError
 from paczero.exporting import base_identity, ready_to_share
 from paczero.optim import StepResult
-from paczero.prediction import write_jsonl
 from paczero.privacy.randomness import secret_stream
 from paczero.records import ReleaseRecord, jsonable
 from paczero.report import describe_result, privacy_report
@@ -48,9 +47,11 @@ from paczero.runs import (
     check_new_run_dir,
     default_run_dir,
     write_json,
+    write_jsonl,
 )
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
 from paczero.signals import handled
+from paczero.tasks.base import row_records
 from paczero.tracking import open_tracker
 
 
@@ -354,10 +355,7 @@ class Trainer:
         private = coverage.get(f"{split}_from_pool_source", True)
         folder = self.run_dir.private_dir if private else self.run_dir.path / "predictions"
         inputs = self.s.inputs.get(split) or [{} for _ in rows]
-        records = [
-            {"row": i + 1, "input": given, **row}
-            for i, (given, row) in enumerate(zip(inputs, rows, strict=True))
-        ]
+        records = row_records(inputs, rows)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"predictions-{split}.jsonl" if private else f"{split}.jsonl"
         write_jsonl(folder / name, records, mode=PRIVATE_FILE_MODE if private else 0o644)

@@ -162,8 +162,18 @@ class TaskBase:
         self.pad_id = pad_id(tokenizer)
         self.special_prefix = special_prefix(tokenizer)
 
+    def inputs(self, rows: Sequence[dict]) -> list[dict]:
+        """Each row's prompt fields: what a predictions file shows beside a prediction."""
+        return [{name: row[name] for name in self.spec.prompt.fields} for row in rows]
+
 
 # ---------------------------------------------------------------- shared helpers
+
+
+def row_records(inputs: Sequence[dict], predictions: Sequence[dict]) -> list[dict]:
+    """One record per row for a predictions file: its number, its input, its prediction."""
+    pairs = enumerate(zip(inputs, predictions, strict=True))
+    return [{"row": i + 1, "input": given, **predicted} for i, (given, predicted) in pairs]
 
 
 def count(item: tuple) -> int:
