@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -538,6 +539,8 @@ def test_sigint_then_sigterm_kills_the_step_and_the_run_stays_resumable(tmp_path
 def test_default_run_names_are_unique_within_a_second(tmp_path, monkeypatch):
     cfg = load_config("smoke")
     assert len({default_run_dir(cfg) for _ in range(200)}) == 200
+    with mock.patch("secrets.token_hex", side_effect=["aaaaaa", "aaaaaa", "bbbbbb"]):
+        assert default_run_dir(cfg) != default_run_dir(cfg)  # a repeated draw is drawn again
     monkeypatch.chdir(tmp_path)
     quick = [*SMALL, "train.steps=1", "train.eval_at_start=false"]
     a = train("smoke", overrides=quick, progress=False).run_dir

@@ -61,10 +61,20 @@ def notice(message: str) -> None:
     print(f"paczero: note: {message}", file=sys.stderr, flush=True)
 
 
+_ISSUED: set[Path] = set()  # default run directories this process has named
+
+
 def default_run_dir(cfg: RunConfig) -> Path:
-    """runs/<time>-<task>-<mechanism>-<random>: unique even for runs started the same second."""
+    """runs/<time>-<task>-<mechanism>-<random>: unique even for runs started the same second.
+    A name this process gave before, or one on disk, is drawn again (24 random bits alone
+    collide once in ~800 batches of 200 names)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.task.name}-{cfg.mechanism.name}-{secrets.token_hex(3)}"
+    while True:
+        name = f"{stamp}-{cfg.task.name}-{cfg.mechanism.name}-{secrets.token_hex(3)}"
+        path = Path("runs") / name
+        if path not in _ISSUED and not path.exists():
+            _ISSUED.add(path)
+            return path
 
 
 def check_new_run_dir(path: Path) -> None:
