@@ -4,6 +4,11 @@ Each bad input goes through ``paczero.cli.main`` in-process and must end with ex
 exactly one line on stderr, no traceback, and nothing left behind: the working directory
 (where a default ``runs/`` would appear), the input files and the finished run the
 commands read are byte-for-byte as they were.
+
+The bad files of one's own data (a CSV naming a column twice, a row with more cells than
+its header, a header-only CSV, an empty JSONL, a Parquet footer longer than its file, a
+prompt with no {column}, an empty label word) are in the same kind of table beside the
+own-data reader, ``tests/tasks/test_own_data.py`` (``CASES``), held to the same rules.
 """
 
 import json
