@@ -14,7 +14,39 @@ def test_defaults_follow_mezo_and_the_design_keys():
     assert (cfg.data.num_train, cfg.data.num_dev, cfg.data.num_test) == (1000, 500, 1000)
     assert cfg.model.lora.rank == 8 and cfg.model.lora.alpha == 16
     assert cfg.model.lora.targets == ["q_proj", "v_proj"] and cfg.model.lora.dropout == 0
-    assert cfg.mechanism.name == "mezo" and cfg.seed.secret is None
+    assert cfg.seed.secret is None
+
+
+@pytest.mark.parametrize(
+    ("sets", "subsets"),
+    [
+        ([], 128),
+        (["data.num_train=32"], 32),
+        (["data.num_train=33"], 32),
+        (["data.num_train=500"], 128),
+        (["data.num_train=16", "mechanism.subsets=4"], 4),
+    ],
+)
+def test_a_config_without_a_mechanism_is_private(sets, subsets):
+    """Private by default: PACZero-ZPL with M the largest even M <= min(128, pool)."""
+    cfg = load_config(None, sets)
+    assert cfg.mechanism.name == "paczero-zpl" and cfg.mechanism.subsets == subsets
+    assert RunConfig().mechanism.name == "paczero-zpl"
+
+
+def test_only_a_named_mechanism_runs_without_privacy():
+    cfg = load_config(None, ["mechanism.name=mezo"])
+    assert cfg.mechanism.name == "mezo"
+
+
+@pytest.mark.parametrize("text", ["", "# nothing here\n\n", "---\n# a comment\n"])
+def test_an_empty_config_file_is_refused_in_one_line(tmp_path, capsys, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    out = capsys.readouterr().err.strip()
+    assert "is empty" in out and len(out.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_overrides_are_dotted_and_typed():

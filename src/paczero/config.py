@@ -27,6 +27,7 @@ from paczero.errors import UserError
 from paczero.mechanisms import (
     DEFAULT_MECHANISM,
     REGISTRY,
+    default_subsets,
     mechanism_class,
     mechanism_keys,
     section_type,
@@ -137,13 +138,23 @@ class RunConfig(Section):
     seed: SeedConfig = Field(default_factory=SeedConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
-    @field_validator("mechanism", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _mezo_by_default(cls, value: Any) -> Any:
-        """A mechanism section without a name is MeZO's (the default mechanism)."""
-        if isinstance(value, dict) and "name" not in value:
-            return {"name": DEFAULT_MECHANISM, **value}
-        return value
+    def _private_by_default(cls, data: Any) -> Any:
+        """A config that names no mechanism runs PACZero-ZPL (private by default), with M
+        the largest even number <= min(128, pool units) unless ``mechanism.subsets`` is
+        given; only a config that names a non-private mechanism runs without privacy."""
+        if not isinstance(data, dict):
+            return data
+        section = data.get("mechanism")
+        if section is None:
+            section = {}
+        if not isinstance(section, dict) or "name" in section:
+            return data
+        section = {"name": DEFAULT_MECHANISM, **section}
+        if "subsets" not in section:
+            section["subsets"] = default_subsets(_pool_units(data))
+        return {**data, "mechanism": section}
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -181,6 +192,15 @@ class RunConfig(Section):
         return yaml.safe_dump(self.public_dict(), sort_keys=False)
 
 
+def _pool_units(data: dict[str, Any]) -> int:
+    """data.num_train of a raw config (its default when absent or not yet a number)."""
+    section = data.get("data")
+    given = section.get("num_train") if isinstance(section, dict) else None
+    if isinstance(given, int) and not isinstance(given, bool) and given > 0:
+        return given
+    return DataConfig.model_fields["num_train"].default
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -204,6 +224,12 @@ def read_source(source: str | None) -> dict[str, Any]:
         if not path.is_file():
             raise UserError(f"config file not found: {source}")
         text = read_text(path, "config file")
+        if not yaml_mapping(text, source, "sections", "a config"):
+            raise UserError(
+                f"config file {source} is empty (no keys, only comments or blank lines): name "
+                "at least the model and task you mean, e.g. start from examples/tickets.yaml "
+                "or `paczero recipes`"
+            )
     elif source in recipe_names():
         text = recipe_text(source)
     else:

@@ -586,6 +586,7 @@ def test_answers_lists_and_hub_style_answers(tmp_path):
             "data.num_dev=1",
             "data.num_test=1",
             "train.batch_size=1",
+            "mechanism.name=mezo",  # a pool of one unit: no candidate subsets to hide in
         ],
     )
     splits = own_splits(cfg.data, row_schema(cfg.task))

@@ -51,7 +51,16 @@ REGISTRY: dict[str, type[Mechanism]] = {
 }
 
 
-DEFAULT_MECHANISM = "mezo"  # a run that names no mechanism
+# A run that names no mechanism is private: PACZero-ZPL, with M sized to its pool.
+DEFAULT_MECHANISM = "paczero-zpl"
+DEFAULT_MAX_SUBSETS = 128
+
+
+def default_subsets(pool_units: int) -> int:
+    """M of a run that names no mechanism: the largest even M <= min(128, pool units),
+    at least 2 (each unit sits in M/2 subsets; more subsets than units add nothing)."""
+    m = min(DEFAULT_MAX_SUBSETS, pool_units)
+    return max(2, m - m % 2)
 
 
 def mechanism_class(name: str) -> type[Mechanism]:
@@ -131,6 +140,7 @@ __all__ = [
     "SecretSign",
     "StepContext",
     "build_mechanism",
+    "default_subsets",
     "family_of",
     "mechanism_class",
     "mechanism_config",
