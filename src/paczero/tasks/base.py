@@ -19,6 +19,7 @@ import torch
 
 from paczero import progress
 from paczero.distributed import World, shard
+from paczero.errors import UserError
 
 if TYPE_CHECKING:
     from paczero.tasks.options import DataConfig, TaskConfig
@@ -160,7 +161,28 @@ class TaskBase:
         self.device = torch.device(device)
         self.max_batch_tokens = max_batch_tokens  # caps the padded tokens of a micro-batch
         self.pad_id = pad_id(tokenizer)
-        self.special_prefix = special_prefix(tokenizer)
+        self.chat = bool(getattr(cfg, "chat_template", False))
+        if self.chat and not getattr(tokenizer, "chat_template", None):
+            raise UserError(
+                "task.chat_template is true but this model's tokenizer has no chat template: "
+                "use an instruct model, or set task.chat_template=false"
+            )
+        # a chat template writes its own leading special tokens (BOS) into the text
+        self.special_prefix = [] if self.chat else special_prefix(tokenizer)
+
+    def wrap(self, prompt: str) -> str:
+        """The prompt as the model reads it: as is, or (task.chat_template) the user's turn
+        of the tokenizer's chat template followed by the opened assistant turn."""
+        if not self.chat:
+            return prompt
+        turn = [{"role": "user", "content": prompt}]
+        return self.tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+
+    def cue(self, prompt: Prompt) -> str:
+        """The text after the prompt's last field as the model reads it (a completion
+        follows it): the prompt's cue, then the chat template's end of the user turn."""
+        marker = "\x00paczero-field\x00"
+        return self.wrap(marker + prompt.cue()).rpartition(marker)[2]
 
     def inputs(self, rows: Sequence[dict]) -> list[dict]:
         """Each row's prompt fields: what a predictions file shows beside a prediction."""
@@ -218,8 +240,6 @@ def plain_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
 
 
 def pad_id(tokenizer: Any) -> int:
-    from paczero.errors import UserError
-
     if tokenizer.pad_token_id is None:
         raise UserError("the tokenizer has no pad token; load it through paczero.load_model")
     return int(tokenizer.pad_token_id)

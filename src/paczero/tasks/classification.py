@@ -184,7 +184,7 @@ class ClassificationTask(TaskBase):
 
     def _option_ids(self) -> list[list[int]]:
         """Tokenise prompt+word jointly, so merges across the boundary are respected."""
-        prompt = self.spec.prompt.render({f: "x" for f in self.spec.prompt.fields})
+        prompt = self.render({f: "x" for f in self.spec.prompt.fields})
         base = self._plain(prompt)
         out = []
         for option in self.spec.words:
@@ -213,7 +213,7 @@ class ClassificationTask(TaskBase):
     # ------------------------------------------------------------ encoding
 
     def render(self, example: dict) -> str:
-        return self.spec.prompt.render(example)
+        return self.wrap(self.spec.prompt.render(example))
 
     def encode(self, examples: Sequence[dict], labelled: bool = True) -> EncodedSet:
         """Token ids of each row's prompt; ``labelled=False`` for rows to predict (no label

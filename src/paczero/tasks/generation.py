@@ -221,7 +221,7 @@ class GenerationTask(TaskBase):
         return plain_ids(self.tokenizer, texts)
 
     def render(self, example: dict) -> str:
-        return self.spec.prompt.render(example)
+        return self.wrap(self.spec.prompt.render(example))
 
     def encode(self, examples: Sequence[dict], labelled: bool = True) -> GenerationEncoded:
         """Token ids of each row's prompt and gold continuation; ``labelled=False`` for rows
@@ -249,7 +249,7 @@ class GenerationTask(TaskBase):
     def _continuations(self, examples: Sequence[dict]) -> list[list[int]]:
         """Tokenise each continuation after the prompt's cue, so merges across it are
         respected."""
-        cue = self.spec.prompt.cue()
+        cue = self.cue(self.spec.prompt)
         base = self._plain([cue])[0]
         conts = [self.spec.continuation(e) for e in examples]
         out = []

@@ -21,7 +21,7 @@ from paczero.tasks.registry import (
     default_max_length,
 )
 from paczero.textfiles import read_text
-from paczero.values import Int, Section, Seed, Text, label_key, yaml_mapping
+from paczero.values import Bool, Int, Section, Seed, Text, label_key, yaml_mapping
 
 
 def _label_words(value: Any) -> Any:
@@ -57,6 +57,9 @@ class TaskConfig(Section):
     completion_field: Text | None = None  # generation: the column of the text to produce
     answers_field: Text | None = None  # generation: a column of acceptable answers (a list)
     target_delimiter: str = " "  # between the prompt and a label word or completion
+    # wrap the prompt in the tokenizer's chat template (a user turn, then the assistant's
+    # turn opened): for instruct models; a task of one's own then has no delimiter by default
+    chat_template: Bool = False
     stop: list[Text] = Field(default_factory=lambda: ["\n"])  # generation: where answers end
     truncate_field: Text | None = None  # generation: the field cut when a prompt is too long
     metrics: list[Text] | None = None  # default: the type's; the first picks the dev-best
@@ -85,6 +88,14 @@ class TaskConfig(Section):
                 if length is not None:
                     data["max_length"] = length
         return data
+
+    @model_validator(mode="after")
+    def _chat_turn_needs_no_delimiter(self) -> TaskConfig:
+        """The assistant's turn starts a line: a label word or completion follows the
+        templated prompt as is (an explicit task.target_delimiter is kept)."""
+        if self.chat_template and self.type and "target_delimiter" not in self.model_fields_set:
+            self.target_delimiter = ""
+        return self
 
     @field_validator("type")
     @classmethod
