@@ -32,7 +32,7 @@ from paczero.mechanisms import (
     mechanism_keys,
     section_type,
 )
-from paczero.tasks.options import DataConfig, TaskConfig
+from paczero.tasks.options import DataConfig, TaskConfig, sized_to_own_files
 from paczero.tasks.registry import check_run_task
 from paczero.textfiles import parse_yaml, read_text
 from paczero.values import (
@@ -140,21 +140,18 @@ class RunConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _private_by_default(cls, data: Any) -> Any:
-        """A config that names no mechanism runs PACZero-ZPL (private by default), with M
-        the largest even number <= min(128, pool units) unless ``mechanism.subsets`` is
-        given; only a config that names a non-private mechanism runs without privacy."""
+    def _defaults_that_fit(cls, data: Any) -> Any:
+        """Defaults that fit the data: the sizes of one's own files (``DataConfig``), then
+        the pool's M and batch, and a small file's steps and learning rate."""
         if not isinstance(data, dict):
             return data
-        section = data.get("mechanism")
-        if section is None:
-            section = {}
-        if not isinstance(section, dict) or "name" in section:
-            return data
-        section = {"name": DEFAULT_MECHANISM, **section}
-        if "subsets" not in section:
-            section["subsets"] = default_subsets(_pool_units(data))
-        return {**data, "mechanism": section}
+        data = dict(data)
+        if isinstance(data.get("data"), dict):
+            data["data"] = sized_to_own_files(data["data"])
+        pool = _pool_units(data)
+        data["mechanism"] = _private_by_default(data.get("mechanism"), pool)
+        data["train"] = _train_defaults(data, pool)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -190,6 +187,44 @@ class RunConfig(Section):
     def to_yaml(self) -> str:
         """config.yaml of a run: ``public_dict``."""
         return yaml.safe_dump(self.public_dict(), sort_keys=False)
+
+
+def _private_by_default(section: Any, pool: int) -> Any:
+    """A config that names no mechanism runs PACZero-ZPL (private by default); only one
+    that names a non-private mechanism runs without privacy. A mechanism over candidate
+    subsets whose M is not given gets the largest even M <= min(128, pool units)."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        return section
+    section = {"name": DEFAULT_MECHANISM, **section}
+    if "subsets" not in section and "subsets" in mechanism_keys(section["name"]):
+        section["subsets"] = default_subsets(pool)
+    return section
+
+
+# A task of one's own on a LoRA model: the examples' steps and learning rate (the 1000
+# steps at 1e-6 of the presets are MeZO's full-parameter OPT settings).
+OWN_TASK_TRAIN = {"steps": 100, "lr": 0.01}
+
+
+def _train_defaults(data: dict[str, Any], pool: int) -> Any:
+    """``train`` with a batch no larger than the pool, and a small file's steps and
+    learning rate for a task of one's own, where not given."""
+    section = data.get("train")
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        return section
+    section = dict(section)
+    if "batch_size" not in section and pool < TrainConfig.model_fields["batch_size"].default:
+        section["batch_size"] = "full"
+    task, model = data.get("task"), data.get("model")
+    own = isinstance(task, dict) and (task.get("type") or task.get("file"))
+    lora = not isinstance(model, dict) or model.get("track", "lora") == "lora"
+    if own and lora:
+        for key, value in OWN_TASK_TRAIN.items():
+            section.setdefault(key, value)
+    return section
 
 
 def _pool_units(data: dict[str, Any]) -> int:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from paczero.errors import UserError
+from paczero.tasks.own_data import SIZE_KEYS, own_sizes
 from paczero.tasks.registry import (
     DEFAULT_TEMPLATE,
     check_name_and_type,
@@ -110,6 +111,15 @@ class TaskConfig(Section):
         return self
 
 
+def sized_to_own_files(data: Any) -> Any:
+    """A raw ``data`` section with its sizes fitted to one's own local files (a no-op for
+    the presets' data and once the sizes are numbers)."""
+    if not isinstance(data, dict):
+        return data
+    defaults = {k: DataConfig.model_fields[k].default for k in SIZE_KEYS}
+    return own_sizes(data, defaults)
+
+
 def read_task_file(path: Path) -> dict[str, Any]:
     """The keys of a task YAML file (lm-evaluation-harness style: type, prompt, label words)."""
     data = yaml_mapping(read_text(path, "task file"), f"task file {path}", "task keys")
@@ -136,10 +146,17 @@ class DataConfig(Section):
     hub_config: Text | None = None  # the hub data set's config (e.g. sst2 of nyu-mll/glue)
     splits: HubSplits = Field(default_factory=HubSplits)
     group_field: Text | None = None  # rows sharing its value are one privacy unit (a user)
-    num_train: Int = Field(1000, ge=1)  # the pool: rows, or units with data.group_field
+    # the pool: rows, or units with data.group_field; 'all': every unit of data.train not
+    # carved for dev/test. Sizes not given fit one's own local files (own_data.own_sizes).
+    num_train: Int = Field(1000, ge=1)
     num_dev: Int = Field(500, ge=1)
     num_test: Int = Field(1000, ge=1)
     seed: Seed = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sized_to_own_files(cls, data: Any) -> Any:
+        return sized_to_own_files(data)
 
     @model_validator(mode="before")
     @classmethod

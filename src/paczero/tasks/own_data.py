@@ -156,6 +156,67 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
     )
 
 
+CARVED_SHARE = 10  # a dev or test set carved from data.train: 1/10 of its units by default
+SIZE_KEYS = ("num_train", "num_dev", "num_test")
+
+
+def own_sizes(section: dict[str, Any], defaults: dict[str, int]) -> dict[str, Any]:
+    """The raw ``data`` section with ``data.num_*`` sized to one's own local files where
+    not given, and ``num_train: all`` resolved: dev and test default to what the dev/test
+    files hold (half each of the one file given; the other is carved from it), else to a
+    1/10 share of data.train's units each (at most the preset defaults, ``defaults``); the
+    pool to every unit left. A hub data set keeps ``defaults`` (its size is unknown
+    before it is read). The pool size is public (every report states it), so reading it
+    off the file adds nothing to what a run shows."""
+    train = section.get("train")
+    wants_all = section.get("num_train") == "all"
+    missing = [k for k in SIZE_KEYS if section.get(k) is None]
+    if not isinstance(train, str) or not train or not (wants_all or missing):
+        return section
+    path = Path(train).expanduser()
+    if not path.exists():
+        if wants_all:
+            raise ValueError(
+                "data.num_train 'all' needs data.train to be a local file or folder (a hub "
+                "data set's size is not known before it is read); give a number"
+            )
+        return section
+    sizes = {k: section[k] for k in SIZE_KEYS if section.get(k) is not None and k != "num_train"}
+    files = {}
+    for role in ("dev", "test"):
+        source = section.get(role)
+        if isinstance(source, str) and source:
+            if not Path(source).expanduser().exists():
+                return section if not wants_all else {**section, "num_train": "all"}
+            files[role] = len(_read_files(Path(source).expanduser(), f"data.{role}").rows)
+    units = _count_units(_read_files(path, "data.train"), section.get("group_field"))
+    carved_from_train = []
+    if len(files) == 2:
+        for role, rows in files.items():
+            sizes.setdefault(f"num_{role}", rows)
+    elif files:
+        ((given, rows),) = files.items()
+        other = "test" if given == "dev" else "dev"
+        sizes.setdefault(f"num_{other}", max(1, rows // 2))
+        sizes.setdefault(f"num_{given}", max(1, rows - sizes[f"num_{other}"]))
+    else:
+        carved_from_train = ["num_dev", "num_test"]
+        for key in carved_from_train:
+            sizes.setdefault(key, max(1, min(defaults[key], units // CARVED_SHARE)))
+    if wants_all or section.get("num_train") is None:
+        left = units - sum(sizes[k] for k in carved_from_train)
+        sizes["num_train"] = max(1, left)
+    return {**section, **sizes}
+
+
+def _count_units(table: Table, group_field: Any) -> int:
+    """Rows, or distinct values of data.group_field (rows when the column is missing: the
+    data checks say so later, in one line)."""
+    if not isinstance(group_field, str) or group_field not in table.columns:
+        return len(table.rows)
+    return len({label_key(row[group_field]) for row in table.rows})
+
+
 def _public_parts(
     files: dict[str, Table], carved: list[str], wanted: dict[str, int], schema, seed: int
 ) -> dict[str, tuple[list[dict], np.ndarray]]:
