@@ -181,3 +181,9 @@ def test_result_json_description_says_which_keys_were_overridden(tmp_path, small
     assert again.description == described
     assert load_config("smoke", ["description=mine", "train.steps=3"]).description == "mine"
     assert load_config("smoke").description == recipe
+
+
+def test_a_task_of_ones_own_shows_no_preset_template():
+    own = load_config("examples/tickets.yaml").public_dict()["task"]
+    assert "template" not in own and own["type"] == "classification"
+    assert load_config("smoke").public_dict()["task"]["template"] == "mezo"

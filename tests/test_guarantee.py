@@ -75,3 +75,25 @@ def test_dp_text_report_states_the_neighbouring_relation(
     )
     assert dict(guarantee.privacy_rows(result.privacy))["neighbouring relation"] == stated
     assert ("2C = 10" in stated) == (sensitivity == "replace-one")
+
+
+@pytest.mark.parametrize("privacy", [PAC, {**PAC, "mi_bound": 0.0}, DP])
+def test_a_user_level_run_is_worded_in_users_everywhere(privacy):
+    """One source (guarantee.unit_words): the report, its guarantee line, the card's plain
+    words and coverage name the run's unit, never 'pool example(s)'."""
+    data = {"unit": "group", "unit_field": "customer", "pool_units": 6}
+    data["note"] = guarantee.coverage_note(data)
+    line = guarantee.guarantee_line(privacy["guarantee"], data)
+    users = {**privacy, "data": data, "guarantee": line}
+    texts = [
+        guarantee.describe_privacy(users),
+        guarantee.plain_words(users, pool=6),
+        guarantee.covers(users, {"dev": 4, "test": 4, "provenance": "own data"}),
+    ]
+    for text in texts:
+        assert "example" not in text, text
+    assert "pool user" in line and "users" in texts[1]
+    assert "pool user (the rows sharing data.group_field 'customer')" in texts[2]
+    rows = {"unit": "row", "pool_units": 6}
+    assert guarantee.guarantee_line(privacy["guarantee"], rows) == privacy["guarantee"]
+    assert guarantee.guarantee_line("a mechanism's own words", data) == "a mechanism's own words"

@@ -166,3 +166,17 @@ def test_a_wait_that_fails_does_not_say_done(monkeypatch, capsys):
         raise RuntimeError("unreachable")
     err = capsys.readouterr().err
     assert "calibrating ..." in err and "done" not in err
+
+
+def test_a_step_0_dev_figure_is_labelled_as_such(tmp_path, monkeypatch):
+    """With train.eval_every 0 the bar's dev figure is the untrained model's until the
+    final evaluation: each line says so instead of seeming to repeat a fresh evaluation."""
+    monkeypatch.setenv(progress.INTERVAL_ENV, "0")
+    buffer = io.StringIO()
+    monkeypatch.setattr(progress, "stream", lambda: buffer)
+    sets = [*SMALL, "train.lr=0.05", "train.eval_every=0", "data.seed=1"]
+    train("smoke", out=tmp_path / "run", overrides=sets, progress=True)
+    lines = [line for line in buffer.getvalue().splitlines() if line.startswith("mezo:")]
+    middle = [line for line in lines[:-1] if "dev_acc=" in line]
+    assert middle and all("(step 0)" in line for line in middle)
+    assert "(step 0)" not in lines[-1]  # the final evaluation beat it (best step 6)

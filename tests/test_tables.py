@@ -26,3 +26,19 @@ def test_a_stat_is_the_mean_and_sample_std_of_its_values():
     assert (stat.n, stat.mean) == (3, 2.0) and stat.std == pytest.approx(1.0)
     assert Stat([4.0]).std is None and Stat().mean is None
     assert stat.to_json() == {"mean": 2.0, "std": stat.std, "n": 3, "values": [1.0, 2.0, 3.0]}
+
+
+def test_a_zero_shot_cell_of_ones_own_task_names_no_template():
+    from paczero.sweep import Cell
+    from paczero.tables import cell_method
+
+    def cell(kind, config, sets=()):
+        return Cell("c", kind, "base", config, list(sets), [0])
+
+    own = {"task": {"file": "/x/tickets-task.yaml"}}
+    assert cell_method(cell("eval", own)) == "zero-shot"
+    assert cell_method(cell("eval", {"task": {"name": "sst2"}})) == "zero-shot (mezo template)"
+    review = cell("eval", {}, ["task.template=review"])
+    assert cell_method(review) == "zero-shot (review template)"
+    assert cell_method(cell("train", {})) == "paczero-zpl"  # private by default
+    assert cell_method(cell("train", own, ["mechanism.name=mezo"])) == "mezo"

@@ -182,6 +182,8 @@ class RunConfig(Section):
         would let anyone recompute S* and every noise draw (it lives in private/)."""
         data = self.model_dump(mode="json")
         data["seed"].pop("secret", None)
+        if self.task.type is not None:  # a task of one's own has its prompt, no template
+            data["task"].pop("template", None)
         return data
 
     def to_yaml(self) -> str:

@@ -11,24 +11,46 @@ from __future__ import annotations
 
 from typing import Any
 
-# The ``guarantee`` line of result.json["privacy"], per family.
-GUARANTEE_PAC = (
-    "The bound covers membership of a pool example in the secret subset S* (the half of the "
-    "pool the model was trained on) against an attacker who knows the pool, the candidate "
-    "subsets and every public release; it is not a guarantee for the pool against the "
-    "outside world."
-)
-GUARANTEE_DP = (
-    "(epsilon, delta)-differential privacy for each pool example under the neighbouring "
-    "relation stated below; the membership-inference bound is the DP bound at prior 0.5. "
-    "The guarantee covers the pool only."
-)
-GUARANTEE_NONE = "No privacy guarantee: this mechanism releases data-dependent values unprotected."
+# The ``guarantee`` line of result.json["privacy"], per family, over the run's unit.
+_GUARANTEE = {
+    "pac": (
+        "The bound covers membership of a pool {one} in the secret subset S* (the half of the "
+        "pool the model was trained on) against an attacker who knows the pool, the "
+        "candidate subsets and every public release; it is not a guarantee for the pool "
+        "against the outside world."
+    ),
+    "dp": (
+        "(epsilon, delta)-differential privacy for each pool {one} under the neighbouring "
+        "relation stated below; the membership-inference bound is the DP bound at prior "
+        "0.5. The guarantee covers the pool only."
+    ),
+    "none": "No privacy guarantee: this mechanism releases data-dependent values unprotected.",
+}
+GUARANTEE_PAC = _GUARANTEE["pac"].format(one="example")
+GUARANTEE_DP = _GUARANTEE["dp"].format(one="example")
+GUARANTEE_NONE = _GUARANTEE["none"]
 
 
 def family(privacy: dict[str, Any]) -> str:
     """The family of the mechanism that wrote a privacy report: pac, dp or none."""
     return privacy.get("framework", "none")
+
+
+def unit_words(data: dict[str, Any] | None) -> tuple[str, str]:
+    """How a run names its privacy unit, (one, many): a user of a user-level run (every
+    row sharing data.group_field's value), else an example. Every text below uses it."""
+    if data and data.get("unit") == "group":
+        return "user", "users"
+    return "example", "examples"
+
+
+def guarantee_line(line: str, data: dict[str, Any] | None) -> str:
+    """A mechanism's ``guarantee`` line over the run's unit (word for word for an
+    example-level run, and for a line of the mechanism's own)."""
+    for template in _GUARANTEE.values():
+        if line == template.format(one="example"):
+            return template.format(one=unit_words(data)[0])
+    return line
 
 
 def coverage_note(data: dict[str, Any]) -> str:
@@ -125,13 +147,14 @@ def _describe_data(privacy: dict[str, Any]) -> list[str]:
 
 def _describe_pac(privacy: dict[str, Any]) -> list[str]:
     bound, charged = privacy["mi_bound"], privacy["spent"]["charged"]
+    one = unit_words(privacy.get("data"))[0]
     lines = []
     if bound == 0.0:
         lines.append("  mutual information: I(S*; releases) = 0 nats")
         lines.append(
             "  I = 0: the released updates are independent of which candidate subset was "
-            "used, so no attacker does better than the prior 0.5 at telling whether an "
-            "example was in it."
+            f"used, so no attacker does better than the prior 0.5 at telling whether {_a(one)} "
+            f"{one} was in it."
         )
     else:
         lines.append(
@@ -167,9 +190,14 @@ def plain_words(privacy: dict[str, Any], pool: int | None) -> str:
     return _PLAIN[family(privacy)](privacy, pool)
 
 
+def _a(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _plain_pac(privacy: dict[str, Any], pool: int | None) -> str:
     bound = float(privacy.get("mi_bound") or 0.0)
-    size = f" ({pool} examples)" if pool else ""
+    one, many = unit_words(privacy.get("data"))
+    size = f" ({pool} {many})" if pool else ""
     lead = (
         f"The private pool{size} was split at random into candidate halves and one half, "
         "S*, was secretly chosen for training; the candidate halves are public."
@@ -178,30 +206,31 @@ def _plain_pac(privacy: dict[str, Any], pool: int | None) -> str:
         return (
             f"{lead} The released updates, and so this model, are exactly as likely "
             "whichever half was chosen: I(S*; releases) = 0. Nobody, even knowing every "
-            "pool example and every candidate half, can tell better than a coin flip "
-            "(0.5) whether an example was in the training half."
+            f"pool {one} and every candidate half, can tell better than a coin flip "
+            f"(0.5) whether {_a(one)} {one} was in the training half."
         )
     return (
         f"{lead} Everything released (and so this model) reveals at most {bound:g} nats "
         "about which half it was: I(S*; releases) <= "
         f"{bound:g}, the budget, whatever path the run took. Nobody can guess whether "
-        "an example was in the training half with probability above "
+        f"{_a(one)} {one} was in the training half with probability above "
         f"{float(privacy['posterior_bound']):.4f} (a coin flip is 0.5); that is the "
         f"bound of a DP epsilon of {float(privacy['matched_epsilon']):.3g}."
     )
 
 
 def _plain_dp(privacy: dict[str, Any], pool: int | None) -> str:
-    pool_text = f"the {pool} examples of the private pool" if pool else "the private pool"
+    one, many = unit_words(privacy.get("data"))
+    pool_text = f"the {pool} {many} of the private pool" if pool else "the private pool"
     spent = privacy.get("spent") or {}
     relation, _, detail = str(privacy.get("neighbouring_relation", "stated")).partition(";")
     detail = f" ({detail.strip()})" if detail.strip() else ""
     return (
         f"({float(spent.get('epsilon', 0.0)):.4g}, {float(spent.get('delta', 0.0)):g})-"
         f"differential privacy for each of {pool_text}, under the {relation.strip()} "
-        f"relation{detail}: the model is almost as likely whether any one example was in "
+        f"relation{detail}: the model is almost as likely whether any one {one} was in "
         "the pool or not. No attacker "
-        "guesses whether an example was in the pool with probability above "
+        f"guesses whether {_a(one)} {one} was in the pool with probability above "
         f"{float(privacy['posterior_bound']):.4f} (prior 0.5)."
     )
 
@@ -233,9 +262,9 @@ def covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
     """What the guarantee covers: the pool only, never the dev set that picks the model."""
     dev, test = splits.get("dev"), splits.get("test")
     data = privacy.get("data") or {}
-    example = "pool example"
+    example = f"pool {unit_words(data)[0]}"
     if data.get("unit") == "group":  # user-level: a unit is all the rows of one user
-        example = f"pool unit (the rows sharing data.group_field '{data.get('unit_field')}')"
+        example += f" (the rows sharing data.group_field '{data.get('unit_field')}')"
     what = _PROTECTS[family(privacy)](example)
     if what is None:
         return "Nothing: there is no guarantee."
@@ -247,11 +276,12 @@ def covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
         where = "the pool's own file (data.train), disjoint from the pool"
     else:
         where = "a file of its own (data.dev or data.test), outside the pool's source"
+    rows = "rows" if data.get("unit") == "group" else "examples"  # a user has several
     return (
         f"The private pool only: {what}. It does not hide that the pool as a whole shaped "
-        f"the model. The dev set ({dev} examples, from {where}), which picks the run's "
+        f"the model. The dev set ({dev} {rows}, from {where}), which picks the run's "
         "dev-best step (the default export), is **not** covered; the test set "
-        f"({test} examples) only measured the figures below. The base model's own training "
+        f"({test} {rows}) only measured the figures below. The base model's own training "
         "data is outside the guarantee."
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.config import RunConfig
-from paczero.guarantee import coverage_note, describe_privacy
+from paczero.guarantee import coverage_note, describe_privacy, guarantee_line
 from paczero.mechanisms import family_of
 from paczero.records import ReleaseRecord, says_unanimity
 
@@ -37,6 +37,7 @@ def privacy_report(
     report.update(mechanism.privacy_report())
     if data is not None:
         report["data"] = {**data, "note": coverage_note(data)}
+        report["guarantee"] = guarantee_line(report["guarantee"], data)
     return report
 
 

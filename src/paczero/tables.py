@@ -22,7 +22,9 @@ from typing import Any
 
 from paczero.errors import UserError
 from paczero.guarantee import headline
+from paczero.mechanisms import DEFAULT_MECHANISM
 from paczero.sweep import Cell, Sweep, open_sweep
+from paczero.tasks.registry import DEFAULT_TEMPLATE
 
 FORMATS = ("markdown", "csv", "json")
 QUANTITIES = ("test", "dev_best", "mia_bound", "mi", "epsilon", "unanimity", "step_s")
@@ -99,18 +101,26 @@ def collect(sweep: Sweep) -> list[Row]:
     return rows
 
 
-def _row(sweep: Sweep, cell: Cell) -> Row:
+def cell_method(cell: Cell) -> str:
+    """How the table names a cell's method: its mechanism, or a zero-shot evaluation (of a
+    preset's template; a task of one's own has its prompt, no template)."""
     if cell.kind == "eval":
-        template = (cell.config.get("task") or {}).get("template", "mezo")
+        task = cell.config.get("task") or {}
+        template = task.get("template", DEFAULT_TEMPLATE)
         for assignment in cell.set:
             if assignment.startswith("task.template="):
                 template = assignment.partition("=")[2].strip("'\"")
-        method = f"zero-shot ({template} template)"
-    else:
-        method = str((cell.config.get("mechanism") or {}).get("name", "mezo"))
-        for assignment in cell.set:
-            if assignment.startswith("mechanism.name="):
-                method = assignment.partition("=")[2].strip("'\"")
+        own = task.get("type") or task.get("file")
+        return "zero-shot" if own else f"zero-shot ({template} template)"
+    method = str((cell.config.get("mechanism") or {}).get("name", DEFAULT_MECHANISM))
+    for assignment in cell.set:
+        if assignment.startswith("mechanism.name="):
+            method = assignment.partition("=")[2].strip("'\"")
+    return method
+
+
+def _row(sweep: Sweep, cell: Cell) -> Row:
+    method = cell_method(cell)
     row = Row(cell.name, cell.kind, method, "accuracy", len(cell.seeds), cell.set)
     for seed in cell.seeds:
         run = sweep.run_path(cell, seed)

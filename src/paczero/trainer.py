@@ -397,7 +397,10 @@ class Trainer:
             post["eps"] = f"{spent['epsilon']:.3g}"
         if self.best["dev"] is not None:
             metric = self.s.task.metric
-            post[f"dev_{metric[:3]}"] = f"{self.best['dev'][metric]:.3f}"
+            value = f"{self.best['dev'][metric]:.3f}"
+            # the best dev figure so far; still the untrained model's: say so, rather than
+            # seem to repeat a fresh evaluation at every step (train.eval_every: 0)
+            post[f"dev_{metric[:3]}"] = value if self.best["step"] else f"{value} (step 0)"
         return post
 
     @contextlib.contextmanager
