@@ -280,3 +280,52 @@ def test_the_runs_own_model_folder_is_portable_too(tmp_path, lora_run, base_dir)
     assert adapter["base_model_name_or_path"] == str(base_dir.resolve())
     run = train("smoke", out=tmp_path / "full", overrides=SMALL, progress=False).run_dir
     assert json.loads((run / "model" / "config.json").read_text())["use_cache"] is True
+
+
+def test_an_adapter_can_name_a_local_copy_of_its_base(tmp_path, lora_run, base_dir, capsys):
+    """--base PATH: the adapter names that folder (it loads offline), pinned by its hash;
+    the card takes the base's license from the folder's own card and the test figures as
+    model-index results, and shows no local path."""
+    (base_dir / "README.md").write_text("---\nlicense: apache-2.0\n---\n# a base\n")
+    copy = tmp_path / "copy-of-base"
+    import shutil
+
+    shutil.copytree(base_dir, copy)
+    argv = ["export", str(lora_run.run_dir), "--to", str(tmp_path / "out"), "--base", str(copy)]
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(copy.resolve())
+    info = json.loads((tmp_path / "out" / "paczero_export.json").read_text())
+    assert info["base"]["kind"] == "local" and len(info["base"]["sha256"]) == 64
+    assert "portability" not in info and "portable" not in capsys.readouterr().out
+    card = _card(tmp_path / "out")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0"
+    result = data["model-index"][0]["results"][0]
+    accuracy = next(m for m in result["metrics"] if m["type"] == "accuracy")
+    assert accuracy["value"] == pytest.approx(lora_run.test["accuracy"])
+    assert str(tmp_path) not in card.text and str(base_dir) not in card.text
+    with pytest.raises(UserError, match="not a model folder"):
+        export(lora_run.run_dir, tmp_path / "bad", base=tmp_path)
+    with pytest.raises(UserError, match="drop it with --merge"):
+        export(lora_run.run_dir, tmp_path / "bad2", merge=True, base=copy)
+
+
+def test_a_tiny_model_adapter_says_only_merge_is_portable(tmp_path, capsys):
+    sets = [*SMALL, "model.track=lora", "model.lora.rank=2", "mechanism.name=mezo"]
+    run = train("smoke", out=tmp_path / "run", overrides=sets, progress=False).run_dir
+    assert main(["export", str(run), "--to", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("note: the adapter's base tiny-llama is a seed-built test model")
+    assert "only --merge is portable" in out[-1]
+    card = _card(tmp_path / "out").text
+    assert "a seed-built test model" in card and "nothing else loads it" in card
+    # the run's own model/ folder carries paczero's card, not PEFT's empty one
+    own = _card(run / "model")
+    assert "paczero" in own.data.to_dict()["tags"] and "## Privacy" in own.text
+    assert "base_model:adapter" not in own.text and str(tmp_path) not in own.text
+    smol = exporting.portability_note(
+        {"kind": "gguf", "hub_id": models.SMOLLM2_HUB_ID, "gguf_file": "m.gguf"}, True, False
+    )
+    assert "--base PATH" in smol and "only --merge is portable" in smol
+    assert exporting.portability_note({"kind": "gguf", "hub_id": "x/y"}, True, True) is None

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--step", default="best", help="best (default), final, or a step number")
     p.add_argument("--merge", action="store_true", help="LoRA: write the merged full model")
     p.add_argument(
+        "--base", metavar="PATH", help="LoRA: a local copy of the base for the adapter to name"
+    )
+    p.add_argument(
         "--push-to-hub",
         metavar="REPO",
         help="then upload the folder to this Hugging Face model repo (huggingface_hub)",
@@ -269,9 +272,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         from paczero.exporting import check_repo_id
 
         check_repo_id(args.push_to_hub)  # before the export is written
-    info = export(args.run_dir, args.to, step=args.step, merge=args.merge)
+    info = export(args.run_dir, args.to, step=args.step, merge=args.merge, base=args.base)
     what = "merged model" if info.get("merged") else info.get("track", "model")
     print(f"exported step {info['step']} of {info['run']} to {args.to} ({what}, model card)")
+    if info.get("portability"):
+        print(info["portability"])
     if info["step"] == 0:
         print(
             "paczero: warning: step 0 is the untrained base model (no step beat it on dev); "

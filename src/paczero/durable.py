@@ -198,7 +198,11 @@ def _ensure_theta0(trainer: Trainer) -> None:
 
 
 def export(
-    run_path: str | Path, to: str | Path, step: str | int = "best", merge: bool = False
+    run_path: str | Path,
+    to: str | Path,
+    step: str | int = "best",
+    merge: bool = False,
+    base: str | Path | None = None,
 ) -> dict[str, Any]:
     """Rebuild a run's model from the base model and the release log alone, and save it.
 
@@ -208,7 +212,8 @@ def export(
     (README.md) with the privacy report, and
     ``paczero_export.json`` with everything needed to rebuild the base (a seed-built tiny
     model needs the run's ``seed.public``). The run directory is verified first; the
-    target is written whole or not at all.
+    target is written whole or not at all. ``base``: a local copy of the base model that
+    a LoRA adapter names instead (``--base PATH``: it loads offline).
     """
     run = open_run(run_path)
     to = Path(to)
@@ -248,7 +253,9 @@ def export(
 
     try:
         with handled(stop):
-            info = write_export(staging, loaded, cfg, run, info, records[:target], merge=merge)
+            info = write_export(
+                staging, loaded, cfg, run, info, records[:target], merge=merge, base_path=base
+            )
             if to.exists():
                 to.rmdir()  # empty (checked above)
             os.replace(staging, to)

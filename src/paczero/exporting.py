@@ -91,6 +91,12 @@ def base_identity(name: str, loaded: Any, seed: int, hashes: bool = True) -> dic
 
     if name in models.TINY_ALIASES:
         return {"kind": "seed-built", "id": name, "seed_public": seed, "hub_id": None}
+    return {**_identity(name, loaded, sha, hashes), **_license(name)}
+
+
+def _identity(name: str, loaded: Any, sha: Any, hashes: bool) -> dict[str, Any]:
+    from paczero import models
+
     if name == models.SMOLLM2_ALIAS:
         gguf = models.smollm2_gguf_path()
         if gguf is not None and loaded.source != models.SMOLLM2_HUB_ID:
@@ -126,6 +132,83 @@ def base_identity(name: str, loaded: Any, seed: int, hashes: bool = True) -> dic
         "hub_id": name,
         "revision": _hub_revision(name, loaded.model),
     }
+
+
+KNOWN_LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0"}
+
+
+def _license(name: str) -> dict[str, Any]:
+    """The base model's license where it is known: SmolLM2's, or the ``license`` of a
+    local folder's (or the local hub cache's) model card; nothing read from the network."""
+    from paczero import models
+
+    hub = models.SMOLLM2_HUB_ID if name == models.SMOLLM2_ALIAS else name
+    if hub in KNOWN_LICENSES:
+        return {"license": KNOWN_LICENSES[hub]}
+    path = Path(name).expanduser()
+    card = path / "README.md" if path.is_dir() else None
+    if card is None and not path.exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(name, "README.md")
+        except Exception:
+            found = None
+        card = Path(found) if isinstance(found, str) else None
+    found = card_license(card) if card is not None and card.is_file() else None
+    return {"license": found} if found else {}
+
+
+def card_license(card: Path) -> str | None:
+    """The ``license`` of a model card's YAML header (None without one)."""
+    from huggingface_hub import ModelCard
+
+    try:
+        value = ModelCard.load(card).data.to_dict().get("license")
+    except Exception:
+        return None
+    return str(value) if value else None
+
+
+def local_base(path: str | Path, base: dict[str, Any]) -> dict[str, Any]:
+    """``export --base PATH``: the adapter names a local copy of its base (a model folder),
+    pinned by the hash of its weights; the hub id and license of the trained base stay."""
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            f"--base {path}: not a model folder (config.json and weights), e.g. a copy of "
+            f"{base.get('hub_id') or base.get('id')} saved with save_pretrained"
+        )
+    folder = folder.resolve()
+    named = {"kind": "local", "id": str(folder), "hub_id": base.get("hub_id")}
+    named["sha256"] = folder_sha256(folder)
+    named["trained_on"] = {k: v for k, v in base.items() if k != "license"}
+    license_ = base.get("license") or card_license(folder / "README.md")
+    return {**named, **({"license": license_} if license_ else {})}
+
+
+def portability_note(base: dict[str, Any], lora: bool, merge: bool) -> str | None:
+    """One line when an adapter's base does not load elsewhere offline (None when it does,
+    or for a whole model)."""
+    if not lora or merge:
+        return None
+    if base.get("kind") == "seed-built":
+        return (
+            f"note: the adapter's base {base['id']} is a seed-built test model that only "
+            "paczero builds: only --merge is portable"
+        )
+    if base.get("kind") == "gguf" and base.get("hub_id"):
+        return (
+            f"note: the adapter names its base {base['hub_id']} on the Hub (the run read "
+            f"{base.get('gguf_file')}): offline, only --merge is portable, or give --base PATH "
+            "to name a local copy"
+        )
+    if base.get("kind") == "gguf":
+        return (
+            f"note: the adapter's base is the GGUF file {base.get('gguf_file')}, which PEFT "
+            "does not load: only --merge is portable"
+        )
+    return None
 
 
 # ---------------------------------------------------------------- the release log
@@ -248,8 +331,10 @@ def write_export(
     info: dict[str, Any],
     records: list[ReleaseRecord],
     merge: bool = False,
+    base_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Write the rebuilt model into ``folder`` (empty) and return ``paczero_export.json``."""
+    """Write the rebuilt model into ``folder`` (empty) and return ``paczero_export.json``;
+    ``base_path``: a local copy of the base that the adapter names (``--base``)."""
     from paczero.modelcard import render
     from paczero.progress import quiet_library_bars
 
@@ -260,6 +345,10 @@ def write_export(
     lora = cfg.model.track == "lora"
     if merge and not lora:
         raise UserError("--merge is for LoRA runs; a full-parameter export is already whole")
+    if base_path is not None:
+        if not lora or merge:
+            raise UserError("--base names the base of a LoRA adapter; drop it with --merge")
+        base = local_base(base_path, base)
     if lora and merge:
         model = model.merge_and_unload()
     ready_to_share(model, base)
@@ -289,10 +378,34 @@ def write_export(
     result, privacy, note = run_privacy(run.path, cfg, records)
     if note:
         info["privacy_note"] = note
+    portable = portability_note(base, lora, merge)
+    if portable:
+        info["portability"] = portable
     info["privacy"] = {key: privacy[key] for key in SUMMARY_KEYS if key in privacy}
     (folder / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     (folder / CARD).write_text(render(info, public_cfg, result, privacy))
     return info
+
+
+def write_run_card(
+    model_dir: Path, run_path: Path, cfg: Any, base: dict[str, Any], step: int, result: dict
+) -> None:
+    """The run's own ``model/`` folder gets paczero's card (PEFT's names a local path):
+    the dev-best step, the privacy report and the test figures, as an export's."""
+    from paczero.modelcard import render
+
+    info = {
+        "run_id": run_path.name,
+        "step": step,
+        "base_model": cfg.model.name,
+        "track": cfg.model.track,
+        "trained_track": cfg.model.track,
+        "merged": False,
+        "base": base,
+        "release_log": release_log_hashes(run_path / "releases.jsonl", step, []),
+    }
+    text = render(info, cfg.public_dict(), result, result["privacy"])
+    (model_dir / CARD).write_text(text)
 
 
 # ---------------------------------------------------------------- the Hub

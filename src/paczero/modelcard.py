@@ -27,8 +27,14 @@ def is_hub_id(name: str | None) -> bool:
     return bool(name) and bool(HUB_ID.fullmatch(str(name))) and not str(name).startswith(".")
 
 
-def metadata(info: dict[str, Any], cfg: dict[str, Any], privacy: dict[str, Any]) -> dict:
-    """The card's YAML header (Hub model-card metadata)."""
+def metadata(
+    info: dict[str, Any],
+    cfg: dict[str, Any],
+    privacy: dict[str, Any],
+    result: dict[str, Any] | None = None,
+) -> dict:
+    """The card's YAML header (Hub model-card metadata): the base's license where known,
+    and the test figures as ``model-index`` results."""
     base = info.get("base", {})
     tags = ["paczero", "zeroth-order", "private-fine-tuning", *TAGS[family(privacy)]]
     if info.get("trained_track") == "lora":
@@ -36,6 +42,8 @@ def metadata(info: dict[str, Any], cfg: dict[str, Any], privacy: dict[str, Any])
     task = cfg["task"]["name"]
     tags.append(task)
     data: dict[str, Any] = {}
+    if base.get("license"):
+        data["license"] = base["license"]
     hub = base.get("hub_id")
     if is_hub_id(hub):
         data["base_model"] = hub
@@ -47,7 +55,38 @@ def metadata(info: dict[str, Any], cfg: dict[str, Any], privacy: dict[str, Any])
         data["datasets"] = [own]
     elif not own and cfg["data"].get("source") != "synthetic" and task in TASK_DATASETS:
         data["datasets"] = [TASK_DATASETS[task]]
+    results = _model_index(cfg, result, data.get("datasets"))
+    if results:
+        data["model-index"] = [{"name": f"{cfg['mechanism']['name']}-{task}", "results": results}]
     return data
+
+
+def _model_index(
+    cfg: dict[str, Any], result: dict[str, Any] | None, datasets: list[str] | None
+) -> list[dict[str, Any]]:
+    """The run's test figures (of its dev-best step) as Hub evaluation results."""
+    metrics = (result or {}).get("metrics") or {}
+    test = metrics.get("test") or {}
+    values = [
+        {"type": key, "value": float(value), "name": f"test {key}"}
+        for key, value in test.items()
+        if key != "loss" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+    if not values:
+        return []
+    task = cfg["task"]
+    kind = task.get("type") or ("question-answering" if task["name"] == "squad" else "")
+    kind = {"classification": "text-classification", "generation": "text-generation"}.get(
+        kind, kind or "text-classification"
+    )
+    dataset = (datasets or [task["name"]])[0]
+    return [
+        {
+            "task": {"type": kind, "name": TASK_WORDS.get(task["name"], task["name"])},
+            "dataset": {"name": task["name"], "type": dataset, "split": "test"},
+            "metrics": values,
+        }
+    ]
 
 
 def _prompt_of(task: dict[str, Any]) -> str:
@@ -79,7 +118,7 @@ def render(
 ) -> str:
     """README.md: YAML metadata, then the privacy section, evaluation, training, use and
     verification."""
-    meta = metadata(info, cfg, privacy)
+    meta = metadata(info, cfg, privacy, result)
     base = info.get("base", {})
     task = cfg["task"]["name"]
     metrics = (result or {}).get("metrics", {})
@@ -90,7 +129,7 @@ def render(
     }
     pool = splits.get("pool")
     mech = cfg["mechanism"]["name"]
-    base_name = base.get("hub_id") or PurePath(str(base.get("id") or info["base_model"])).name
+    base_name = base.get("hub_id") or _shown_base(base, info)
     track = "LoRA adapter" if info["track"] == "lora" else "full model"
     if info.get("merged"):
         track = "full model (LoRA merged into the base)"
@@ -161,7 +200,7 @@ def render(
         "",
         *_table(
             [
-                ("base model", f"`{base.get('id', info.get('base_model'))}`"),
+                ("base model", _base_row(base, info)),
                 ("base identity", _base_identity(base)),
                 ("track", info.get("trained_track", info["track"])),
                 (
@@ -202,14 +241,33 @@ def render(
     return "\n".join(lines)
 
 
+def _shown_base(base: dict[str, Any], info: dict[str, Any]) -> str:
+    """The base by its name, never a local path (a folder or file by its last part)."""
+    return PurePath(str(base.get("id") or info["base_model"])).name
+
+
+def _base_row(base: dict[str, Any], info: dict[str, Any]) -> str:
+    if base.get("kind") == "seed-built":
+        return (
+            f"`{base.get('id')}`: a seed-built test model (paczero builds it from "
+            "seed.public; nothing else loads it)"
+        )
+    if base.get("hub_id"):
+        return f"`{base['hub_id']}`"
+    where = "file" if base.get("kind") == "gguf" else "folder"
+    return f"`{_shown_base(base, info)}` (a local {where})"
+
+
 def _base_identity(base: dict[str, Any]) -> str | None:
     kind = base.get("kind")
     if kind == "hub":
         return f"hub revision `{base.get('revision') or 'unknown'}`"
     if kind == "gguf":
-        return f"GGUF `{base.get('gguf_file')}` sha256 `{base.get('gguf_sha256')}`"
+        digest = base.get("gguf_sha256")
+        return f"GGUF `{base.get('gguf_file')}`" + (f" sha256 `{digest}`" if digest else "")
     if kind == "local":
-        return f"local folder, weights sha256 `{base.get('sha256')}`"
+        digest = base.get("sha256")
+        return "local folder" + (f", weights sha256 `{digest}`" if digest else "")
     if kind == "seed-built":
         return f"built in code from seed.public (paczero `{base.get('id')}`)"
     return None

@@ -36,7 +36,7 @@ from paczero.config import (
 )
 from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
 from paczero.errors import Diverged, Interrupted, UserError
-from paczero.exporting import base_identity, ready_to_share
+from paczero.exporting import base_identity, ready_to_share, write_run_card
 from paczero.optim import StepResult
 from paczero.privacy.randomness import secret_stream
 from paczero.records import ReleaseRecord, jsonable
@@ -292,6 +292,7 @@ class Trainer:
             run.write_private(TIMING_FILE, {k: result[k] for k in ("timing", "memory")})
             result.update(timing=dict(WITHHELD), memory=dict(WITHHELD))
         run.write_result(result)
+        write_run_card(model_dir, run.path, s.cfg, base, self.best["step"] or 0, result)
         if self.tracker is not None:
             self.tracker.log_eval("test", self.best["step"] or 0, test_metrics)
             self.tracker.log_summary(result["privacy"], steps_run)
