@@ -17,6 +17,8 @@ from paczero.runs import RunDir, new_output_file, read_json, write_jsonl
 from paczero.session import build_task_for, load_named
 from paczero.tasks import load_splits
 from paczero.tasks.base import row_records
+from paczero.tasks.options import DataConfig
+from paczero.tasks.own_data import SIZE_KEYS
 
 
 def evaluate(
@@ -54,9 +56,12 @@ def load_target(
             "Hugging Face model (config.json)"
         )
     else:
-        given = any(o.partition("=")[0].strip() == "data.train" for o in overrides)
-        rows_key = [f"data.train={rows}"] if rows is not None and not given else []
-        cfg = load_config(None, [f"model.name={target}", *rows_key, *overrides])
+        keys = {o.partition("=")[0].strip() for o in overrides}
+        rows_key = [f"data.train={rows}"] if rows is not None and "data.train" not in keys else []
+        # the rows only give the task its schema: not sized as a training file would be
+        sizes = [f"data.{k}={DataConfig.model_fields[k].default}" for k in SIZE_KEYS]
+        sizes = [s for s in sizes if s.partition("=")[0] not in keys] if rows_key else []
+        cfg = load_config(None, [f"model.name={target}", *rows_key, *sizes, *overrides])
 
     def weights(loaded: LoadedModel) -> torch.nn.Module:
         if run_config.exists():
