@@ -714,11 +714,17 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
         if not stop:
             stop.append(signum)
 
-    with (
-        handled(handler),
-        _progress_lines(lambda: [w for _, w in sorted(watched.copy().items())], say),
-    ):
+    # Progress lines come from this loop, not a thread: the kernel sends a worker its
+    # parent-death signal at each exit of the thread that forked it, and again when the
+    # next thread of a dying sweep exits (a second SIGTERM stops a run without a
+    # checkpoint); with one thread a killed sweep sends each worker one SIGTERM.
+    next_lines = time.monotonic() + PROGRESS_EVERY_S
+    with handled(handler):
         while pending or running:
+            if time.monotonic() >= next_lines:
+                for item in [w for _, w in sorted(watched.items())]:
+                    say(item.line())
+                next_lines = time.monotonic() + PROGRESS_EVERY_S
             while pending and len(running) < jobs and not stop:
                 i, (cell, seed) = pending.pop(0)
                 state = states[(cell.name, seed)]

@@ -73,14 +73,11 @@ def test_the_config_validates_names_and_keys_against_the_registry():
     # Each mechanism's own check runs during config validation, with the run's sizes.
     with pytest.raises(UserError, match="mechanism.clip"):
         validate_config({"mechanism": {"name": "dpzero", "epsilon": 1, "expected_batch": 4}})
+    small = {"data": {"num_train": 8}, "train": {"batch_size": 8}}
     with pytest.raises(UserError, match="smaller than mechanism.subsets"):
-        validate_config(
-            {
-                "data": {"num_train": 8},
-                "train": {"batch_size": 8},
-                "mechanism": {"name": "paczero-zpl"},
-            }
-        )
+        validate_config({**small, "mechanism": {"name": "paczero-zpl", "subsets": 16}})
+    # M left out is sized to the pool (the largest even M <= min(128, pool))
+    assert validate_config({**small, "mechanism": {"name": "paczero-zpl"}}).mechanism.subsets == 8
     with pytest.raises(UserError, match="mechanism.budget"):
         validate_config({"mechanism": {"name": "paczero-mi"}})
     # ... and the same check when a mechanism is built by hand.
