@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+from sizes import SMALL_RUN
+
 # dp-accounting's RDP series report slow convergence through absl at WARNING: noise here.
 logging.getLogger("absl").setLevel(logging.ERROR)
 
@@ -27,10 +29,8 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def small_run() -> list[str]:
-    """Overrides that make a recipe a seconds-long run on the CPU (whatever device is
-    visible): a pool of 32, 16 dev and 16 test rows (add the steps and the rest a test
-    needs)."""
-    return ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "model.device=cpu"]
+    """``sizes.SMALL_RUN`` as a fixture, for tests that take their overrides as arguments."""
+    return list(SMALL_RUN)
 
 
 @pytest.fixture(scope="module")

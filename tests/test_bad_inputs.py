@@ -20,8 +20,9 @@ import pytest
 
 from paczero.cli import main
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=4"]
-SMALL += ["train.batch_size=8", "train.eval_every=2"]
+from sizes import small_run
+
+SMALL = small_run("train.steps=4", "train.batch_size=8", "train.eval_every=2")
 MI = ["mechanism.name=paczero-mi", "mechanism.subsets=4"]
 DP = ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=4"]
 DP += ["mechanism.epsilon=2", "mechanism.accountant=rdp"]

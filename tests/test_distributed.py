@@ -18,10 +18,11 @@ from safetensors.torch import load_file
 from paczero.distributed import World, unowned
 from paczero.trainer import train
 
+from sizes import small_run
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-TINY = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=8"]
+TINY = small_run("train.steps=8")  # gloo on the CPU; a visible GPU is not used
 TINY += ["train.eval_every=4", "zo.micro_batch=4", "seed.secret=3", "train.checkpoint_every=2"]
-TINY += ["model.device=cpu"]  # gloo on the CPU; a visible GPU is not used
 MECHANISMS = {
     "paczero-zpl": ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"],
     "paczero-mi": [

@@ -23,10 +23,11 @@ from paczero.evaluation import evaluate
 from paczero.models import load_model
 from paczero.trainer import train
 
+from sizes import small_run
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 MI = ["mechanism.name=paczero-mi", "mechanism.subsets=4", "mechanism.budget=0.05"]
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.batch_size=full"]
-SMALL += ["model.device=cpu"]  # the suite assumes a CPU (a visible GPU is not used)
+SMALL = small_run("train.batch_size=full")
 CHAIN = [*MI, *SMALL, "seed.secret=11", "train.steps=60", "train.checkpoint_every=7"]
 CHAIN += ["train.eval_every=20"]
 

@@ -16,8 +16,9 @@ from paczero.durable import export
 from paczero.errors import UserError
 from paczero.trainer import train
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["train.eval_every=3", "model.device=cpu"]
+from sizes import small_run
+
+SMALL = small_run("train.steps=6", "train.eval_every=3")
 MI = ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.subsets=8"]
 MI += ["train.batch_size=full", "train.lr=0.05"]
 

@@ -16,8 +16,11 @@ from paczero.mechanisms.firstorder import DPSGD
 from paczero.records import release_records
 from paczero.trainer import Trainer, replay, train
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["train.eval_every=3", "seed.public=3", "model.track=lora", "train.lr=0.01"]
+from sizes import small_run
+
+SMALL = small_run(
+    "train.steps=6", "train.eval_every=3", "seed.public=3", "model.track=lora", "train.lr=0.01"
+)
 DPSGD_KEYS = ["mechanism.name=dp-sgd", "mechanism.epsilon=4", "mechanism.clip=1"]
 DPSGD_KEYS += ["mechanism.expected_batch=3", "mechanism.accountant=rdp"]
 BACKPROP = ["mechanism.name=backprop", "train.batch_size=8", "mechanism.optimizer=adam"]

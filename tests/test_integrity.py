@@ -33,10 +33,11 @@ from paczero.evaluation import evaluate
 from paczero.runs import RunDir, default_run_dir
 from paczero.trainer import Trainer, train
 
+from sizes import small_run
+
 pytestmark = pytest.mark.filterwarnings("ignore:seed.secret is set")
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.batch_size=full"]
-SMALL += ["model.device=cpu"]  # the suite assumes a CPU (a visible GPU is not used)
+SMALL = small_run("train.batch_size=full")
 REF = [*SMALL, "mechanism.name=paczero-mi", "mechanism.subsets=4", "mechanism.budget=0.05"]
 REF += ["seed.secret=11", "train.steps=12", "train.checkpoint_every=5", "train.eval_every=3"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

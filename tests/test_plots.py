@@ -11,8 +11,9 @@ from paczero.records import release_records
 from paczero.report import privacy_curve
 from paczero.trainer import train
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=4"]
-SMALL += ["train.eval_every=2", "model.device=cpu"]
+from sizes import small_run
+
+SMALL = small_run("train.steps=4", "train.eval_every=2")
 MI = ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.subsets=8"]
 MI += ["train.batch_size=full"]
 ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"]

@@ -11,8 +11,9 @@ from paczero import progress
 from paczero.cli import main
 from paczero.trainer import train
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["model.device=cpu"]
+from sizes import small_run
+
+SMALL = small_run("train.steps=6")
 
 
 class _Terminal(io.StringIO):

@@ -23,8 +23,9 @@ from paczero.mechanisms.dp import _DPMechanism, poisson_sample
 from paczero.records import ReleaseRecord
 from paczero.trainer import train
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["train.eval_every=3", "seed.public=3", "model.device=cpu"]
+from sizes import small_run
+
+SMALL = small_run("train.steps=6", "train.eval_every=3", "seed.public=3")
 DP = {
     "dpzero": ["mechanism.name=dpzero", "mechanism.clip=5", "mechanism.expected_batch=3"],
     "dpaggzo": ["mechanism.name=dpaggzo", "mechanism.clip=5", "mechanism.expected_batch=3"],

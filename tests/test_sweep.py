@@ -22,17 +22,12 @@ from paczero.errors import UserError
 from paczero.sweep import load_spec, prepare, run_state, run_sweep
 from paczero.tables import table
 
+from sizes import small_run
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-SMALL = [
-    "data.num_train=32",
-    "data.num_dev=16",
-    "data.num_test=16",
-    "train.batch_size=full",
-    "train.steps=12",
-    "train.eval_every=4",
-    "train.checkpoint_every=5",
-    "model.device=cpu",  # the suite assumes a CPU (a visible GPU is not used)
-]
+SMALL = small_run(
+    "train.batch_size=full", "train.steps=12", "train.eval_every=4", "train.checkpoint_every=5"
+)
 ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4"]
 REPO = Path(__file__).resolve().parents[1]
 

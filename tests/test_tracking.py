@@ -15,8 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
     EventAccumulator,
 )
 
-SMALL = ["data.num_train=32", "data.num_dev=16", "data.num_test=16", "train.steps=6"]
-SMALL += ["train.eval_every=3", "model.device=cpu", "train.report_to=[tensorboard]"]
+from sizes import small_run  # noqa: E402
+
+SMALL = small_run("train.steps=6")
+SMALL += ["train.eval_every=3", "train.report_to=[tensorboard]"]
 ZPL = ["mechanism.name=paczero-zpl", "mechanism.subsets=4", "train.batch_size=full"]
 MI = ["mechanism.name=paczero-mi", "mechanism.budget=0.3", "mechanism.subsets=8"]
 MI += ["train.batch_size=full"]

@@ -20,8 +20,9 @@ from paczero.tasks.sst2 import synthetic_sst2
 from paczero.trainer import train
 from paczero.zo import ZOEstimator, direction_block
 
-QUICK = ["train.steps=6", "train.eval_every=3", "data.num_train=32", "data.num_dev=16"]
-QUICK += ["data.num_test=16", "train.batch_size=8", "model.device=cpu"]
+from sizes import small_run
+
+QUICK = small_run("train.steps=6", "train.eval_every=3", "train.batch_size=8")
 
 
 def run(tmp_path, name, *overrides):

@@ -115,9 +115,9 @@ def bench_subsets(args: argparse.Namespace) -> int:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Every option (``config.BenchArgs``) and the run config they build, checked before
+    """Every option (``options.BenchArgs``) and the run config they build, checked before
     anything runs or any subprocess starts: a refusal is one line."""
-    from paczero.config import BenchArgs, validate_options
+    from paczero.options import BenchArgs, validate_options
 
     validate_options(BenchArgs, vars(args))
     bench_config(_quick_defaults(args))

@@ -395,7 +395,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:
-    from paczero.config import PrivacyArgs, validate_options
+    from paczero.options import PrivacyArgs, validate_options
     from paczero.privacy.bounds import describe_summary, privacy_summary
 
     validate_options(PrivacyArgs, vars(args))
