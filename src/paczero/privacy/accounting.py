@@ -137,6 +137,13 @@ def _check_common(delta, sample_rate, steps, noise, accountant, count_epsilon) -
         )
 
 
+def _check_spend(noise_multiplier, *common) -> None:
+    """The checks of a spend: the common ones and a positive noise multiplier."""
+    _check_common(*common)
+    if not noise_multiplier > 0:
+        raise ValueError(f"the noise multiplier must be > 0, got {noise_multiplier!r}")
+
+
 def accountant_name(accountant: str, noise: str, delta: float) -> str:
     """The accountant actually used: pure epsilon-DP bypasses PLD/RDP."""
     return PURE if noise == "laplace" and delta == 0 else accountant
@@ -195,9 +202,7 @@ def epsilon_spent(
     """Epsilon at ``delta`` after ``steps`` steps (0 steps spend only the count, if any)."""
     if steps == 0:
         return float(count_epsilon)
-    _check_common(delta, sample_rate, steps, noise, accountant, count_epsilon)
-    if not noise_multiplier > 0:
-        raise ValueError(f"the noise multiplier must be > 0, got {noise_multiplier!r}")
+    _check_spend(noise_multiplier, delta, sample_rate, steps, noise, accountant, count_epsilon)
     if accountant_name(accountant, noise, delta) == PURE:
         return _pure_epsilon(noise_multiplier, sample_rate, steps, count_epsilon)
     if accountant == OPACUS:  # the Gaussian steps in RDP, the count by basic composition
@@ -232,9 +237,7 @@ def epsilon_schedule(
     PLD is not prefix-friendly (self-composition is one FFT power per t), so each t is the
     accountant's own computation, spread over ``workers`` processes for long schedules.
     """
-    _check_common(delta, sample_rate, steps, noise, accountant, count_epsilon)
-    if not noise_multiplier > 0:
-        raise ValueError(f"the noise multiplier must be > 0, got {noise_multiplier!r}")
+    _check_spend(noise_multiplier, delta, sample_rate, steps, noise, accountant, count_epsilon)
     args = (noise_multiplier, delta, sample_rate)
     kw = {"accountant": accountant, "noise": noise, "count_epsilon": count_epsilon}
     if accountant_name(accountant, noise, delta) == PURE:
