@@ -29,6 +29,14 @@ def test_the_summary_says_dev_best_test_time_and_the_guarantee(tmp_path):
     assert "test accuracy (dev-best model): 0.7000 (loss 0.6000)" in text
     assert "Privacy report (mezo)" in text and GUARANTEE_NONE in text
     assert text.endswith(f"run directory: {tmp_path}")
+    assert "time: 3.0 s total, 0.1 s per step (median); peak memory 400 MB RSS" in text
+
+
+def test_a_run_that_took_no_step_says_so_not_none():
+    """`paczero resume` of a finished log times no step: the line says so."""
+    resumed = {**RESULT, "timing": {"total_s": 2.0, "step_s_median": None}}
+    text = describe_result(resumed, None)
+    assert "time: 2.0 s total, no step taken; peak memory" in text and "None" not in text
 
 
 def test_the_privacy_curve_is_the_public_logs_and_the_guarantee_its_limit():

@@ -70,9 +70,11 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
     if "withheld" in timing:
         lines.append(f"time and memory: withheld; {timing['withheld']}")
     else:
+        median = timing["step_s_median"]  # None: this process took no step (a finished log)
+        per_step = "no step taken" if median is None else f"{median} s per step (median)"
         lines.append(
-            f"time: {timing['total_s']:.1f} s total, {timing['step_s_median']} s per step "
-            f"(median); peak memory {result['memory']['peak_rss_mb']:.0f} MB RSS"
+            f"time: {timing['total_s']:.1f} s total, {per_step}; "
+            f"peak memory {result['memory']['peak_rss_mb']:.0f} MB RSS"
         )
     lines.append(describe_privacy(result["privacy"]))
     if run_dir is not None:

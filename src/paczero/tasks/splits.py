@@ -95,7 +95,7 @@ def sample_splits(data: dict[str, list[dict]], cfg: DataConfig) -> Splits:
     need = cfg.num_train + cfg.num_dev
     if len(train) < need:
         raise UserError(
-            f"the SST-2 train split has {len(train)} rows, fewer than data.num_train + "
+            f"the train split has {len(train)} rows, fewer than data.num_train + "
             f"data.num_dev = {need}; lower them"
         )
     rng = np.random.default_rng(cfg.seed)
