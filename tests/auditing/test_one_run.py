@@ -1,4 +1,4 @@
-"""`paczero audit`: the statistics, the attacks on tiny runs, canaries, trials, bad input."""
+"""`paczero audit` of one run: PACZero transcripts, a leak caught, DP canaries, bad input."""
 
 import json
 import math
@@ -7,26 +7,10 @@ import stat
 
 import numpy as np
 import pytest
-import torch
-from scipy.stats import binom
 
 from paczero.auditing import attacks as attacks_module
-from paczero.auditing import audit, audit_trials
-from paczero.auditing.stats import (
-    clopper_pearson,
-    fano_bound,
-    identification_bound,
-    kl_upper_inverse,
-    rank_epsilon_lower_bound,
-    rank_mi_lower_bound,
-    snj_epsilon_lower_bound,
-    snj_p_value,
-)
+from paczero.auditing import audit
 from paczero.cli import main
-from paczero.privacy.bounds import mi_to_epsilon
-from paczero.privacy.channels import kl_bernoulli
-from paczero.privacy.randomness import public_stream
-from paczero.tasks.canaries import CanaryMaskedTask, builtin_canaries
 from paczero.trainer import train
 
 pytestmark = pytest.mark.filterwarnings("ignore:seed.secret is set")
@@ -39,77 +23,6 @@ def run(tmp_path, name, *overrides):
     out = tmp_path / name
     train("smoke", out=out, overrides=[*TINY, *overrides], progress=False)
     return out
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def test_snj_p_value_is_the_binomial_tail_without_delta_and_grows_with_it():
-    q = 1 / (1 + math.exp(-1.0))
-    assert snj_p_value(100, 50, 40, 1.0) == pytest.approx(binom.sf(39, 50, q), rel=1e-12)
-    assert snj_p_value(100, 50, 40, 1.0, delta=1e-5) > snj_p_value(100, 50, 40, 1.0)
-    assert snj_p_value(100, 50, 0, 3.0) == 1.0
-
-
-def test_snj_bound_is_zero_at_chance_positive_for_many_right_and_rejected_at_its_value():
-    assert snj_epsilon_lower_bound(64, 64, 32) == 0.0
-    eps = snj_epsilon_lower_bound(64, 64, 64)
-    assert 2.5 < eps < 4.0
-    assert snj_p_value(64, 64, 64, eps) < 0.05 <= snj_p_value(64, 64, 64, eps + 1e-3)
-
-
-def test_snj_bound_is_valid_and_has_power_on_randomized_response():
-    """epsilon0-randomized response on independent bits: the lower bound exceeds epsilon0
-    in at most ~5% of repetitions, and is clearly positive on average."""
-    rng = np.random.default_rng(7)
-    eps0, m, reps = 2.0, 200, 200
-    keep = 1 / (1 + math.exp(-eps0))
-    bounds = []
-    for _ in range(reps):
-        correct = int(rng.binomial(m, keep))
-        bounds.append(snj_epsilon_lower_bound(m, m, correct))
-    bounds = np.array(bounds)
-    assert np.mean(bounds > eps0) <= 0.09  # 5% plus Monte-Carlo slack
-    assert np.mean(bounds) > 1.0
-
-
-def test_rank_bound_is_zero_above_alpha_and_kl_below():
-    assert rank_mi_lower_bound(1 / 16) == 0.0  # 16 candidates: naming S* is 6% by chance
-    assert rank_mi_lower_bound(1 / 128) == pytest.approx(kl_bernoulli(0.05, 1 / 128))
-    assert rank_epsilon_lower_bound(1 / 128) == pytest.approx(mi_to_epsilon(0.0515373), rel=1e-4)
-
-
-def test_rank_bound_is_valid_for_a_mechanism_at_its_budget():
-    """A mechanism that reveals S* with probability p (else nothing) has I = p ln M; the
-    rank bound exceeds I in at most alpha of its runs."""
-    rng = np.random.default_rng(3)
-    m, p, alpha = 256, 0.3, 0.05
-    mi = p * math.log(m)
-    over = 0
-    for _ in range(2000):
-        revealed = rng.random() < p
-        rank = 1 if revealed else int(rng.integers(1, m + 1))  # uninformative: S* uniform
-        over += rank_mi_lower_bound(rank / m, alpha) > mi
-    assert over / 2000 <= alpha
-
-
-def test_the_counts_of_guesses_tried_can_each_reject_chance():
-    from paczero.auditing.attacks import bound_grid
-
-    assert bound_grid(32, 0.05) == [8, 16, 32]  # 4 of 4 right is 1/16 by chance: useless
-    assert bound_grid(1000, 0.05) == [125, 250, 500, 1000]
-    for m in (4, 16, 64):
-        grid = bound_grid(m, 0.05)
-        assert grid[-1] == m and all(0.5**r < 0.05 / len(grid) for r in grid if r < m)
-
-
-def test_identification_bounds():
-    assert identification_bound(0.0, 16) == pytest.approx(1 / 16)
-    assert identification_bound(0.33, 16) <= fano_bound(0.33, 16)
-    p = kl_upper_inverse(0.1, 0.2)
-    assert kl_bernoulli(p, 0.1) >= 0.2 - 1e-12 and kl_bernoulli(p - 1e-6, 0.1) < 0.2
-    lo, hi = clopper_pearson(5, 10)
-    assert lo < 0.5 < hi
 
 
 # ---------------------------------------------------------------- PACZero runs
@@ -218,21 +131,6 @@ def test_a_recomputation_that_disagrees_with_the_log_is_reported(tmp_path, monke
     assert "disagrees with the release log" in report["summary"]
 
 
-def test_mi_trials_stay_within_the_bound(tmp_path):
-    mi = ["data.num_train=32", "mechanism.name=paczero-mi", "mechanism.budget=0.05"]
-    mi += ["mechanism.subsets=8", "train.steps=8", "train.lr=0.05", *TINY]
-    report = audit_trials("smoke", 8, overrides=mi, seeds=list(range(11, 19)))
-    data = report.data
-    claim = data["claim"]
-    assert data["trials"] == 8 and data["checks_ok"]
-    for attack in data["attacks"]:
-        assert attack["identify_interval"][0] <= claim["identify_bound"]
-        assert attack["accuracy_interval"][0] <= claim["posterior_bound"]
-        assert attack["epsilon_lower_bound"] <= claim["epsilon"]
-    assert data["verdict"] != "violation"
-    assert "over 8 runs" in str(report)
-
-
 # ---------------------------------------------------------------- DP with canaries
 
 DP = ["data.num_train=16", "mechanism.name=dpzero", "mechanism.epsilon=1", "mechanism.clip=1"]
@@ -275,27 +173,6 @@ def test_the_canary_audit_flags_a_leak_beyond_the_claim(tmp_path, monkeypatch, c
     capsys.readouterr()
     assert main(["audit", str(out), "--check", "--json", str(tmp_path / "a.json")]) == 1
     assert "report this" in capsys.readouterr().out
-
-
-def test_an_excluded_canary_has_derivative_zero():
-    from paczero.config import ModelConfig
-    from paczero.models import load_model
-    from paczero.session import pool_losses
-    from paczero.tasks import TaskConfig, build_task
-    from paczero.tasks.sst2 import synthetic_sst2
-
-    loaded = load_model(ModelConfig(name="tiny-llama", track="full", device="cpu"), seed=0)
-    task = build_task(TaskConfig(), loaded.tokenizer)
-    examples = synthetic_sst2(8, 2, seed=1)["train"][:4] + builtin_canaries(3, public_stream(0))
-    pool = task.encode(examples)
-    record = {"rows": [4, 5, 6], "included": [True, False, True]}
-    masked = CanaryMaskedTask(task, pool, record)
-    rows = np.array([6, 0, 5, 2, 4])
-    plain = pool_losses(loaded.model, task, pool, rows, 2)
-    losses = pool_losses(loaded.model, masked, pool, rows, 2)
-    assert losses[2] == 0.0 and torch.equal(losses[[0, 1, 3, 4]], plain[[0, 1, 3, 4]])
-    dev = task.encode(examples)  # another set: never masked
-    assert torch.equal(pool_losses(loaded.model, masked, dev, rows, 2), plain)
 
 
 # ---------------------------------------------------------------- bad input
