@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from paczero import ZOOptimizer
-from paczero.config import ModelConfig, load_config
+from paczero.config import ModelConfig
 from paczero.errors import UserError
 from paczero.firstorder import FirstOrderOptimizer, freeze_unsupported
 from paczero.mechanisms import mechanism_config
@@ -145,22 +144,3 @@ def test_missing_opacus_is_one_line_naming_the_extra(monkeypatch):
     with pytest.raises(UserError, match=r"pip install paczero\[dpsgd\]") as err:
         _optimizer(loaded, task, pool, _dpsgd())
     assert "\n" not in str(err.value)
-
-
-def test_a_dpsgd_config_without_opacus_is_refused_before_any_model_loads(monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "opacus" else real(name, *a)
-    )
-    keys = ["mechanism.name=dp-sgd", *(f"mechanism.{k}={v}" for k, v in DP.items())]
-    with pytest.raises(UserError, match=r"needs Opacus.*pip install paczero\[dpsgd\]") as err:
-        load_config("smoke", [*keys, "data.num_train=16", "train.batch_size=8"])
-    assert "\n" not in str(err.value)
-    load_config("smoke", ["mechanism.name=backprop"])  # backprop needs no Opacus
-
-
-def test_the_zeroth_order_optimizer_refuses_a_first_order_mechanism():
-    with pytest.raises(ValueError, match="FirstOrderOptimizer"):
-        ZOOptimizer([torch.zeros(3)], _dpsgd(), lr=0.1)

@@ -2,6 +2,7 @@
 once per step, the update the mechanism's coefficient says."""
 
 import numpy as np
+import pytest
 import torch
 
 from paczero.mechanisms import MeZO
@@ -41,3 +42,9 @@ def test_a_step_moves_theta_by_lr_times_the_coefficient_along_z():
     ZOEstimator([replayed], 1e-3).replay(result.seeds, [0.1 * result.coeffs[0]])
     assert torch.allclose(replayed, theta, rtol=0, atol=1e-6)
     assert not torch.equal(before, theta)
+
+
+def test_the_zeroth_order_optimizer_refuses_a_first_order_mechanism(make_mechanism):
+    mech, _, _ = make_mechanism("backprop", pool=16)
+    with pytest.raises(ValueError, match="FirstOrderOptimizer"):
+        ZOOptimizer([torch.zeros(3)], mech, lr=0.1)
