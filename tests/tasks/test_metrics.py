@@ -5,6 +5,7 @@ import pytest
 from paczero.tasks.metrics import (
     exact_match,
     f1_score,
+    macro_f1,
     normalize_answer,
     squad_scores,
 )
@@ -70,3 +71,10 @@ def test_mean_scores():
     assert math.isnan(empty["f1"]) and math.isnan(empty["exact_match"])
     with pytest.raises(ValueError):
         squad_scores(["a"], [])
+
+
+def test_macro_f1_matches_its_definition():
+    assert macro_f1([0, 1, 2, 0], [0, 1, 2, 0]) == 1.0
+    # class 0: tp 1 fp 1 fn 1 -> 0.5; class 1: tp 0 -> 0; class 2: tp 1 fp 0 fn 0 -> 1
+    assert macro_f1([0, 0, 1, 2], [0, 1, 0, 2]) == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert macro_f1([0, 0], [1, 1]) == 0.0  # classes seen only in predictions count too
