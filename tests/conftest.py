@@ -33,6 +33,19 @@ def small_run() -> list[str]:
     return list(SMALL_RUN)
 
 
+@pytest.fixture(scope="session")
+def glue_sst2():
+    """GLUE SST-2's train and validation rows from ``$PACZERO_DATA_DIR`` (CI sets it to
+    ../shared/data); the test is skipped without it."""
+    data_dir = os.environ.get("PACZERO_DATA_DIR")
+    if not data_dir:
+        pytest.skip("PACZERO_DATA_DIR is not set (CI sets it to ../shared/data)")
+    from paczero.tasks import DataConfig
+    from paczero.tasks.sst2 import load_sst2
+
+    return load_sst2(DataConfig(dir=data_dir))
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     """``tiny_model(name="tiny-llama", noisy=False)``: a small random model on the CPU, full

@@ -12,8 +12,6 @@ from paczero.config import ModelConfig
 from paczero.errors import UserError
 from paczero.models import load_model, tiny_tokenizer
 from paczero.tasks import DataConfig, TaskConfig, build_task, sst2
-from paczero.tasks.batch import length_sorted_groups
-from paczero.tasks.splits import sample_splits
 from paczero.tasks.sst2 import load_sst2, read_tsv, synthetic_sst2
 
 SENTENCE = "it 's a charming and often affecting journey . "
@@ -252,24 +250,6 @@ def test_encode_stores_labels_and_lengths():
     assert (task.name, task.metric, task.metric_mode) == ("sst2", "accuracy", "max")
 
 
-def test_length_groups_respect_the_token_budget_and_cover_every_row():
-    lengths = np.array([30, 3, 4, 5, 3, 40, 6, 4, 2, 5])
-    groups = list(length_sorted_groups(lengths, max_rows=4, max_tokens=20))
-    flat = np.concatenate(groups)
-    assert sorted(flat.tolist()) == list(range(len(lengths)))
-    assert lengths[flat].tolist() == sorted(lengths.tolist())
-    for group in groups:
-        assert len(group) <= 4
-        assert len(group) == 1 or len(group) * lengths[group].max() <= 20
-    # the 30- and 40-token rows exceed the budget and each get a batch of their own
-    assert [lengths[g].tolist() for g in groups[-2:]] == [[30], [40]]
-    # without a budget only the row cap applies
-    assert [len(g) for g in length_sorted_groups(lengths, max_rows=4)] == [4, 4, 2]
-    # sequences per item count against both caps
-    two = list(length_sorted_groups(lengths, max_rows=4, max_tokens=20, rows_per_item=2))
-    assert all(len(g) <= 2 and (len(g) == 1 or 2 * len(g) * lengths[g].max() <= 20) for g in two)
-
-
 def test_token_budget_changes_batching_but_not_losses(tiny_opt):
     capped = build_task(TaskConfig(), tiny_opt.tokenizer, max_batch_tokens=12)
     plain = build_task(TaskConfig(), tiny_opt.tokenizer)
@@ -297,13 +277,9 @@ needs_data = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def glue():
-    return load_sst2(DataConfig(dir=DATA_DIR))
-
-
 @needs_data
-def test_glue_files_golden_rows(glue):
+def test_glue_files_golden_rows(glue_sst2):
+    glue = glue_sst2
     assert len(glue["train"]) == 67349 and len(glue["validation"]) == 872
     assert glue["train"][:3] == [
         {"sentence": "hide new secretions from the parental units ", "label": 0},
@@ -319,32 +295,11 @@ def test_glue_files_golden_rows(glue):
 
 
 @needs_data
-def test_sst2_folder_itself_is_accepted(glue):
+def test_sst2_folder_itself_is_accepted(glue_sst2):
+    glue = glue_sst2
     direct = load_sst2(DataConfig(dir=str(Path(DATA_DIR) / "sst2")))
     assert direct["validation"] == glue["validation"]
     assert len(direct["train"]) == len(glue["train"])
-
-
-@needs_data
-def test_splits_sizes_disjoint_and_seeded(glue):
-    cfg = DataConfig(dir=DATA_DIR, num_train=1000, num_dev=500, num_test=1000, seed=3)
-    splits = sample_splits(glue, cfg)
-    assert (len(splits.pool), len(splits.dev), len(splits.test)) == (1000, 500, 872)
-    assert splits.test_is_whole_split and splits.test_requested == 1000
-    assert not set(splits.pool_indices) & set(splits.dev_indices)
-    assert len(set(splits.pool_indices)) == 1000
-    assert splits.pool == [glue["train"][i] for i in splits.pool_indices]
-
-    again = sample_splits(glue, cfg)
-    assert np.array_equal(again.pool_indices, splits.pool_indices)
-    assert np.array_equal(again.dev_indices, splits.dev_indices)
-
-    other = sample_splits(glue, cfg.model_copy(update={"seed": 4}))
-    assert not np.array_equal(other.pool_indices, splits.pool_indices)
-
-    small = sample_splits(glue, cfg.model_copy(update={"num_test": 100}))
-    assert len(small.test) == 100 and not small.test_is_whole_split
-    assert len(set(small.test_indices)) == 100
 
 
 def _write(path: Path, text: str) -> Path:
@@ -383,12 +338,6 @@ def test_missing_data_dir_and_file(tmp_path):
         load_sst2(DataConfig(dir=str(tmp_path)))
 
 
-def test_too_small_train_split():
-    data = synthetic_sst2(20, 10, seed=0)
-    with pytest.raises(UserError, match="data.num_train"):
-        sample_splits(data, DataConfig(source="synthetic", num_train=15, num_dev=10))
-
-
 def test_synthetic_balanced_deterministic_separable():
     data = synthetic_sst2(200, 50, seed=1)
     assert data == synthetic_sst2(200, 50, seed=1)
@@ -400,12 +349,6 @@ def test_synthetic_balanced_deterministic_separable():
         words = set(row["sentence"].split())
         assert bool(words & positive) <= bool(row["label"])  # positive words only in label 1
         assert row["sentence"].endswith(" ")  # GLUE format
-
-
-def test_synthetic_source_through_config():
-    cfg = DataConfig(source="synthetic", num_train=40, num_dev=10, num_test=20, seed=0)
-    splits = sample_splits(load_sst2(cfg), cfg)
-    assert (len(splits.pool), len(splits.dev), len(splits.test)) == (40, 10, 20)
 
 
 def _message(fn) -> str:
