@@ -119,21 +119,7 @@ def test_unknown_recipe_suggests_a_close_one():
         load_config("missing.yaml")
 
 
-def test_yaml_follows_the_core_schema_and_keeps_each_key_once():
-    """true/false only are booleans, 1e-3 is a number, 010 is ten; a repeated key and
-    nesting past the limit are one line each (PyYAML alone keeps the last key silently)."""
-    from paczero.textfiles import MAX_YAML_DEPTH, parse_yaml
-
-    values = parse_yaml("[yes, no, on, off, true, False, 1e-3, 010, 0x10, 1:30, .inf, '16']", "x")
-    assert values[:6] == ["yes", "no", "on", "off", True, False]
-    assert values[6:] == [0.001, 10, 16, "1:30", float("inf"), "16"]
-    assert parse_yaml("a: &b {x: 1}\nc: {<<: *b, x: 2}", "x")["c"] == {"x": 2}  # merge keys
-    nested = "[" * MAX_YAML_DEPTH + "]" * MAX_YAML_DEPTH
-    assert parse_yaml(nested, "x") is not None
-    with pytest.raises(UserError, match="f.yaml line 1: nesting deeper than 100 levels"):
-        parse_yaml("[" + nested + "]", "f.yaml")
-    with pytest.raises(UserError, match=r"f.yaml line 3: duplicate key 'b' \(first at line 2\)"):
-        parse_yaml("a: 1\nb: 2\nb: 3\n", "f.yaml")
+def test_overrides_follow_the_yaml_core_schema():
     config = load_config("smoke", ["train.eval_at_start=True", "train.lr=1e-3"])
     assert config.train.eval_at_start is True and config.train.lr == 0.001
 
