@@ -34,6 +34,21 @@ def small_run() -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def bench_args():
+    """``bench_args(*argv)``: `paczero bench`'s options parsed from ``argv``."""
+    import argparse
+
+    from paczero.bench import add_arguments
+
+    def parse(*argv: str):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return parser.parse_args(list(argv))
+
+    return parse
+
+
+@pytest.fixture(scope="session")
 def glue_sst2():
     """GLUE SST-2's train and validation rows from ``$PACZERO_DATA_DIR`` (CI sets it to
     ../shared/data); the test is skipped without it."""

@@ -1,22 +1,15 @@
 """The bench's code path on a tiny model: every field of the table is there (no timing checks)."""
 
-import argparse
 import json
 
 import pytest
 import torch
 
-from paczero.bench import add_arguments, format_table, run_bench
+from paczero.bench import format_table, run_bench
 
 
-def parse(*argv):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
-def test_defaults_are_the_issue_setting():
-    args = parse()
+def test_defaults_are_the_issue_setting(bench_args):
+    args = bench_args()
     assert (args.model, args.track, args.pool, args.mechanism) == (
         "smollm2-135m",
         "lora",
@@ -27,11 +20,11 @@ def test_defaults_are_the_issue_setting():
 
 
 @pytest.mark.parametrize("track", ["lora", "full"])
-def test_quick_bench_reports_every_field(tmp_path, track):
+def test_quick_bench_reports_every_field(tmp_path, track, bench_args):
     out = tmp_path / "bench.json"
     memory = "--memory" if track == "full" else "--no-memory"  # one track spawns the phases
     result = run_bench(
-        parse(
+        bench_args(
             "--quick",
             "--track",
             track,
@@ -94,24 +87,3 @@ def test_matmul_probe_measures_a_rate_on_the_cpu():
     from paczero.bench import matmul_peak_tflops
 
     assert matmul_peak_tflops("cpu", torch.float32, size=128, repeats=1) > 0
-
-
-def test_compare_runs_each_method_s_own_step_over_the_same_pool():
-    """`paczero bench --compare dp-sgd`: the command of each phase, run here in-process (the
-    bench runs each in its own process), and the table of both."""
-    from paczero.bench import _memory_phase, _quick_defaults
-    from paczero.bench_compare import compare_argv, format_compare
-
-    args = _quick_defaults(parse("--quick", "--compare", "dp-sgd", "--repeats", "1"))
-    commands = compare_argv(args)
-    assert list(commands) == ["paczero-zpl", "dp-sgd"]
-    assert "mechanism.clip=1" in commands["dp-sgd"] and "--phase" in commands["dp-sgd"]
-    methods = {}
-    for name, argv in commands.items():
-        phase = parse(*argv[argv.index("--phase") :])
-        assert phase.mechanism == name and phase.pool == args.pool == 16
-        methods[name] = _memory_phase(phase)
-        assert methods[name]["step_s"] > 0 and methods[name]["peak_bytes"] > 0
-    config = {"model": "tiny-llama", "track": "lora", "pool": 16, "micro_batch": 8}
-    table = format_compare({"config": {**config, "dtype": "auto"}, "methods": methods})
-    assert "paczero-zpl" in table and "dp-sgd" in table and "16 rows" in table
