@@ -206,6 +206,9 @@ class FirstOrderOptimizer:
         """Clip each example's gradient (Opacus's ``grad_sample``) and add it to ``sums``.
         A forward row per option (multi-token label words) is summed into its example.
         An example whose loss or gradient is not finite counts 0 (the clip bounds it)."""
+        # The per-example gradients are the step's memory (n copies of the trainable
+        # tensors), so nothing here makes another full-size temporary: in-place clean-up,
+        # norms by reduction, the clipped sum as one matrix-vector product per tensor.
         per_example = []
         sq_norms = torch.zeros(n, dtype=torch.float64)
         for _, p in self.params:
@@ -216,14 +219,14 @@ class FirstOrderOptimizer:
             sample = sample.float()
             if sample.shape[0] != n:
                 sample = sample.reshape(n, sample.shape[0] // n, *p.shape).sum(1)
-            sample = torch.nan_to_num(sample, nan=0.0, posinf=0.0, neginf=0.0)
-            sq_norms += sample.flatten(1).double().pow(2).sum(1).cpu()
+            sample = sample.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).flatten(1)
+            sq_norms += torch.linalg.vector_norm(sample, dim=1).double().cpu().pow(2)
             per_example.append(sample)
         norms = sq_norms.sqrt()
         ok = finite.cpu() & torch.isfinite(norms)
         factor = torch.where(ok, (clip / (norms + 1e-6)).clamp(max=1.0), 0.0).float()
         for total, sample in zip(sums, per_example, strict=True):
-            total += torch.einsum("n,n...->...", factor.to(sample.device), sample)
+            total += (factor.to(sample.device) @ sample).view_as(total)
         return int((norms > clip).sum())
 
     # ------------------------------------------------------------ the step
