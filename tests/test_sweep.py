@@ -525,10 +525,10 @@ def test_a_running_run_prints_its_progress(tmp_path, monkeypatch):
 def test_the_first_order_rows_share_the_cpu_table_s_pool_and_budget(capsys):
     sweep = load_spec(REPO / "sweeps" / "paper-table-smollm2-firstorder.yaml")
     table_spec = load_spec(REPO / "sweeps" / "paper-table-smollm2.yaml")
-    assert sweep.names() == ["backprop", "dpsgd-eps2.01", "dpsgd-eps6.32"]
+    assert sweep.names() == ["backprop", "dpsgd-eps2.01", "dpsgd-eps6.32", "zero-shot-mezo"]
     reference = table_spec.cell("zpl").resolved(1)
     for cell in sweep.cells:
-        assert cell.seeds == [0, 1, 2] and cell.kind == "train"
+        assert cell.seeds == [0, 1, 2] and cell.kind == ("eval" if "zero" in cell.name else "train")
         cfg = cell.resolved(1)
         assert cfg.model == reference.model and cfg.data == reference.data
         assert (cfg.task.template, cfg.train.steps) == ("mezo", 40)
@@ -539,4 +539,5 @@ def test_the_first_order_rows_share_the_cpu_table_s_pool_and_budget(capsys):
         main(["sweep", str(REPO / "sweeps" / "paper-table-smollm2-firstorder.yaml"), "--dry-run"])
         == 0
     )
-    assert "9 runs (dry run: nothing is written)" in capsys.readouterr().out
+    assert "12 runs (dry run: nothing is written)" in capsys.readouterr().out
+    assert sweep.cell("zero-shot-mezo").resolved(0) == table_spec.cell("zero-shot-mezo").resolved(0)
