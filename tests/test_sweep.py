@@ -461,16 +461,20 @@ def test_the_gpu_study_shares_pool_data_and_forward_passes(capsys):
     assert sweep.names() == [
         "mezo", "full-mean", "full-sign", "zpl", "mi0.33", "mi0.68", "dpzero-eps2.01",
         "dpzero-eps6.32", "dpaggzo-eps2.01", "dpaggzo-eps6.32", "random-sign", "zpl-review",
-        "zero-shot-mezo", "zero-shot-review",
+        "backprop", "dpsgd-eps2.01", "dpsgd-eps6.32", "zero-shot-mezo", "zero-shot-review",
     ]  # fmt: skip
+    first_order = {"backprop", "dpsgd-eps2.01", "dpsgd-eps6.32"}
     for cell in sweep.cells:
         assert cell.seeds == [0, 1, 2]
         cfg = cell.resolved(2)
         model = (cfg.model.name, cfg.model.track, cfg.model.dtype, cfg.task.name)
-        assert model == ("smollm2-135m", "full", "float16", "sst2")
+        dtype = "float32" if cell.name in first_order else "float16"  # backprop needs float32
+        assert model == ("smollm2-135m", "full", dtype, "sst2")
         data = (cfg.data.num_train, cfg.data.num_dev, cfg.data.num_test, cfg.data.seed)
         assert data == (1000, 500, 872, 2) and cfg.seed.secret is None
-        if cell.kind == "train":
+        if cell.name in first_order:  # the same 1000 steps, on minibatches
+            assert cfg.train.steps == 1000 and cfg.task.template == "mezo"
+        elif cell.kind == "train":
             assert cfg.train.batch_size == "full" and cfg.zo.eps == 0.001
             assert cfg.train.steps * cfg.zo.directions == 1000  # the same forward passes
             template = "review" if cell.name == "zpl-review" else "mezo"
@@ -478,7 +482,8 @@ def test_the_gpu_study_shares_pool_data_and_forward_passes(capsys):
     assert sweep.cell("zero-shot-review").resolved(0).task.template == "review"
     for name, mi in [("mi0.33", 0.33), ("mi0.68", 0.68), ("dpzero-eps2.01", 0.33),
                      ("dpzero-eps6.32", 0.68), ("dpaggzo-eps2.01", 0.33),
-                     ("dpaggzo-eps6.32", 0.68)]:  # fmt: skip
+                     ("dpaggzo-eps6.32", 0.68), ("dpsgd-eps2.01", 0.33),
+                     ("dpsgd-eps6.32", 0.68)]:  # fmt: skip
         mechanism = sweep.cell(name).resolved(0).mechanism
         assert mi == getattr(mechanism, "budget", None) or mi == mechanism.match_mi
     assert sweep.cell("zpl").resolved(0).mechanism.subsets == 126
@@ -486,7 +491,15 @@ def test_the_gpu_study_shares_pool_data_and_forward_passes(capsys):
     tune = load_spec(REPO / "sweeps" / "paper-table-smollm2-gpu-tune.yaml")
     assert all(cell.seeds == [0] for cell in tune.cells)  # dev-only tuning, one seed
     methods = {cell.resolved(0).mechanism.name for cell in tune.cells}
-    assert {"mezo", "paczero-zpl", "paczero-mi", "full-sign", "dpzero"} <= methods
+    assert {
+        "mezo",
+        "paczero-zpl",
+        "paczero-mi",
+        "full-sign",
+        "dpzero",
+        "backprop",
+        "dp-sgd",
+    } <= methods
     for spec in ("paper-table-smollm2-gpu.yaml", "paper-table-smollm2-gpu-tune.yaml"):
         assert main(["sweep", str(REPO / "sweeps" / spec), "--dry-run"]) == 0
     assert "dry run: nothing is written" in capsys.readouterr().out
