@@ -68,6 +68,23 @@ def test_each_examples_clipped_gradient_has_norm_at_most_c(model, track):
 
 
 @pytest.mark.parametrize(("model", "track"), [("tiny-llama", "lora"), ("tiny-opt", "full")])
+def test_a_batch_clips_each_example_by_its_own_norm(model, track):
+    """With C between the examples' norms (some clipped, some not), the batch's clipped sum
+    is the sum of each example's gradient clipped alone: every factor meets its own row."""
+    loaded, task, pool = _setup(model, track)
+    opt = _optimizer(loaded, task, pool, _dpsgd())
+    rows = np.arange(8)
+    alone = [opt.gradient_sums(np.array([r]), clip=1e6).sums for r in rows]
+    norms = [float(torch.sqrt(sum(t.double().pow(2).sum() for t in g))) for g in alone]
+    clip = float(np.median(norms))
+    batch = opt.gradient_sums(rows, clip=clip)
+    assert 0 < batch.clipped < len(rows)
+    for index, total in enumerate(batch.sums):
+        expected = sum(g[index] * min(1.0, clip / n) for g, n in zip(alone, norms, strict=True))
+        torch.testing.assert_close(total, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("model", "track"), [("tiny-llama", "lora"), ("tiny-opt", "full")])
 def test_unclipped_sums_match_plain_autograd(model, track):
     loaded, task, pool = _setup(model, track)  # tiny-opt ties lm_head to the embedding
     opt = _optimizer(loaded, task, pool, _dpsgd(clip=1e6))
