@@ -533,6 +533,9 @@ def test_a_running_run_prints_its_progress(tmp_path, monkeypatch):
     assert zpl and all(x.split("step ")[1].split("/")[1].startswith("12 ") for x in zpl)
     dp = [x for x in lines if "dp/seed-0 running" in x]
     assert dp and not any(re.search(r"step \d", x) for x in dp)  # its step rate is secret
+    done = {x.split("done   ")[1].split("/")[0]: x for x in lines if "done   " in x}
+    assert re.search(r"\(\d+\.\d s\)$", done["zpl"])  # public rows: its time is shown
+    assert done["dp"].endswith("(time withheld: DP rows are secret)")  # it grows with the sample
 
 
 def test_the_first_order_rows_share_the_cpu_table_s_pool_and_budget(capsys):

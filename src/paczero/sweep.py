@@ -484,6 +484,21 @@ def _flatten(data: dict[str, Any], prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+def done_text(sweep: Sweep, cell: Cell, seed: int, name: str, started: float) -> str:
+    """'zpl/seed-0: test accuracy 0.8125 (12.3 s)'. A run on secret rows shows no time: its
+    wall time grows with the secret sample's size, which its result withholds too."""
+    text = f"{name}: {outcome_text(sweep, cell, seed)}"
+    if cell.kind == "train" and _secret_rows(cell, seed):
+        return f"{text} (time withheld: DP rows are secret)"
+    return f"{text} ({time.perf_counter() - started:.1f} s)"
+
+
+def _secret_rows(cell: Cell, seed: int) -> bool:
+    from paczero.mechanisms import mechanism_class
+
+    return mechanism_class(cell.resolved(seed).mechanism.name).chooses_rows
+
+
 def outcome_text(sweep: Sweep, cell: Cell, seed: int) -> str:
     """'test accuracy 0.8125' from the run's result (or eval) file."""
     run = sweep.run_path(cell, seed)
@@ -559,11 +574,8 @@ class Watched:
 
 
 def _watched(sweep: Sweep, cell: Cell, seed: int, label: str) -> Watched:
-    from paczero.mechanisms import mechanism_class
-
-    cfg = cell.resolved(seed)
-    secret_rows = mechanism_class(cfg.mechanism.name).chooses_rows
-    return Watched(label, sweep.run_path(cell, seed), cfg.train.steps, secret_rows)
+    steps = cell.resolved(seed).train.steps
+    return Watched(label, sweep.run_path(cell, seed), steps, _secret_rows(cell, seed))
 
 
 @contextlib.contextmanager
@@ -686,10 +698,8 @@ def _run_here(sweep, todo, states, threads, summary: Summary, say) -> None:
             except Exception as err:  # noqa: BLE001 - one broken run must not stop the sweep
                 _failed(summary, say, i, len(todo), name, f"{type(err).__name__}: {err}")
                 continue
-            seconds = time.perf_counter() - t0
             summary.done.append(name)
-            text = outcome_text(sweep, cell, seed)
-            say(f"[{i}/{len(todo)}] done   {name}: {text} ({seconds:.1f} s)")
+            say(f"[{i}/{len(todo)}] done   {done_text(sweep, cell, seed, name, t0)}")
     finally:
         torch.set_num_threads(before)
 
@@ -768,11 +778,9 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
                 del running[i]
                 watched.pop(i, None)
                 name = f"{cell.name}/seed-{seed}"
-                seconds = time.perf_counter() - t0
                 if proc.returncode == 0:
                     summary.done.append(name)
-                    text = outcome_text(sweep, cell, seed)
-                    say(f"[{i}/{len(todo)}] done   {name}: {text} ({seconds:.1f} s)")
+                    say(f"[{i}/{len(todo)}] done   {done_text(sweep, cell, seed, name, t0)}")
                 elif stop and proc.returncode in (130, 143):
                     say(f"[{i}/{len(todo)}] stopped {name} (checkpoint written)")
                 elif stop and proc.returncode < 0:
