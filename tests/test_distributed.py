@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from paczero.distributed import World, unowned
+from paczero.distributed import World, close_world, leave_together, unowned
 from paczero.trainer import train
 
 from sizes import small_run
@@ -220,3 +220,19 @@ def test_offloading_device_maps_are_refused_in_one_line():
         load_model(ModelConfig(name="tiny-llama", device_map={"": "disk"}), seed=0)
     with pytest.raises(UserError, match="does not fit this model"):
         load_model(ModelConfig(name="tiny-llama", device_map={"model.nothing": "cpu"}), seed=0)
+
+
+def test_finished_ranks_meet_before_the_group_is_torn_down(monkeypatch):
+    """A finished run's ranks pass a barrier, then destroy the group; after a failure the
+    group is destroyed without a barrier (a dead peer would never reach it)."""
+    calls = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: "destroy" not in calls)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append("destroy"))
+    world = World(rank=1, size=2)
+    leave_together(world)
+    close_world(world)  # the finally after it: nothing left to tear down
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    close_world(world)
+    assert calls == ["destroy"]

@@ -64,7 +64,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
         int(b.attention_mask.numel())
         for _, b in s.task.batches(s.pool, np.arange(len(s.pool)), s.cfg.zo.micro_batch)
     )
-    dist.close_world(world)
+    dist.leave_together(world)
     return {
         "rank": world.rank,
         "processes": world.size,

@@ -18,7 +18,7 @@ from typing import Any
 from safetensors import SafetensorError
 
 from paczero.config import load_config
-from paczero.distributed import close_world, init_world
+from paczero.distributed import close_world, init_world, leave_together
 from paczero.errors import Diverged, Stopped, UserError
 from paczero.exporting import write_export
 from paczero.mechanisms import mechanism_class
@@ -83,10 +83,12 @@ def resume(
             except Diverged as err:
                 raise stop_diverged(trainer, err) from None
             check_ranks_agree(session)
-            return trainer.run()
+            result = trainer.run()
+            leave_together(world)
+            return result
     finally:
         run.unlock()
-        close_world(world)
+        close_world(world)  # after a failure: no barrier a dead peer would never reach
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -34,7 +34,14 @@ from paczero.config import (
     load_config,
     validate_config,
 )
-from paczero.distributed import SOLO, World, close_world, fingerprint, init_world
+from paczero.distributed import (
+    SOLO,
+    World,
+    close_world,
+    fingerprint,
+    init_world,
+    leave_together,
+)
 from paczero.errors import Diverged, Interrupted, UserError
 from paczero.exporting import base_identity, ready_to_share, write_run_card
 from paczero.optim import StepResult
@@ -111,9 +118,11 @@ def train(
                     run.write_private("canaries.json", canaries)
             trainer = Trainer(session, run, progress, started)
             trainer.save_checkpoint(0)  # theta_0, durable before any step
-            return trainer.run()
+            result = trainer.run()
+            leave_together(world)
+            return result
     finally:
-        close_world(world)
+        close_world(world)  # after a failure: no barrier a dead peer would never reach
 
 
 DIVERGED = "diverged.json"  # written when a run stops on a non-finite loss
