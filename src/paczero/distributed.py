@@ -169,10 +169,10 @@ def close_world(world: World) -> None:
 
 
 def leave_together(world: World) -> None:
-    """Ranks that finished meet once more before the group is torn down. Rank 0 writes the
-    model, result and plots long after the others are done; a rank that tears gloo down
-    while its peer still holds live pairs was seen to abort at exit (SIGABRT, "terminate
-    called without an active exception", once in about 150 two-process runs)."""
+    """Ranks that finished meet once more before the group is torn down, so that no rank
+    tears gloo down while rank 0 still writes the model, result and plots. Once in about
+    150 two-process runs a rank aborted at exit in that window (SIGABRT, "terminate called
+    without an active exception"); whether the uneven teardown caused it is not known."""
     world.barrier()
     close_world(world)
 
