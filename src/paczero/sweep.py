@@ -484,19 +484,13 @@ def _flatten(data: dict[str, Any], prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def done_text(sweep: Sweep, cell: Cell, seed: int, name: str, started: float) -> str:
+def done_text(sweep: Sweep, cell: Cell, seed: int, name: str, watched: Watched) -> str:
     """'zpl/seed-0: test accuracy 0.8125 (12.3 s)'. A run on secret rows shows no time: its
     wall time grows with the secret sample's size, which its result withholds too."""
     text = f"{name}: {outcome_text(sweep, cell, seed)}"
-    if cell.kind == "train" and _secret_rows(cell, seed):
+    if cell.kind == "train" and watched.secret_rows:
         return f"{text} (time withheld: DP rows are secret)"
-    return f"{text} ({time.perf_counter() - started:.1f} s)"
-
-
-def _secret_rows(cell: Cell, seed: int) -> bool:
-    from paczero.mechanisms import mechanism_class
-
-    return mechanism_class(cell.resolved(seed).mechanism.name).chooses_rows
+    return f"{text} ({time.perf_counter() - watched.started:.1f} s)"
 
 
 def outcome_text(sweep: Sweep, cell: Cell, seed: int) -> str:
@@ -574,8 +568,11 @@ class Watched:
 
 
 def _watched(sweep: Sweep, cell: Cell, seed: int, label: str) -> Watched:
-    steps = cell.resolved(seed).train.steps
-    return Watched(label, sweep.run_path(cell, seed), steps, _secret_rows(cell, seed))
+    from paczero.mechanisms import mechanism_class
+
+    cfg = cell.resolved(seed)
+    secret_rows = mechanism_class(cfg.mechanism.name).chooses_rows
+    return Watched(label, sweep.run_path(cell, seed), cfg.train.steps, secret_rows)
 
 
 @contextlib.contextmanager
@@ -682,9 +679,9 @@ def _run_here(sweep, todo, states, threads, summary: Summary, say) -> None:
             name = f"{cell.name}/seed-{seed}"
             state = states[(cell.name, seed)]
             say(_start_text(i, len(todo), cell, seed, state, sweep))
-            t0 = time.perf_counter()
             try:
-                current[:] = [_watched(sweep, cell, seed, f"[{i}/{len(todo)}]        {name}")]
+                watch = _watched(sweep, cell, seed, f"[{i}/{len(todo)}]        {name}")
+                current[:] = [watch]
                 with _progress_lines(lambda: list(current), say):
                     execute(sweep, cell, seed)
             except Interrupted as err:
@@ -699,7 +696,7 @@ def _run_here(sweep, todo, states, threads, summary: Summary, say) -> None:
                 _failed(summary, say, i, len(todo), name, f"{type(err).__name__}: {err}")
                 continue
             summary.done.append(name)
-            say(f"[{i}/{len(todo)}] done   {done_text(sweep, cell, seed, name, t0)}")
+            say(f"[{i}/{len(todo)}] done   {done_text(sweep, cell, seed, name, watch)}")
     finally:
         torch.set_num_threads(before)
 
@@ -760,7 +757,7 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
                         pass_fds=(lock_fd,),
                         preexec_fn=_die_with_parent(os.getpid()),
                     )
-                running[i] = (proc, cell, seed, time.perf_counter(), log, start)
+                running[i] = (proc, cell, seed, log, start)
                 watched[i] = _watched(
                     sweep, cell, seed, f"[{i}/{len(todo)}]        {cell.name}/seed-{seed}"
                 )
@@ -772,15 +769,15 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
                 forwarded = True  # once: a second signal would kill the worker at once
             time.sleep(0.1)
             for i in list(running):
-                proc, cell, seed, t0, log, start = running[i]
+                proc, cell, seed, log, start = running[i]
                 if proc.poll() is None:
                     continue
                 del running[i]
-                watched.pop(i, None)
+                watch = watched.pop(i)
                 name = f"{cell.name}/seed-{seed}"
                 if proc.returncode == 0:
                     summary.done.append(name)
-                    say(f"[{i}/{len(todo)}] done   {done_text(sweep, cell, seed, name, t0)}")
+                    say(f"[{i}/{len(todo)}] done   {done_text(sweep, cell, seed, name, watch)}")
                 elif stop and proc.returncode in (130, 143):
                     say(f"[{i}/{len(todo)}] stopped {name} (checkpoint written)")
                 elif stop and proc.returncode < 0:
