@@ -178,6 +178,10 @@ class TaskBase:
         turn = [{"role": "user", "content": prompt}]
         return self.tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
 
+    def render(self, example: Mapping[str, Any]) -> str:
+        """A row's prompt as the model reads it (``wrap`` of the spec's prompt)."""
+        return self.wrap(self.spec.prompt.render(example))
+
     def cue(self, prompt: Prompt) -> str:
         """The text after the prompt's last field as the model reads it (a completion
         follows it): the prompt's cue, then the chat template's end of the user turn."""

@@ -212,9 +212,6 @@ class ClassificationTask(TaskBase):
 
     # ------------------------------------------------------------ encoding
 
-    def render(self, example: dict) -> str:
-        return self.wrap(self.spec.prompt.render(example))
-
     def encode(self, examples: Sequence[dict], labelled: bool = True) -> EncodedSet:
         """Token ids of each row's prompt; ``labelled=False`` for rows to predict (no label
         column: every label reads -1)."""

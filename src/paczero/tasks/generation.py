@@ -220,9 +220,6 @@ class GenerationTask(TaskBase):
     def _plain(self, texts: list[str]) -> list[list[int]]:
         return plain_ids(self.tokenizer, texts)
 
-    def render(self, example: dict) -> str:
-        return self.wrap(self.spec.prompt.render(example))
-
     def encode(self, examples: Sequence[dict], labelled: bool = True) -> GenerationEncoded:
         """Token ids of each row's prompt and gold continuation; ``labelled=False`` for rows
         to predict (no completion or answers column: no continuation, no golds)."""
