@@ -236,3 +236,36 @@ def test_finished_ranks_meet_before_the_group_is_torn_down(monkeypatch):
     calls.clear()
     close_world(world)
     assert calls == ["destroy"]
+
+
+FREED_AT_THE_END = """
+import importlib, json, sys, weakref
+import torch
+from torch.distributed.distributed_c10d import _get_default_group
+from paczero.distributed import BIND_THE_GROUP_ON_IMPORT, init_world, leave_together
+
+world = init_world("cpu")
+group = weakref.ref(_get_default_group())
+world.sum(torch.ones(3))
+from transformers import LlamaConfig  # loading a model imports torch's fsdp here
+for module in BIND_THE_GROUP_ON_IMPORT:
+    importlib.import_module(module)
+world.sum(torch.ones(3))
+leave_together(world)
+print(json.dumps({"rank": world.rank, "freed": group() is None}))
+"""
+
+
+def test_the_group_is_freed_when_the_ranks_leave(tmp_path):
+    """A group that outlives destroy_process_group keeps its gloo threads to interpreter
+    exit, where a rank aborts (SIGABRT) in about half of the exits. Modules imported after
+    the group exists (as transformers does) must not hold it: with init_world's early
+    imports removed, both ranks report it alive."""
+    script = tmp_path / "leave.py"
+    script.write_text(FREED_AT_THE_END)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run([*cmd, str(script)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads(line) for line in done.stdout.splitlines() if "freed" in line]
+    reports.sort(key=lambda report: report["rank"])
+    assert reports == [{"rank": 0, "freed": True}, {"rank": 1, "freed": True}]

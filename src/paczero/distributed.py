@@ -13,6 +13,7 @@ rows are a secret sample, run on rank 0 alone: the sample never leaves it
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -142,6 +143,19 @@ def _collective(call) -> Any:
         ) from None
 
 
+# Modules whose functions take ``group=group.WORLD`` as a default argument. Imported after
+# init_process_group (transformers imports them when it loads a model), they hold the live
+# default group, so destroy_process_group cannot free it: its gloo threads then outlive the
+# interpreter, and a rank's exit aborts (SIGABRT, "terminate called without an active
+# exception"; half the exits of a two-rank script that imports them late). Imported
+# before, they hold None.
+BIND_THE_GROUP_ON_IMPORT = (
+    "torch.distributed.nn.functional",
+    "torch.distributed.fsdp.sharded_grad_scaler",
+    "torch.distributed.optim.zero_redundancy_optimizer",
+)
+
+
 def init_world(device: str = "auto") -> World:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR/PORT), or
     return the one-rank world. NCCL on GPUs, gloo on CPU."""
@@ -150,6 +164,8 @@ def init_world(device: str = "auto") -> World:
         return SOLO
     rank = int(os.environ["RANK"])
     if not torch.distributed.is_initialized():
+        for module in BIND_THE_GROUP_ON_IMPORT:
+            importlib.import_module(module)
         use_cuda = torch.cuda.is_available() and device != "cpu"
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
@@ -170,9 +186,7 @@ def close_world(world: World) -> None:
 
 def leave_together(world: World) -> None:
     """Ranks that finished meet once more before the group is torn down, so that no rank
-    tears gloo down while rank 0 still writes the model, result and plots. Once in about
-    150 two-process runs a rank aborted at exit in that window (SIGABRT, "terminate called
-    without an active exception"); whether the uneven teardown caused it is not known."""
+    tears gloo down while rank 0 still writes the model, result and plots."""
     world.barrier()
     close_world(world)
 
