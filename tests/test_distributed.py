@@ -252,7 +252,8 @@ for module in BIND_THE_GROUP_ON_IMPORT:
     importlib.import_module(module)
 world.sum(torch.ones(3))
 leave_together(world)
-print(json.dumps({"rank": world.rank, "freed": group() is None}))
+report = {"rank": world.rank, "freed": group() is None}
+open(sys.argv[1] + f".{world.rank}.json", "w").write(json.dumps(report))
 """
 
 
@@ -264,8 +265,11 @@ def test_the_group_is_freed_when_the_ranks_leave(tmp_path):
     script = tmp_path / "leave.py"
     script.write_text(FREED_AT_THE_END)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run([*cmd, str(script)], env=ENV, capture_output=True, text=True, timeout=300)
+    reports = tmp_path / "report"  # one file per rank: their stdout lines can interleave
+    done = subprocess.run(
+        [*cmd, str(script), str(reports)], env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
-    reports = [json.loads(line) for line in done.stdout.splitlines() if "freed" in line]
-    reports.sort(key=lambda report: report["rank"])
-    assert reports == [{"rank": 0, "freed": True}, {"rank": 1, "freed": True}]
+    for rank in (0, 1):
+        report = json.loads(Path(f"{reports}.{rank}.json").read_text())
+        assert report == {"rank": rank, "freed": True}
