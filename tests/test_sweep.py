@@ -297,6 +297,23 @@ def test_a_run_killed_before_it_released_anything_starts_again(tmp_path):
     assert (run / "result.json").exists()
 
 
+def test_a_run_killed_while_it_made_its_folder_starts_again(tmp_path):
+    spec = write_spec(tmp_path, cells=[{"name": "a", "set": ["train.steps=3"]}])
+    sweep = load_spec(spec, out=tmp_path / "sweep")
+    prepare(sweep)
+    run = sweep.run_path(sweep.cells[0], 0)
+    for folder in ("checkpoints", "private"):
+        (run / folder).mkdir(parents=True)
+    (run / ".lock").write_text("4242\n")  # killed before config.yaml: the kernel freed the lock
+    (run / "run.json").write_text("{}\n")
+    assert run_state(sweep, sweep.cells[0], 0) == "restart"
+    (run / "notes.txt").write_text("mine")
+    assert run_state(sweep, sweep.cells[0], 0) == "blocked"
+    (run / "notes.txt").unlink()
+    summary, _ = quiet_sweep(sweep)
+    assert summary.done == ["a/seed-0"] and (run / "result.json").exists()
+
+
 # ---------------------------------------------------------------- killed sweeps
 
 

@@ -226,6 +226,20 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    def held_elsewhere(self) -> bool:
+        """Whether a process (another one, or another RunLock here) holds the lock now."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False  # no lock file: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's own lock
+        return False
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -233,6 +247,23 @@ class RunLock:
             self.path.unlink()
         os.close(self._fd)
         self._fd = None
+
+
+def killed_in_create(path: Path) -> bool:
+    """Whether ``path`` holds only what ``RunDir.create`` makes before config.yaml (its lock
+    file, run.json, the empty checkpoints/ and private/, an interrupted atomic write) and
+    no process holds it: what a process killed inside ``create`` leaves. Nothing was
+    released there and no secret was written, so the run may start again."""
+    path = Path(path)
+    if not path.is_dir() or (path / "config.yaml").exists():
+        return False
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            if entry.name not in ("checkpoints", "private") or any(entry.iterdir()):
+                return False
+        elif entry.name not in (LOCK_NAME, "run.json") and not TEMPORARY.fullmatch(entry.name):
+            return False
+    return not RunLock(path).held_elsewhere()
 
 
 @dataclass

@@ -417,8 +417,8 @@ def _locked(sweep: Sweep):
 
 def run_state(sweep: Sweep, cell: Cell, seed: int) -> str:
     """finished, train, resume, restart (a run killed before it logged anything or kept
-    its secret: nothing was released, so it starts again), eval, or blocked (files that are
-    not a run where the run should be)."""
+    its secret, or while it made its folder: nothing was released, so it starts again),
+    eval, or blocked (files that are not a run where the run should be)."""
     run = sweep.run_path(cell, seed)
     if cell.kind == "eval":
         return "finished" if (run / "eval.json").exists() else "eval"
@@ -431,7 +431,10 @@ def run_state(sweep: Sweep, cell: Cell, seed: int) -> str:
             return "restart"
         return "resume"
     if run.exists():
-        return "blocked" if any(p.is_file() for p in run.rglob("*")) else "restart"
+        from paczero.runs import killed_in_create
+
+        empty = not any(p.is_file() for p in run.rglob("*"))
+        return "restart" if empty or killed_in_create(run) else "blocked"
     return "train"
 
 
