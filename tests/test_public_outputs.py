@@ -139,7 +139,7 @@ def _quadratic_problem(pool=40):
 
 
 def test_zo_optimizer_takes_a_dp_mechanism_rows_from_its_secret_sample():
-    """As the README shows it: the loss function receives the rows the mechanism sampled,
+    """As docs/python-api.md shows it: the loss function receives the rows the mechanism sampled,
     so the accountant's Poisson assumption holds through the public API too."""
     pool, steps = 40, 20
     mech = build_mechanism(

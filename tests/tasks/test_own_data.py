@@ -25,7 +25,7 @@ from paczero.zo import ZOEstimator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false", "model.device=cpu"]
-MECHANISMS = {  # the README's commands
+MECHANISMS = {  # the commands of docs/own-data.md
     "paczero-zpl": [],
     "paczero-mi": ["mechanism.name=paczero-mi", "mechanism.budget=0.3"],
     "dpzero": ["mechanism.name=dpzero", "mechanism.epsilon=2", "mechanism.expected_batch=4"]
@@ -605,14 +605,16 @@ def test_data_keys_of_own_data_need_data_train():
 
 
 def test_the_readme_commands_are_valid_runs():
-    """Every `paczero train examples/...` command of the README resolves to a valid config."""
+    """Every `paczero train examples/...` command of the README and of the pages on own
+    data and predictions resolves to a valid config."""
     import re
     import shlex
 
     from paczero.cli import _parser
 
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    blocks = re.findall(r"^```bash\n(.*?)^```", readme, flags=re.S | re.M)
+    pages = ["README.md", "docs/own-data.md", "docs/predict.md"]
+    text = "".join((EXAMPLES.parent / page).read_text() for page in pages)
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M)
     commands = [
         line.split("#")[0]
         for block in blocks
