@@ -273,7 +273,7 @@ def covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
     elif splits.get("provenance") != "own data":
         where = "the task's train split, disjoint from the pool"
     elif data.get("dev_from_pool_source", True):
-        where = "the pool's own file (data.train), disjoint from the pool"
+        where = "the pool's own file (data.train)"
     else:
         where = "a file of its own (data.dev or data.test), outside the pool's source"
     rows = "rows" if data.get("unit") == "group" else "examples"  # a user has several

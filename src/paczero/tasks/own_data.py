@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import tempfile
 from collections.abc import Callable, Iterator
@@ -101,6 +102,10 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
              if getattr(data, role)}  # fmt: skip
     carved = [role for role in ("dev", "test") if role not in files]
     public = next(iter(files.values()), None)  # carve a missing one from the given file
+    # a dev or test file that is data.train (a symlink to it, a copy of it) is its rows
+    pool_sourced = {role for role in files if same_source(data, "train", role)}
+    if pool_sourced and carved:  # carved from that file: the pool's source too
+        pool_sourced.update(carved)
     wanted = {"dev": data.num_dev, "test": data.num_test}
     from_train = carved if public is None else []
     need = data.num_train + sum(wanted[r] for r in from_train)
@@ -149,11 +154,36 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
         test_indices=parts["test"][1],
         test_requested=data.num_test,
         provenance="own data",
-        dev_from_pool_source="dev" in from_train,
-        test_from_pool_source="test" in from_train,
+        dev_from_pool_source="dev" in from_train or "dev" in pool_sourced,
+        test_from_pool_source="test" in from_train or "test" in pool_sourced,
         units=pool_units,
         unit_field=data.group_field,
     )
+
+
+def same_source(data: DataConfig, role: str, other: str) -> bool:
+    """Whether ``data.<other>`` names the rows of ``data.<role>``: the same local file or
+    folder (through symlinks too), a copy with the same bytes, or the same hub split."""
+    a, b = getattr(data, role), getattr(data, other)
+    if not a or not b:
+        return False
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve() or _content_digest(pa) == _content_digest(pb)
+    splits = data.splits
+    return a == b and getattr(splits, role) == getattr(splits, other)
+
+
+def _content_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's data files (names and bytes, sorted)."""
+    digest = hashlib.sha256()
+    files = _data_files(path) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode() + b"\0" if path.is_dir() else b"")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 CARVED_SHARE = 10  # a dev or test set carved from data.train: 1/10 of its units by default
@@ -288,10 +318,7 @@ def read_table(source: str, role: str, data: DataConfig, key: str | None = None)
 
 def _read_files(path: Path, key: str) -> Table:
     if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS
-        )  # fmt: skip
+        files = _data_files(path)
         if not files:
             raise UserError(f"{key} folder {path} holds no {_format_names()} file")
         name = f"{path}/"
@@ -330,6 +357,14 @@ def _read_files(path: Path, key: str) -> Table:
         except Exception as err:  # noqa: BLE001 - the library's many parse errors, one line
             raise UserError(f"cannot read {key} {name}: {_cause(err)}") from None
         return Table(loaded.to_list(), list(loaded.column_names), name)
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """The files of a data folder that are read: not hidden, of a known format."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS
+    )  # fmt: skip
 
 
 def _check_text_table(file: Path, kind: str, text: str) -> None:

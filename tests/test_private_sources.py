@@ -1,0 +1,62 @@
+"""Rows of the private source never reach public files (issue 36, items 1, 4, 5).
+
+A dev or test source that is the pool's own file (the same path, a symlink to it, or a
+copy with the same bytes) counts as the pool's source: its rows and predictions go under
+private/ and result.json says where they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from paczero.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+QUICK = ["model.name=tiny-llama", "train.steps=2", "model.device=cpu", "train.eval_every=1"]
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def _train(out: Path, *extra: str) -> dict:
+    argv = ["train", str(EXAMPLES / "tickets.yaml"), "--out", str(out), "--quiet"]
+    assert main([*argv, *sets(*QUICK, *extra)]) == 0
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("how", ["same-path", "symlink", "copy"])
+def test_a_dev_file_that_is_the_pool_file_counts_as_the_pool_source(tmp_path, how):
+    train = tmp_path / "tickets.csv"
+    shutil.copy(EXAMPLES / "tickets.csv", train)
+    dev = {"same-path": train, "symlink": tmp_path / "link.csv", "copy": tmp_path / "copy.csv"}[how]
+    if how == "symlink":
+        dev.symlink_to(train)
+    elif how == "copy":
+        shutil.copy(train, dev)
+    result = _train(tmp_path / "run", f"data.train={train}", f"data.dev={dev}")
+    data = result["privacy"]["data"]
+    assert data["dev_from_pool_source"] is True
+    assert data["test_from_pool_source"] is True  # carved from the same file
+    run = tmp_path / "run"
+    assert not (run / "predictions").exists()
+    assert (run / "private" / "predictions-dev.jsonl").exists()
+    assert "carved from the pool's own source" in data["note"]
+
+
+def test_a_test_file_that_is_the_pool_file_counts_too(tmp_path):
+    train = tmp_path / "tickets.csv"
+    shutil.copy(EXAMPLES / "tickets.csv", train)
+    dev = EXAMPLES / "tickets-dev.csv"
+    result = _train(
+        tmp_path / "run", f"data.train={train}", f"data.dev={dev}", f"data.test={train}"
+    )
+    data = result["privacy"]["data"]
+    assert (data["dev_from_pool_source"], data["test_from_pool_source"]) == (False, True)
+    assert not (tmp_path / "run" / "predictions" / "test.jsonl").exists()
+    assert (tmp_path / "run" / "private" / "predictions-test.jsonl").exists()
