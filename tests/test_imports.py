@@ -1,7 +1,8 @@
-"""The layers of src/paczero (DESIGN.md 2): no import cycle among paczero's modules.
+"""The layers of src/paczero: no import cycle among paczero's modules.
 
-Every import counts, at module level or inside a function (a function-level import that
-dodges a cycle is still a cycle), except those under ``if TYPE_CHECKING:``, which never run.
+Every import counts, at module level, inside a function (a function-level import that
+dodges a cycle is still a cycle) or under ``if TYPE_CHECKING:`` (a type named by a module
+below it is a tie upwards all the same: the two can be neither read nor changed apart).
 A package's ``__init__`` importing its own submodules is not an edge back from them: Python
 runs the parent package first, so ``from paczero.mechanisms.base import X`` needs nothing of
 ``paczero.mechanisms`` beyond what ``base`` itself imports.
@@ -25,15 +26,6 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def _type_checking_only(tree: ast.Module) -> set[int]:
-    """ids of the import nodes under ``if TYPE_CHECKING:``."""
-    skipped = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return skipped
-
-
 def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """The paczero modules ``name`` imports (a name imported from a package, when it is a
     submodule, counts as that submodule)."""
@@ -44,12 +36,9 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
         return dotted or None
 
     tree = ast.parse(path.read_text())
-    skipped = _type_checking_only(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             found |= {owner(a.name) for a in node.names if a.name.startswith("paczero")}
         elif isinstance(node, ast.ImportFrom):
@@ -108,11 +97,26 @@ def test_no_import_cycle_among_paczero_modules():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
-def test_the_cycle_finder_sees_function_level_imports():
+def test_the_cycle_finder_sees_function_level_and_type_only_imports(tmp_path):
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     known = modules()
     tree_imports = imports("paczero.cli", known["paczero.cli"], known)
     assert "paczero.durable" in tree_imports  # imported inside a command's function
+    typed = tmp_path / "typed.py"
+    typed.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from paczero.tasks.options import TaskConfig\n"
+    )
+    assert imports("paczero.typed", typed, known) == {"paczero.tasks.options"}
+
+
+def test_the_task_options_sit_below_the_tasks_that_read_them():
+    """The task and data sections are plain schemas: the registry, built from the task
+    types that read those sections, checks them, never the reverse."""
+    edges = graph()
+    assert not {d for d in edges["paczero.tasks.options"] if d.startswith("paczero.tasks")}
+    assert "paczero.tasks.options" in edges["paczero.tasks.registry"]
 
 
 def test_the_bottom_layer_and_the_plug_ins_import_nothing_above_them():

@@ -30,8 +30,9 @@ from paczero.mechanisms import (
     mechanism_keys,
     section_type,
 )
-from paczero.tasks.options import DataConfig, TaskConfig, sized_to_own_files
-from paczero.tasks.registry import check_run_task
+from paczero.tasks import registry
+from paczero.tasks.options import DataConfig, TaskConfig
+from paczero.tasks.own_data import sized_to_own_files
 from paczero.textfiles import parse_yaml, read_text
 from paczero.values import (
     Bool,
@@ -127,7 +128,7 @@ class AuditConfig(Section):
 class RunConfig(Section):
     description: str = ""
     model: ModelConfig = Field(default_factory=ModelConfig)
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig, validate_default=True)
     data: DataConfig = Field(default_factory=DataConfig)
     zo: ZOConfig = Field(default_factory=ZOConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -150,6 +151,12 @@ class RunConfig(Section):
         data["train"] = _train_defaults(data, pool)
         return data
 
+    @field_validator("task")
+    @classmethod
+    def _task_fits_its_type(cls, task: TaskConfig) -> TaskConfig:
+        """The preset's or the type's defaults and checks (the registry's)."""
+        return registry.checked(task)
+
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         pool = self.data.num_train
@@ -158,7 +165,7 @@ class RunConfig(Section):
             raise ValueError(
                 f"train.batch_size ({batch}) is larger than the pool data.num_train ({pool})"
             )
-        check_run_task(self.task, self.data)
+        registry.check_run_task(self.task, self.data)
         task = self.task
         tokens = self.zo.micro_batch_tokens
         if isinstance(tokens, int) and tokens < task.max_length:

@@ -24,7 +24,7 @@ from paczero.errors import UserError
 from paczero.guarantee import headline
 from paczero.mechanisms import DEFAULT_MECHANISM
 from paczero.sweep import Cell, Sweep, open_sweep
-from paczero.tasks.registry import DEFAULT_TEMPLATE
+from paczero.tasks.options import DEFAULT_TEMPLATE
 
 FORMATS = ("markdown", "csv", "json")
 QUANTITIES = ("test", "dev_best", "mia_bound", "mi", "epsilon", "unanimity", "step_s")

@@ -22,6 +22,7 @@ from paczero.tasks.registry import (
     TASK_TYPES,
     TASKS,
     build_task,
+    checked,
     read_splits,
     row_schema,
 )
@@ -56,4 +57,6 @@ __all__ = [
 def load_splits(task: str | TaskConfig, cfg: DataConfig) -> Splits:
     """The pool / dev / test examples of a task: the task type declares how its rows are
     read (``read_splits``); ``task`` is a task config or a preset's name."""
-    return read_splits(task if isinstance(task, TaskConfig) else TaskConfig(name=task), cfg)
+    if not isinstance(task, TaskConfig):
+        task = checked(TaskConfig(name=task))
+    return read_splits(task, cfg)

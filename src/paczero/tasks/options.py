@@ -1,8 +1,10 @@
 """The ``task`` and ``data`` sections of a run: what to learn and where its rows come from.
 
-The keys are checked by the task types and presets that read them (``paczero.tasks.registry``:
-each type's objectives, metrics and own keys; a preset's templates); ``RunConfig`` adds the
-checks that need other sections.
+These are the schemas alone, the bottom of ``paczero.tasks``: the task types and presets
+read them, so they check only what needs no type. The registry (``paczero.tasks.registry``)
+fills a task's defaults from its type or preset and checks its keys against them once the
+section is built (``registry.checked``); ``RunConfig`` calls it, and adds the checks that
+need other sections (the data sizes that fit one's own files among them).
 """
 
 from __future__ import annotations
@@ -14,15 +16,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from paczero.errors import UserError
-from paczero.tasks.own_data import SIZE_KEYS, own_sizes
-from paczero.tasks.registry import (
-    DEFAULT_TEMPLATE,
-    check_name_and_type,
-    check_task_config,
-    default_max_length,
-)
 from paczero.textfiles import read_text
 from paczero.values import Bool, Int, Section, Seed, Text, label_key, yaml_mapping
+
+DEFAULT_TEMPLATE = "mezo"  # task.template: a preset's prompt (a task of one's own has none)
 
 
 def _label_words(value: Any) -> Any:
@@ -43,10 +40,10 @@ def _label_words(value: Any) -> Any:
 class TaskConfig(Section):
     """A preset (``name: sst2`` or ``squad``) or a task of one's own (``type``: the task
     type, with its keys inline or in a task ``file``). The registry ``paczero.tasks`` knows
-    each type's and preset's keys, defaults and checks."""
+    each type's and preset's keys, defaults and checks (``registry.checked``)."""
 
     name: str = "sst2"  # a preset, or (with type) the name of your task
-    type: str | None = Field(None, validate_default=True)  # classification | generation
+    type: str | None = None  # classification | generation
     file: Text | None = None  # a task YAML file: its keys fill those not given here
     template: str = DEFAULT_TEMPLATE  # a preset's prompt template (sst2: mezo, review; squad: mezo)
     prompt: Text | None = None  # your task's prompt over the row's fields: "Q: {question}\nA:"
@@ -65,14 +62,15 @@ class TaskConfig(Section):
     truncate_field: Text | None = None  # generation: the field cut when a prompt is too long
     metrics: list[Text] | None = None  # default: the type's; the first picks the dev-best
     objective: Literal["ce", "neg-f1"] = "ce"
-    max_length: Int = Field(256, ge=8)  # default per task (its preset or type)
+    max_length: Int = Field(256, ge=8)  # default per task (its preset or type: the registry)
     max_new_tokens: Int = Field(50, ge=1)  # generation length of an answer
 
     @model_validator(mode="before")
     @classmethod
     def _file_and_defaults(cls, data: Any) -> Any:
         """The task file's keys under the ones given here; the name of a task of one's own
-        (the file's stem, or its type); max_length from the preset or the type."""
+        (the file's stem, or its type); a max_length of None is not given (the registry
+        then takes the preset's or the type's)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -81,13 +79,8 @@ class TaskConfig(Section):
             data = {**read_task_file(path), **data, "file": str(path.resolve())}
         if data.get("type") is not None and not data.get("name"):
             data["name"] = Path(data["file"]).stem if data.get("file") else data["type"]
-        if data.get("max_length") is None:
-            data.pop("max_length", None)
-            name, kind = data.get("name", "sst2"), data.get("type")
-            if isinstance(name, str) and (kind is None or isinstance(kind, str)):
-                length = default_max_length(name, kind)
-                if length is not None:
-                    data["max_length"] = length
+        if "max_length" in data and data["max_length"] is None:
+            del data["max_length"]
         return data
 
     @model_validator(mode="after")
@@ -97,27 +90,6 @@ class TaskConfig(Section):
         if self.chat_template and self.type and "target_delimiter" not in self.model_fields_set:
             self.target_delimiter = ""
         return self
-
-    @field_validator("type")
-    @classmethod
-    def _known(cls, value: str | None, info: Any) -> str | None:
-        if "name" in info.data:
-            check_name_and_type(info.data["name"], value)
-        return value
-
-    @model_validator(mode="after")
-    def _fits_its_type(self) -> TaskConfig:
-        check_task_config(self)
-        return self
-
-
-def sized_to_own_files(data: Any) -> Any:
-    """A raw ``data`` section with its sizes fitted to one's own local files (a no-op for
-    the presets' data and once the sizes are numbers)."""
-    if not isinstance(data, dict):
-        return data
-    defaults = {k: DataConfig.model_fields[k].default for k in SIZE_KEYS}
-    return own_sizes(data, defaults)
 
 
 def read_task_file(path: Path) -> dict[str, Any]:
@@ -147,16 +119,12 @@ class DataConfig(Section):
     splits: HubSplits = Field(default_factory=HubSplits)
     group_field: Text | None = None  # rows sharing its value are one privacy unit (a user)
     # the pool: rows, or units with data.group_field; 'all': every unit of data.train not
-    # carved for dev/test. Sizes not given fit one's own local files (own_data.own_sizes).
+    # carved for dev/test. In a run, sizes not given fit one's own local files
+    # (own_data.sized_to_own_files, called by RunConfig).
     num_train: Int = Field(1000, ge=1)
     num_dev: Int = Field(500, ge=1)
     num_test: Int = Field(1000, ge=1)
     seed: Seed = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _sized_to_own_files(cls, data: Any) -> Any:
-        return sized_to_own_files(data)
 
     @model_validator(mode="before")
     @classmethod

@@ -16,17 +16,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from paczero.errors import UserError
+from paczero.tasks.options import DataConfig
 from paczero.tasks.splits import Splits
 from paczero.textfiles import decode_utf8, read_bytes
 from paczero.values import label_key
-
-if TYPE_CHECKING:
-    from paczero.tasks.options import DataConfig
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 TEXT_FORMATS = ("csv", "tsv", "json")  # checked for UTF-8 first (the error names the byte)
@@ -188,6 +186,15 @@ def _content_digest(path: Path) -> str:
 
 CARVED_SHARE = 10  # a dev or test set carved from data.train: 1/10 of its units by default
 SIZE_KEYS = ("num_train", "num_dev", "num_test")
+
+
+def sized_to_own_files(data: Any) -> Any:
+    """A raw ``data`` section with its sizes fitted to one's own local files (a no-op for
+    the presets' data and once the sizes are numbers); ``RunConfig`` calls it."""
+    if not isinstance(data, dict):
+        return data
+    defaults = {k: DataConfig.model_fields[k].default for k in SIZE_KEYS}
+    return own_sizes(data, defaults)
 
 
 def own_sizes(section: dict[str, Any], defaults: dict[str, int]) -> dict[str, Any]:

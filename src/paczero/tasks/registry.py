@@ -1,14 +1,16 @@
 """The task registry: task types and presets by name, and the checks of the task keys.
 
 Adding a task type is one module plus one line in ``TASK_TYPES``; a preset, one module
-plus one line in ``PRESETS`` (docs/algorithms.md 10). ``paczero.tasks.options`` calls the
-checks while it validates a config (ValueError: one line naming the key).
+plus one line in ``PRESETS`` (docs/algorithms.md 10). The ``task`` section is built first
+(``paczero.tasks.options``, which knows no type); ``checked`` then fills its defaults from
+its type or preset and checks it (ValueError: one line naming the key). ``RunConfig`` calls
+it while it validates a config.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -17,17 +19,13 @@ from paczero.tasks import squad, sst2
 from paczero.tasks.base import Preset, Task, prompt_fields
 from paczero.tasks.classification import ClassificationTask
 from paczero.tasks.generation import GenerationTask
+from paczero.tasks.options import DEFAULT_TEMPLATE, DataConfig, TaskConfig
 from paczero.tasks.own_data import RowSchema, own_splits
 from paczero.tasks.splits import Splits
-
-if TYPE_CHECKING:
-    from paczero.tasks.options import DataConfig, TaskConfig
 
 TASK_TYPES = {"classification": ClassificationTask, "generation": GenerationTask}
 PRESETS = {"sst2": sst2.PRESET, "squad": squad.PRESET}
 
-
-DEFAULT_TEMPLATE = "mezo"  # task.template: a preset's prompt (a task of one's own has none)
 TASKS = {name: preset.type for name, preset in PRESETS.items()}  # name -> task class
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # The keys of a task of one's own (a preset has its own prompt and fields).
@@ -48,6 +46,16 @@ def type_of(cfg: TaskConfig) -> type:
 # ---------------------------------------------------------------- config checks
 #
 # Called by paczero.config while it validates (ValueError: one line naming the key).
+
+
+def checked(cfg: TaskConfig) -> TaskConfig:
+    """The task section with the default ``max_length`` of its preset or type (where not
+    given), checked against them."""
+    check_name_and_type(cfg.name, cfg.type)
+    if "max_length" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"max_length": default_max_length(cfg.name, cfg.type)})
+    check_task_config(cfg)
+    return cfg
 
 
 def check_name_and_type(name: str, kind: str | None) -> None:
@@ -71,12 +79,9 @@ def check_name_and_type(name: str, kind: str | None) -> None:
         )
 
 
-def default_max_length(name: str, kind: str | None) -> int | None:
-    if kind is None:
-        preset = PRESETS.get(name)
-        return preset.max_length if preset else None
-    cls = TASK_TYPES.get(kind)
-    return cls.default_max_length if cls else None
+def default_max_length(name: str, kind: str | None) -> int:
+    """The task.max_length of a preset (``kind`` None) or of a task type (a known name)."""
+    return PRESETS[name].max_length if kind is None else TASK_TYPES[kind].default_max_length
 
 
 def check_task_config(cfg: TaskConfig) -> None:
@@ -190,5 +195,7 @@ def read_splits(task: TaskConfig, data: DataConfig) -> Splits:
 def build_task(
     cfg: TaskConfig, tokenizer: Any, *, device: torch.device | str = "cpu", **options: Any
 ) -> Task:
-    """``device`` is where batches are placed (the model's device); ``options`` go to the task."""
+    """``device`` is where batches are placed (the model's device); ``options`` go to the task.
+    A section built outside a run config gets its defaults and checks here (``checked``)."""
+    cfg = checked(cfg)
     return type_of(cfg)(cfg, tokenizer, spec=task_spec(cfg), device=device, **options)
