@@ -1,4 +1,5 @@
-# The two commands: `make demo` (a private fine-tune on SmolLM2 with real SST-2) and `make test`.
+# The two commands: `make demo` (a private fine-tune on SmolLM2 with real SST-2) and `make test`;
+# `make docs` builds the documentation site into site/.
 # `make install` installs the exact versions of requirements.lock (what the tests passed with);
 # `make lock` refreshes that file from pyproject.toml's ranges. CPU machines get the CPU build
 # of torch pinned there; set TORCH="torch==<version>" (or TORCH=) elsewhere.
@@ -10,7 +11,7 @@ ifneq ($(wildcard ../shared/data/sst2),)
 export PACZERO_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install lock test lint demo smoke clean
+.PHONY: install lock test lint docs demo smoke clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +46,9 @@ lint: install
 test: lint
 	$(PY) -m pytest -q
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 demo: install
 	$(VENV)/bin/paczero demo
 
@@ -52,4 +56,4 @@ smoke: install
 	$(VENV)/bin/paczero train smoke --out runs/smoke-$$(date +%s)
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
