@@ -30,4 +30,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'paczero' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The lazy names too: ``dir(paczero)`` shows train, predict, export, load_config, ..."""
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = sorted(_LAZY)

@@ -152,6 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--epsilon", type=float, help="DP epsilon")
     p.add_argument("--delta", type=float, default=0.0, help="DP delta (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    for command in sub.choices.values():  # also after the command: `paczero train --debug`
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
     return parser
 
 
@@ -202,6 +206,9 @@ def _check_path_options(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from paczero.trainer import train
 
+    if args.config is None:  # not the default multi-hour run: how to start one
+        _usage_and_recipes("train")
+        return 2
     _check_config_path(args.config)
     _quiet_libraries()
 
@@ -209,6 +216,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _rank() == 0:  # under torchrun, rank 0 reports for the run
         print(result)
     return 0
+
+
+def _usage_and_recipes(command: str) -> None:
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    print(sub.choices[command].format_usage().rstrip(), file=sys.stderr)
+    print(
+        f"paczero {command}: error: give a recipe or a YAML config, e.g. `paczero train "
+        "smoke` (seconds) or `paczero train examples/tickets.yaml`; the recipes:",
+        file=sys.stderr,
+    )
+    _print_recipes(sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -306,7 +324,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from paczero.prediction import predict
+    from paczero.prediction import accuracy, predict
 
     _quiet_libraries()
     records = predict(
@@ -317,6 +335,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for record in records:
             print(json.dumps(record, ensure_ascii=False, default=str))
+    scored = accuracy(records)
+    if scored is not None:  # on stderr: stdout stays JSON Lines
+        right, labelled = scored
+        print(
+            f"accuracy {right / labelled:.4f} ({right} of {labelled} rows with a label)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -383,6 +408,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
+    _print_recipes(sys.stdout)
+    return 0
+
+
+def _print_recipes(out) -> None:
     from paczero.config import recipe_names, recipe_text
     from paczero.textfiles import load_yaml
 
@@ -390,8 +420,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     width = max(map(len, names), default=0)
     for name in names:
         description = (load_yaml(recipe_text(name), name) or {}).get("description", "")
-        print(f"{name:<{width}}  {description}")
-    return 0
+        print(f"{name:<{width}}  {description}", file=out)
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:

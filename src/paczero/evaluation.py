@@ -49,19 +49,17 @@ def load_target(
         cfg = load_config(str(run_config), overrides)
     elif exported.exists():
         info = read_json(exported, "export description")
-        cfg = validate_config(_export_config(target, info, overrides))
+        _check_export_weights(target, info)
+        schema = _rows_schema(rows, overrides)
+        cfg = validate_config(_export_config(target, info, [*schema, *overrides]))
     elif target.is_dir() and not (target / "config.json").exists():
         raise UserError(
             f"{target} holds no run (config.yaml), export (paczero_export.json) or "
             "Hugging Face model (config.json)"
         )
     else:
-        keys = {o.partition("=")[0].strip() for o in overrides}
-        rows_key = [f"data.train={rows}"] if rows is not None and "data.train" not in keys else []
-        # the rows only give the task its schema: not sized as a training file would be
-        sizes = [f"data.{k}={DataConfig.model_fields[k].default}" for k in SIZE_KEYS]
-        sizes = [s for s in sizes if s.partition("=")[0] not in keys] if rows_key else []
-        cfg = load_config(None, [f"model.name={target}", *rows_key, *sizes, *overrides])
+        schema = _rows_schema(rows, overrides)
+        cfg = load_config(None, [f"model.name={target}", *schema, *overrides])
 
     def weights(loaded: LoadedModel) -> torch.nn.Module:
         if run_config.exists():
@@ -73,6 +71,37 @@ def load_target(
         return loaded.model
 
     return cfg, weights
+
+
+def _rows_schema(rows: str | None, overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """``data.train=ROWS`` where ``predict`` names rows and no ``data.train`` is set: a task
+    of one's own needs a data source, and the rows give it its schema (they are not sized
+    as a training file would be)."""
+    keys = {o.partition("=")[0].strip() for o in overrides}
+    if rows is None or "data.train" in keys:
+        return []
+    sizes = [f"data.{k}={DataConfig.model_fields[k].default}" for k in SIZE_KEYS]
+    return [f"data.train={rows}", *(s for s in sizes if s.partition("=")[0] not in keys)]
+
+
+def _check_export_weights(target: Path, info: dict[str, Any]) -> None:
+    """An export folder missing its weights is named as such, before any config is read."""
+    lora = info.get("track") == "lora"
+    needed = "adapter_config.json" if lora else "config.json"
+    if not (target / needed).is_file():
+        raise UserError(f"export folder {target} has no {needed}: export the run again")
+    stem = "adapter_model" if lora else "model"
+    patterns = (f"{stem}*.safetensors", f"{stem}*.bin", "pytorch_model*.bin")
+    index = next(target.glob(f"{stem}*.index.json"), None)
+    if index is not None:  # sharded: every shard its index names
+        shards = sorted(set(read_json(index, "weights index").get("weight_map", {}).values()))
+        missing = [name for name in shards if not (target / name).is_file()]
+        if missing:
+            raise UserError(f"export folder {target} has no {missing[0]} (a weights shard)")
+    elif not any(p.is_file() for pattern in patterns for p in target.glob(pattern)):
+        raise UserError(
+            f"export folder {target} has no {stem}.safetensors (its weights): export the run again"
+        )
 
 
 def evaluate_config(
@@ -105,6 +134,7 @@ def _export_config(target: Path, info: dict[str, Any], overrides) -> dict[str, A
         track, base = info["track"], info["base_model"]
         model = dict(info.get("model") or {})
         task = dict(info.get("task") or {})
+        task.pop("file", None)  # the spec is written out whole; the file may be elsewhere
         seed = int(info.get("seed_public", 0))
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{target / 'paczero_export.json'} is damaged") from None

@@ -361,7 +361,9 @@ def write_export(
     info.setdefault("base_model", cfg.model.name)  # what paczero loads (alias or path)
     info.setdefault("seed_public", cfg.seed.public)
     info.setdefault("model", public_cfg["model"])
-    info.setdefault("task", public_cfg["task"])
+    task = info.get("task") or public_cfg["task"]
+    # the task's spec is written out whole: no path of the file it came from
+    info["task"] = {key: value for key, value in task.items() if key != "file"}
     info.update(
         track="full" if merge else cfg.model.track,
         trained_track=cfg.model.track,

@@ -18,6 +18,7 @@ from paczero.runs import new_output_file, write_jsonl
 from paczero.session import build_task_for
 from paczero.tasks.base import row_records
 from paczero.tasks.own_data import cell_text, checked_rows, read_table
+from paczero.values import label_key
 
 
 def predict(
@@ -28,7 +29,8 @@ def predict(
     batch_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """One record per row of ``data``: ``{"row", "input", "prediction", ...}`` (and, for
-    classification, ``probabilities``); also written to ``out`` as JSON Lines."""
+    classification, ``probabilities``, and ``label`` and ``correct`` where the row has the
+    label column); also written to ``out`` as JSON Lines."""
     out_path = new_output_file(out) if out is not None else None
     cfg, weights = load_target(target, overrides, rows=str(data))
     if batch_size is not None and batch_size < 1:
@@ -45,9 +47,28 @@ def predict(
     with progress.phase(f"predicting {len(rows)} rows"):
         predicted = task.predict_rows(model, encoded, batch_size or cfg.train.eval_batch)
     records = row_records(rows, predicted)  # every column travels to the output (ids)
+    _mark_labelled(records, task.spec)
     if out_path is not None:
         write_jsonl(out_path, records)
     return records
+
+
+def _mark_labelled(records: list[dict[str, Any]], spec: Any) -> None:
+    """Rows of a classification task that hold the label column get ``label`` and
+    ``correct``, as ``eval --out`` writes them (``accuracy`` sums them up)."""
+    field = getattr(spec, "label_field", None)
+    if field is None:
+        return
+    for record in records:
+        if field in record["input"]:
+            record["label"] = label_key(record["input"][field])
+            record["correct"] = record["prediction"] == record["label"]
+
+
+def accuracy(records: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """(rows predicted right, rows with a label), or None when no row has a label."""
+    labelled = [r["correct"] for r in records if "correct" in r]
+    return (sum(labelled), len(labelled)) if labelled else None
 
 
 def _needs(fields: tuple[str, ...]):
