@@ -2,7 +2,9 @@
 pages, a missing anchor or a bad API reference fails the suite, as `make docs` would. MkDocs
 comes with the dev extra, so a missing install fails here too."""
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +47,19 @@ def test_a_broken_link_fails_the_build(tmp_path):
     done = _build(config, tmp_path / "site")
     assert done.returncode != 0
     assert "lost.md" in done.stderr and "#usage" in done.stderr  # the page and the anchor
+
+
+def test_every_privacy_invariant_names_tests_that_exist():
+    """docs/design.md's invariants each cite the tests that check them; a renamed or
+    deleted test makes the list false, so it fails here."""
+    text = (REPO / "docs" / "design.md").read_text()
+    section = text.split("## Privacy invariants", 1)[1].split("\n## ", 1)[0]
+    items = re.split(r"^\d+\. ", section, flags=re.M)[1:]
+    assert len(items) >= 9
+    for item in items:
+        cited = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", item)
+        assert cited, item[:80]
+        for path, name in cited:
+            tree = ast.parse((REPO / path).read_text())
+            names = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+            assert name in names, f"{path}::{name}"

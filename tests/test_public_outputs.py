@@ -1,6 +1,6 @@
 """Every public byte is a function of public inputs and of what the mechanism released.
 
-DESIGN.md section 4, invariants 6-9: DP runs publish nothing computed from their secret
+docs/design.md, privacy invariants 6-9: DP runs publish nothing computed from their secret
 Poisson sample; ZOOptimizer takes its rows from the mechanism; the PACZero-MI report states
 the budget as the guarantee; the secret seed stays in private/; the public and private
 release logs stay a consistent pair across a crash between their writes.

@@ -3,8 +3,8 @@
 Written by the trainer (``ReleaseRecord.of_step``) and read back (``from_json``) by every
 tool that works from a run's log: resume and export replay it, the report and the plots
 draw it, tracking sends it, the audit attacks it. The record holds public inputs and what
-the mechanism released, nothing else (DESIGN.md 4.8): the loss of a step is public only
-when its rows are (a DP Poisson sample's loss stays under private/).
+the mechanism released, nothing else (docs/design.md, invariant 8): the loss of a step is
+public only when its rows are (a DP Poisson sample's loss stays under private/).
 """
 
 from __future__ import annotations
