@@ -206,22 +206,64 @@ SCHEDULES = [  # (accountant, noise multiplier, delta, q, steps, noise, count ep
 ]
 
 
+def _library_epsilon(accountant, mu, delta, q, steps, noise, count):
+    """dp_accounting's own answer for the same events at its default discretisation."""
+    if delta == 0 or accountant == "opacus-rdp":  # closed form / Opacus search: compared below
+        return None
+    relation = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    fresh = (
+        pld.PLDAccountant(relation)
+        if accountant == "pld"
+        else rdp.RdpAccountant(epsilon_schedule.__globals__["RDP_ORDERS"], relation)
+    )
+    base = dp_accounting.GaussianDpEvent(mu) if noise == "gaussian" else None
+    base = base or dp_accounting.LaplaceDpEvent(mu)
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(q, base), steps)
+    if count:
+        event = dp_accounting.ComposedDpEvent([dp_accounting.LaplaceDpEvent(1 / count), event])
+    return fresh.compose(event).get_epsilon(delta)
+
+
 @pytest.mark.parametrize("accountant, mu, delta, q, steps, noise, count", SCHEDULES)
 def test_epsilon_schedule_is_the_per_step_computation(
     accountant, mu, delta, q, steps, noise, count
 ):
     kw = {"accountant": accountant, "noise": noise, "count_epsilon": count}
-    schedule = epsilon_schedule(mu, delta, q, steps, **kw)
+    schedule = list(epsilon_schedule(mu, delta, q, steps, **kw))
     assert len(schedule) == steps
     some = range(1, steps + 1) if steps <= 6 else (1, 2, steps // 2, steps - 1, steps)
     for t in some:
         assert schedule[t - 1] == pytest.approx(epsilon_spent(mu, delta, q, t, **kw), rel=1e-9)
+        library = _library_epsilon(accountant, mu, delta, q, t, noise, count)
+        if library is not None:  # never below dp_accounting's value at its discretisation
+            assert schedule[t - 1] >= library * (1 - 1e-12)
     assert all(a < b for a, b in zip(schedule[:-1], schedule[1:], strict=True))  # grows
+    tail = list(epsilon_schedule(mu, delta, q, steps, start=steps - 1, **kw))
+    assert tail == pytest.approx(schedule[-2:], rel=1e-12)  # a resumed run's tail
 
 
-def test_pld_schedule_is_the_same_in_worker_processes():
-    args = (3.0, 1e-5, 0.5, 2)
-    assert epsilon_schedule(*args, workers=2) == epsilon_schedule(*args, workers=1)
+def test_a_long_pld_schedule_answers_its_first_steps_while_the_rest_is_computed():
+    """Start-up in seconds: T = 1000 with pld took 99 s to prepare before the first step; now
+    the first values come from the background filler while it is still far from T."""
+    acc = DPAccountant(noise_multiplier=4.13, delta=1e-5, sample_rate=0.064, steps=1000)
+    acc.prepare()
+    first = [acc.epsilon(t) for t in (1, 2)]
+    assert len(acc._schedule.values) < 1000  # not waited for the whole schedule
+    assert first == pytest.approx([epsilon_spent(4.13, 1e-5, 0.064, t) for t in (1, 2)])
+    acc._schedule.stopped.set()
+
+
+def test_a_failing_schedule_is_raised_to_the_step_that_waits_for_it(monkeypatch):
+    import paczero.privacy.accounting as accounting
+
+    def broken(*args, **kw):
+        raise ArithmeticError("no")
+
+    monkeypatch.setattr(accounting, "epsilon_spent", broken)
+    acc = DPAccountant(noise_multiplier=3.0, delta=1e-5, sample_rate=0.5, steps=4)
+    acc.prepare()
+    with pytest.raises(RuntimeError, match="schedule failed at step 1"):
+        acc.epsilon(1)
 
 
 def test_prepared_accountant_answers_from_the_schedule_and_resumes_identically():
@@ -231,5 +273,6 @@ def test_prepared_accountant_answers_from_the_schedule_and_resumes_identically()
     assert acc._schedule is not None
     assert [acc.epsilon(t) for t in range(1, 5)] == pytest.approx(before, rel=1e-9)
     again = DPAccountant.from_state_dict(acc.state_dict())  # what resume rebuilds
-    again.prepare()
+    again.prepare(start=3)  # from the resumed run's next step
+    assert again._schedule.start == 3
     assert [again.epsilon(t) for t in range(5)] == [acc.epsilon(t) for t in range(5)]

@@ -93,8 +93,9 @@ class DPConfig(MechanismSection):
 class _LazySpent(Mapping):
     """{"epsilon", "delta"} whose epsilon is computed on first read.
 
-    The trainer asks ``spent()`` every step and the schedule prepared at start answers it;
-    beyond it (never, in a run that stops at its planned steps) the accountant does.
+    The trainer asks ``spent()`` every step and the schedule, filled in the background from
+    the start, answers it; beyond it (never, in a run that stops at its planned steps) the
+    accountant does.
     """
 
     def __init__(self, accountant: DPAccountant, steps: int):
@@ -162,8 +163,7 @@ class _DPMechanism(Mechanism):
                     noise=self.noise,
                     count_epsilon=count_eps,
                 )
-            with waiting(f"{self.name}: epsilon after each of the {steps} steps"):
-                self.accountant.prepare()  # once, so that no step composes a PLD
+            self.accountant.prepare()  # in the background, so that no step composes a PLD
         except ValueError as err:
             raise UserError(f"{self.name}: {err}") from None
         self.relation, self.factor, self._relation_note = RELATIONS[c.sensitivity]
@@ -314,6 +314,7 @@ class _DPMechanism(Mechanism):
             )
         self.steps_done = int(public["steps_done"])
         self.noisy_count = private.get("noisy_count")
+        self.accountant.prepare(start=self.steps_done + 1)  # the schedule from the next step
 
 
 _ACCOUNTANT_NOTES = {

@@ -35,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +53,10 @@ class _Drop(logging.Filter):
 _DROP = _Drop()
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET_USERS = [0]  # the filter stays while any thread (a schedule filler too) computes
+
+
 @contextlib.contextmanager
 def _accounting_quiet() -> Iterator[None]:
     """dp-accounting reports series that converge slowly (or not at all, for a target out of
@@ -59,11 +65,16 @@ def _accounting_quiet() -> Iterator[None]:
     logging set-up of the program (the record names absl, not dp-accounting, as its source,
     so a filter by origin cannot tell them apart)."""
     absl = logging.getLogger("absl")
-    absl.addFilter(_DROP)
+    with _QUIET_LOCK:
+        _QUIET_USERS[0] += 1
+        absl.addFilter(_DROP)
     try:
         yield
     finally:
-        absl.removeFilter(_DROP)
+        with _QUIET_LOCK:
+            _QUIET_USERS[0] -= 1
+            if not _QUIET_USERS[0]:
+                absl.removeFilter(_DROP)
 
 
 ACCOUNTANTS = ("pld", "rdp", "opacus-rdp")
@@ -215,9 +226,6 @@ def epsilon_spent(
         return float(_fresh(accountant).compose(event).get_epsilon(delta))
 
 
-PARALLEL_FROM_STEPS = 200  # below this a PLD schedule takes seconds at most: no processes
-
-
 def epsilon_schedule(
     noise_multiplier: float,
     delta: float,
@@ -227,50 +235,71 @@ def epsilon_schedule(
     accountant: str = "pld",
     noise: str = "gaussian",
     count_epsilon: float = 0.0,
-    workers: int | None = None,
-) -> list[float]:
-    """[epsilon_spent(t) for t = 1..steps], the same numbers, computed once off the step.
+    start: int = 1,
+) -> Iterator[float]:
+    """epsilon_spent(t) for t = start..steps, the same numbers, yielded in order.
 
-    The schedule depends only on public quantities, so a run computes it at start and each
-    step looks its value up. RDP composes additively (the accountant holds count RDP + t x
-    the step's RDP), so one step's RDP vector gives every t at the cost of the conversion.
-    PLD is not prefix-friendly (self-composition is one FFT power per t), so each t is the
-    accountant's own computation, spread over ``workers`` processes for long schedules.
+    The schedule depends only on public quantities. RDP composes additively (the accountant
+    holds count RDP + t x the step's RDP), so one step's RDP vector gives every t at the
+    cost of the conversion. PLD is not prefix-friendly (self-composition is one FFT power
+    per t, and incremental composition drifts from it), so each t is the accountant's own
+    computation: ``DPAccountant.prepare`` runs this off the step, in a thread.
     """
     _check_spend(noise_multiplier, delta, sample_rate, steps, noise, accountant, count_epsilon)
-    args = (noise_multiplier, delta, sample_rate)
-    kw = {"accountant": accountant, "noise": noise, "count_epsilon": count_epsilon}
+    if not 1 <= start <= steps + 1:
+        raise ValueError(f"the schedule starts at a step in 1..{steps + 1}, got {start!r}")
+    mechanism = (noise_multiplier, delta, sample_rate, steps)
+    return _schedule(*mechanism, accountant, noise, count_epsilon, start)
+
+
+def _schedule(mu, delta, rate, steps, accountant, noise, count_epsilon, start) -> Iterator[float]:
     if accountant_name(accountant, noise, delta) == PURE:
-        step_args = (noise_multiplier, sample_rate)
-        return [_pure_epsilon(*step_args, t, count_epsilon) for t in range(1, steps + 1)]
-    if accountant in ("rdp", OPACUS):
-        return _rdp_schedule(*args, steps, accountant, count_epsilon)
-    workers = _workers(steps) if workers is None else workers
-    if workers <= 1:
-        return [epsilon_spent(*args, t, **kw) for t in range(1, steps + 1)]
-    import concurrent.futures
-    import functools
-    import multiprocessing
-
-    one = functools.partial(_epsilon_at, args, kw)
-    context = multiprocessing.get_context("spawn")  # never fork a process holding CUDA
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(one, range(1, steps + 1), chunksize=4))
+        for t in range(start, steps + 1):
+            yield _pure_epsilon(mu, rate, t, count_epsilon)
+    elif accountant in ("rdp", OPACUS):
+        yield from _rdp_schedule(mu, delta, rate, start, steps, accountant, count_epsilon)
+    else:
+        kw = {"accountant": accountant, "noise": noise, "count_epsilon": count_epsilon}
+        for t in range(start, steps + 1):
+            yield epsilon_spent(mu, delta, rate, t, **kw)
 
 
-def _epsilon_at(args: tuple, kw: dict, steps: int) -> float:
-    return epsilon_spent(*args, steps, **kw)
+class _Filler:
+    """Values of a schedule computed in order by a daemon thread while the run trains; a
+    reader waits only for a value not computed yet. Holds no reference to its accountant,
+    so a dropped accountant stops it (weakref.finalize)."""
+
+    def __init__(self, values: Iterator[float], start: int):
+        self.start, self.values, self.error = start, [], None
+        self.done = threading.Condition()
+        self.stopped = threading.Event()
+        worker = threading.Thread(target=self._fill, args=(values,), daemon=True)
+        worker.name = "paczero-epsilon"
+        worker.start()
+
+    def _fill(self, values: Iterator[float]) -> None:
+        try:
+            for value in values:
+                if self.stopped.is_set():
+                    return
+                with self.done:
+                    self.values.append(value)
+                    self.done.notify_all()
+        except BaseException as err:  # handed to the reader, who raises it
+            with self.done:
+                self.error = err
+                self.done.notify_all()
+
+    def get(self, steps: int) -> float:
+        index = steps - self.start
+        with self.done:
+            self.done.wait_for(lambda: len(self.values) > index or self.error is not None)
+            if len(self.values) > index:
+                return self.values[index]
+        raise RuntimeError(f"the epsilon schedule failed at step {steps}") from self.error
 
 
-def _workers(steps: int) -> int:
-    import os
-
-    if steps < PARALLEL_FROM_STEPS:
-        return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
-def _rdp_schedule(mu, delta, rate, steps, accountant, count_epsilon) -> list[float]:
+def _rdp_schedule(mu, delta, rate, first, steps, accountant, count_epsilon) -> Iterator[float]:
     """RdpAccountant after the count (if any) and t steps holds rdp(count) + t * rdp(step):
     the same vector epsilon_spent composes, converted by the accountant's own formula."""
     from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
@@ -284,11 +313,9 @@ def _rdp_schedule(mu, delta, rate, steps, accountant, count_epsilon) -> list[flo
     # the accountant's own vectors and orders (private names, pinned by a test that compares
     # every t with epsilon_spent)
     orders, base, per_step = step._orders, start._rdp, step._rdp
-    with _accounting_quiet():
-        return [
-            float(compute_epsilon(orders, base + t * per_step, delta)[0]) + added
-            for t in range(1, steps + 1)
-        ]
+    for t in range(first, steps + 1):
+        with _accounting_quiet():
+            yield float(compute_epsilon(orders, base + t * per_step, delta)[0]) + added
 
 
 def _guess(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
@@ -480,7 +507,7 @@ class DPAccountant:
     target_epsilon: float | None = None
     calibration_s: float | None = None
     _cache: dict[int, float] = field(default_factory=dict, repr=False, compare=False)
-    _schedule: list[float] | None = field(default=None, repr=False, compare=False)
+    _schedule: _Filler | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def calibrate(
@@ -524,26 +551,34 @@ class DPAccountant:
     def method(self) -> str:
         return accountant_name(self.accountant, self.noise, self.delta)
 
-    def prepare(self) -> None:
-        """Compute epsilon after every planned step once, so a step only looks its value up
-        (a PLD composition per step costs more than a GPU step)."""
-        if self._schedule is None:
-            self._schedule = epsilon_schedule(
-                self.noise_multiplier,
-                self.delta,
-                self.sample_rate,
-                self.steps,
-                accountant=self.accountant,
-                noise=self.noise,
-                count_epsilon=self.count_epsilon,
-            )
+    def prepare(self, start: int = 1) -> None:
+        """Start computing epsilon after each planned step from ``start`` on, in order, in a
+        background thread, so that no step composes a PLD and start-up does not wait for
+        the whole schedule (99 s at T = 1000 with pld). A resumed run prepares again from
+        its next step; the previous filler stops."""
+        if self._schedule is not None:
+            if self._schedule.start == start:
+                return
+            self._schedule.stopped.set()
+        values = epsilon_schedule(
+            self.noise_multiplier,
+            self.delta,
+            self.sample_rate,
+            self.steps,
+            accountant=self.accountant,
+            noise=self.noise,
+            count_epsilon=self.count_epsilon,
+            start=start,
+        )
+        self._schedule = _Filler(values, start)
+        weakref.finalize(self, self._schedule.stopped.set)
 
     def epsilon(self, steps: int) -> float:
-        """Epsilon spent after ``steps`` steps: from the schedule once prepare() made it,
-        else from the accountant (memoised)."""
+        """Epsilon spent after ``steps`` steps: from the schedule once prepare() started it
+        (waiting for a value not computed yet), else from the accountant (memoised)."""
         steps = int(steps)
-        if self._schedule is not None and 1 <= steps <= len(self._schedule):
-            return self._schedule[steps - 1]
+        if self._schedule is not None and self._schedule.start <= steps <= self.steps:
+            return self._schedule.get(steps)
         if steps not in self._cache:
             self._cache[steps] = epsilon_spent(
                 self.noise_multiplier,
