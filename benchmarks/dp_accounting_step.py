@@ -4,8 +4,8 @@ Each accountant runs twice, interleaved; the ratio compares the smaller of each 
 median step times.
 
 A tiny random Llama (recipe ``smoke``, offline) trains DPZero for T steps; the step times
-
-
+of the two accountants should match (the epsilon of each step comes from a schedule filled
+in the background from the start), and the set-up (calibration) is reported beside them.
 
     python benchmarks/dp_accounting_step.py --steps 100 --json dp-accounting-step.json
 """
