@@ -14,7 +14,8 @@ from paczero.durable import export, resume
 from paczero.errors import Interrupted, UserError
 from paczero.mechanisms.firstorder import DPSGD
 from paczero.records import release_records
-from paczero.trainer import Trainer, replay, train
+from paczero.replay import replay
+from paczero.trainer import Trainer, train
 
 from sizes import small_run
 

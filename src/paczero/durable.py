@@ -25,6 +25,7 @@ from paczero.mechanisms import mechanism_class
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
+from paczero.replay import estimator_for, first_order, not_replayable, rebuild, replay
 from paczero.runs import (
     RunDir,
     atomic_write_bytes,
@@ -34,20 +35,15 @@ from paczero.runs import (
     safetensors_os_error,
     write_json,
 )
-from paczero.session import build_session, load_named, restore_mode
+from paczero.session import build_session, load_named
 from paczero.signals import handled
 from paczero.trainer import (
     DIVERGED,
     Result,
     Trainer,
     check_ranks_agree,
-    first_order,
-    not_replayable,
-    rebuild,
-    replay,
     stop_diverged,
 )
-from paczero.zo import ZOEstimator
 
 RESUMABLE_KEYS = ("train.lr",)  # what `resume --set` may change: not the releases' privacy
 
@@ -169,7 +165,7 @@ def restore_from_log(trainer: Trainer) -> None:
     trainer.world.barrier()
     records = run.releases(kinds=mechanism_class(s.cfg.mechanism.name).kinds)
     done = len(records)
-    rebuild(trainer, done, records)
+    rebuild(s, run, done, records)
     if records and main:
         private = read_json(run.private_dir / "mechanism.json", "mechanism state file")
         s.mechanism.load_state_dict(records[-1].state, private)
@@ -177,7 +173,7 @@ def restore_from_log(trainer: Trainer) -> None:
     best = trainer.best["step"]
     if main and best is not None and run.tensors_step("best") != best:
         current = [(n, p.detach().clone()) for n, p in s.trainable]
-        rebuild(trainer, trainer.best["step"], records)
+        rebuild(s, run, trainer.best["step"], records)
         run.save_tensors("best", s.trainable, step=trainer.best["step"])
         load_named(s.trainable, dict(current))
     trainer.world.barrier()  # rank 0's dev-best tensors are on disk for every rank
@@ -229,12 +225,7 @@ def export(
     if first_order(records):  # whole gradients: the checkpointed tensors, not a replay
         load_named(loaded.trainable, _first_order_tensors(run, step, target))
     else:
-        estimator = ZOEstimator(
-            [p for _, p in loaded.trainable],
-            cfg.zo.eps,
-            restore=restore_mode(cfg, loaded.model, loaded.trainable),
-        )
-        replay(estimator, records[:target], cfg.zo.directions)
+        replay(estimator_for(cfg, loaded), records[:target], cfg.zo.directions)
     public_cfg = cfg.public_dict()
     info = {
         "run": str(run.path),

@@ -47,6 +47,7 @@ from paczero.exporting import base_identity, ready_to_share, write_run_card
 from paczero.optim import StepResult
 from paczero.privacy.randomness import secret_stream
 from paczero.records import ReleaseRecord, jsonable
+from paczero.replay import rebuild
 from paczero.report import describe_result, privacy_report
 from paczero.runs import (
     PRIVATE_FILE_MODE,
@@ -561,55 +562,7 @@ def _rows_cap(s) -> int:
     return micro_batch_rows(zo.micro_batch, zo.micro_batch_tokens, s.loaded.device)
 
 
-# ------------------------------------------------------------ replay and divergence
-
-
-def rebuild(trainer: Trainer, step: int, records: list[ReleaseRecord]) -> None:
-    """Trainable tensors after ``step`` steps: newest readable checkpoint <= step (there is
-    always step 0, theta_0), then a replay of the records after it."""
-    s = trainer.s
-    names = [n for n, _ in s.trainable]
-    start, tensors = trainer.run_dir.load_checkpoint(at_most=step, names=names)
-    if tensors is None:
-        raise UserError(
-            f"{trainer.run_dir.path} has no readable checkpoint at or before step {step}, "
-            "not even theta_0 (checkpoints/step-0000000)"
-        )
-    if getattr(s.mechanism, "first_order", False) or first_order(records[start:step]):
-        if start != step:
-            raise UserError(not_replayable(trainer.run_dir.path, step, start))
-        s.optimizer.load_named_state(tensors)  # Adam's moments, saved with the tensors
-    load_named(s.trainable, tensors)
-    if start != step:
-        replay(s.optimizer.estimator, records[start:step], s.cfg.zo.directions)
-
-
-FIRST_ORDER_KINDS = ("dp-sgd", "backprop")
-
-
-def first_order(records: list[ReleaseRecord]) -> bool:
-    """Records of a first-order run: each released a whole gradient, not a coefficient."""
-    return any(kind in FIRST_ORDER_KINDS for r in records for kind in r.kinds)
-
-
-def not_replayable(path: Path, step: int, start: int | None = None) -> str:
-    where = f"; its newest checkpoint is step {start}" if start is not None else ""
-    return (
-        f"{path} is a first-order run (whole gradients released): its model at step {step} "
-        f"cannot be replayed from the release log, only loaded from a checkpoint of that "
-        f"step{where} (set train.checkpoint_every=1 to make every step resumable)"
-    )
-
-
-def replay(estimator, records: list[ReleaseRecord], directions: int) -> None:
-    """Apply logged steps to theta without a forward pass (the same float operations)."""
-    if first_order(records):
-        raise UserError(
-            "a first-order run (dp-sgd, backprop) released whole gradients: its model "
-            "cannot be replayed from the release log; use its checkpointed tensors"
-        )
-    for record in records:
-        estimator.replay(record.seeds, record.amounts(directions))
+# ------------------------------------------------------------ divergence
 
 
 def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
@@ -629,7 +582,7 @@ def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
         )
     key, value = "train.lr", s.cfg.train.lr
     if not getattr(s.mechanism, "first_order", False):  # a gradient step perturbs nothing
-        rebuild(trainer, step, run.releases())
+        rebuild(s, run, step, run.releases())
     trainer.save_checkpoint(step)
     if trainer.main:
         config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()

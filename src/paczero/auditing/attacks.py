@@ -196,9 +196,9 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     """
     from paczero.models import load_model
     from paczero.optim import public_minibatch
-    from paczero.session import build_task_for, load_named, pool_losses, restore_mode
+    from paczero.replay import estimator_for, replay
+    from paczero.session import build_task_for, load_named, pool_losses
     from paczero.tasks import load_splits
-    from paczero.zo import ZOEstimator
 
     cfg, records = view.cfg, view.records
     if getattr(mechanism_class(cfg.mechanism.name), "first_order", False):
@@ -218,11 +218,7 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     micro = cfg.zo.micro_batch
     k_total = cfg.zo.directions
     clip = getattr(cfg.mechanism, "clip", None)  # MeZO reads none
-    estimator = ZOEstimator(
-        [p for _, p in loaded.trainable],
-        cfg.zo.eps,
-        restore=restore_mode(cfg, model, loaded.trainable),
-    )
+    estimator = estimator_for(cfg, loaded)
     checks = _Checks()
     base = pool_losses(model, task, pool, rows_audited, micro).double().numpy()
 
@@ -230,19 +226,18 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     batch = None if cfg.train.batch_size == "full" else cfg.train.batch_size
     align = np.zeros(len(rows_audited)) if alignment else None
     extra = alignment  # the audited rows need their own passes (unless they are the step's)
-    for t, record in enumerate(records):
-        seeds = [int(s) for s in record.seeds]
+
+    def redo(t: int, record: ReleaseRecord, seeds: list[int], amounts: list[float]) -> bool:
+        """Step ``t``'s forward passes where an attack needs them (else it is replayed)."""
         checks.count("seeds", seeds == [public.seed("direction", t, k) for k in range(k_total)])
-        amounts = record.amounts(k_total)
         informative = passes == "all" or not INFORMATIVE.isdisjoint(record.kinds)
         if align is None and (tracker is None or not informative):
-            estimator.replay(seeds, amounts)
-            continue
+            return False
         step_rows = public_minibatch(public, t, n, batch) if tracker is not None else None
         outputs: list[torch.Tensor] = []
         same = step_rows is not None and np.array_equal(step_rows, rows_audited)
 
-        def losses(step_rows=step_rows, same=same, outputs=outputs) -> torch.Tensor:
+        def losses() -> torch.Tensor:
             parts = []
             if step_rows is not None:
                 parts.append(pool_losses(model, task, pool, step_rows, micro))
@@ -256,7 +251,6 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
             estimator.estimate(seed, losses, defer_restore=k == k_total - 1)
             for k, seed in enumerate(seeds)
         ]
-        estimator.update(list(zip(seeds, amounts, strict=True)))
         if step_rows is not None:
             m = len(step_rows)
             if record.loss is not None:  # the optimizer's loss estimate, recomputed the same way
@@ -271,8 +265,10 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
                 g = e.derivatives if same else e.derivatives[-len(rows_audited) :]
                 if clip is not None:
                     g = np.clip(g, -clip, clip)
-                align += amounts[k] * g  # first-order loss decrease of each row
+                align[:] += amounts[k] * g  # first-order loss decrease of each row
+        return True  # the loop applies the step's update
 
+    replay(estimator, records, k_total, redo=redo)
     final_path = view.run.path / "checkpoints" / "final.safetensors"
     if final_path.exists():
         saved = view.run.load_tensors("final")
