@@ -95,7 +95,7 @@ def test_the_worked_path_trains_and_predicts(tmp_path, monkeypatch):
 
 
 def test_the_sweep_spec_resolves(tmp_path):
-    from paczero.sweep import load_spec
+    from paczero.studies.spec import load_spec
 
     specs = [b for b in _blocks("yaml", DOCS / "sweeps.md") if b.lstrip().startswith("base:")]
     assert specs

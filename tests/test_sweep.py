@@ -19,8 +19,11 @@ import yaml
 
 from paczero.cli import main
 from paczero.errors import UserError
-from paczero.sweep import load_spec, prepare, run_state, run_sweep
-from paczero.tables import table
+from paczero.studies.folder import prepare
+from paczero.studies.scheduler import run_sweep
+from paczero.studies.spec import load_spec
+from paczero.studies.state import run_state
+from paczero.studies.tables import table
 
 from sizes import small_run
 
@@ -526,7 +529,7 @@ def test_the_gpu_study_shares_pool_data_and_forward_passes(capsys):
 
 
 def test_the_users_thread_count_is_kept(monkeypatch):
-    from paczero.sweep import default_threads
+    from paczero.studies.scheduler import default_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert default_threads(jobs=2) == 3  # not cores // jobs
@@ -535,9 +538,9 @@ def test_the_users_thread_count_is_kept(monkeypatch):
 
 
 def test_a_running_run_prints_its_progress(tmp_path, monkeypatch):
-    import paczero.sweep
+    import paczero.studies.scheduler
 
-    monkeypatch.setattr(paczero.sweep, "PROGRESS_EVERY_S", 0.05)
+    monkeypatch.setattr(paczero.studies.scheduler, "PROGRESS_EVERY_S", 0.05)
     cells = [
         {"name": "zpl", "set": ZPL},
         {"name": "dp", "set": ["mechanism.name=dpzero", "mechanism.epsilon=2"]

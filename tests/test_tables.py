@@ -1,8 +1,8 @@
-"""paczero table (paczero.tables): a run's figures and the statistics of a row."""
+"""paczero table (paczero.studies.tables): a run's figures and the statistics of a row."""
 
 import pytest
 
-from paczero.tables import Stat, run_values
+from paczero.studies.tables import Stat, run_values
 
 
 def _result(privacy):
@@ -29,8 +29,8 @@ def test_a_stat_is_the_mean_and_sample_std_of_its_values():
 
 
 def test_a_zero_shot_cell_of_ones_own_task_names_no_template():
-    from paczero.sweep import Cell
-    from paczero.tables import cell_method
+    from paczero.studies.spec import Cell
+    from paczero.studies.tables import cell_method
 
     def cell(kind, config, sets=()):
         return Cell("c", kind, "base", config, list(sets), [0])

@@ -346,7 +346,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from paczero.sweep import load_spec, run_sweep
+    from paczero.studies.scheduler import run_sweep
+    from paczero.studies.spec import load_spec
 
     sweep = load_spec(args.spec, out=args.out)
     if args.jobs == 1 and not args.dry_run:
@@ -358,7 +359,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from paczero.tables import table
+    from paczero.studies.tables import table
 
     text = table(args.sweep_dir, fmt=args.format, baseline=args.baseline)
     if args.out:
@@ -371,7 +372,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from paczero.plots import plot
+    from paczero.studies.plots import plot
 
     print(f"plot: {plot(args.paths, out=args.out, x=args.x)}")
     return 0

@@ -3,13 +3,14 @@ seeds) or run directories side by side (one run: ``report.plot_run``)."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
+from paczero.runs import dev_history, evaluation_exists, is_training_run
+from paczero.studies.spec import SWEEP_FILE
 from paczero.textfiles import load_yaml, read_text
 
 X_AXES = {
@@ -36,15 +37,15 @@ def plot(paths: list[str | Path], out: str | Path | None = None, x: str = "bound
     for path in paths:
         if not path.is_dir():
             raise UserError(f"{path} is not a directory")
-    sweeps = [p for p in paths if (p / "sweep.json").is_file()]
+    sweeps = [p for p in paths if (p / SWEEP_FILE).is_file()]
     if sweeps:
         if len(paths) > 1:
             raise UserError("give one sweep directory, or run directories only (not both)")
         return plot_sweep(paths[0], _out_file(out, "sweep.png"), x=x)
     for path in paths:
-        if (path / "eval.json").is_file():
+        if evaluation_exists(path):
             raise UserError(f"{path} is a zero-shot evaluation (eval.json), not a training run")
-        if not (path / "releases.jsonl").is_file() or not (path / "config.yaml").is_file():
+        if not is_training_run(path):
             raise UserError(
                 f"{path} is neither a sweep directory (sweep.json) nor a run directory "
                 "(config.yaml, releases.jsonl)"
@@ -80,24 +81,6 @@ def _out_file(out: str | Path | None, name: str) -> Path | None:
 # ---------------------------------------------------------------- sweeps
 
 
-def _curve(run: Path) -> list[dict[str, Any]]:
-    """Dev evaluations of a run: result.json's history, else metrics.jsonl (in flight)."""
-    result = run / "result.json"
-    if result.exists():
-        return json.loads(result.read_text())["metrics"]["dev_history"]
-    metrics = run / "metrics.jsonl"
-    by_step: dict[int, dict[str, Any]] = {}
-    if metrics.exists():
-        for line in metrics.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if record.get("split") == "dev":
-                by_step[record["step"]] = record  # a resumed run may repeat a step: last wins
-    return [by_step[s] for s in sorted(by_step)]
-
-
 def _band(curves: list[list[dict[str, Any]]], key: str):
     """Steps, mean and sample std over the curves that have each step."""
     by_step: dict[int, list[float]] = {}
@@ -115,15 +98,15 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
     """Test metric against privacy (one line per method, error bars over seeds; non-private
     and zero-shot cells as horizontal lines), and dev metric and dev loss against steps
     (mean over seeds with a +-1 std band)."""
-    from paczero.sweep import open_sweep
-    from paczero.tables import collect
+    from paczero.studies.folder import open_sweep
+    from paczero.studies.tables import collect
 
     if x not in X_AXES:
         raise UserError(f"--x must be one of {', '.join(X_AXES)}, got '{x}'")
     sweep = open_sweep(path)
     rows = collect(sweep)
     if not any(r.finished for r in rows) and not any(
-        _curve(sweep.run_path(c, s)) for c, s in sweep.runs() if c.kind == "train"
+        dev_history(sweep.run_path(c, s)) for c, s in sweep.runs() if c.kind == "train"
     ):
         raise UserError(f"{sweep.path} has no finished run and no dev evaluation yet")
     metric = next((r.metric for r in rows if r.finished), "accuracy")
@@ -179,7 +162,7 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
     xlabel = "steps × directions (pairs of forward passes)" if per_pair else "step"
     for ax, quantity, label in ((axes[1], metric, f"dev {metric}"), (axes[2], "loss", "dev loss")):
         for i, cell in enumerate(trains):
-            curves = [_curve(sweep.run_path(cell, s)) for s in cell.seeds]
+            curves = [dev_history(sweep.run_path(cell, s)) for s in cell.seeds]
             curves = [c for c in curves if c]
             if not curves:
                 continue

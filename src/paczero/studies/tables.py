@@ -23,7 +23,9 @@ from typing import Any
 from paczero.errors import UserError
 from paczero.guarantee import headline
 from paczero.mechanisms import DEFAULT_MECHANISM
-from paczero.sweep import Cell, Sweep, open_sweep
+from paczero.runs import evaluation, finished_result
+from paczero.studies.folder import open_sweep
+from paczero.studies.spec import Cell, Sweep
 from paczero.tasks.options import DEFAULT_TEMPLATE
 
 FORMATS = ("markdown", "csv", "json")
@@ -154,20 +156,18 @@ def add_gains(rows: list[Row], baseline: str) -> None:
 
 
 def _train_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
-    path = run / "result.json"
-    if not path.exists():
+    result = finished_result(run)
+    if result is None:
         return None
-    result = json.loads(path.read_text())
     values: dict[str, Any] = run_values(result)
     values["method"] = result["privacy"].get("mechanism")
     return result["metrics"]["metric"], values
 
 
 def _eval_values(run: Path) -> tuple[str, dict[str, float | None]] | None:
-    path = run / "eval.json"
-    if not path.exists():
+    data = evaluation(run)
+    if data is None:
         return None
-    data = json.loads(path.read_text())
     metric = data["metric"]
     values: dict[str, float | None] = {q: None for q in QUANTITIES}
     values["test"] = (data.get("test") or {}).get(metric)
