@@ -62,6 +62,7 @@ def resume(
     """
     started = time.perf_counter()
     run = open_run(path)
+    run.check_config()  # an edit by hand would change the logged steps' meaning
     stored = load_config(str(run.config_path))
     cfg = load_config(str(run.config_path), overrides) if overrides else stored
     changed = _changed_keys(stored.public_dict(), cfg.public_dict())
@@ -150,6 +151,8 @@ def _record_change(run: RunDir, cfg, changed: list[str], step: int) -> None:
             node = node[part]
         change[key] = node
     info.setdefault("changes", []).append({"from_step": step, "set": change})
+    if "config" in info:  # the config config.yaml must match from now on
+        info["config"] = values
     write_json(run.path / "run.json", info)
     atomic_write_bytes(run.config_path, cfg.to_yaml().encode())
 
@@ -216,6 +219,7 @@ def export(
     run = open_run(run_path)
     to = Path(to)
     _check_export_target(to)
+    run.check_config()
     cfg = load_config(str(run.config_path))
     verified = run.verify(private=False)
     records = verified.records

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -311,7 +312,7 @@ class RunDir:
             run.private_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
             os.chmod(run.private_dir, PRIVATE_DIR_MODE)
             identity = {"run_id": secrets.token_hex(16), "created": _now()}
-            write_json(run.path / "run.json", identity)
+            write_json(run.path / "run.json", {**identity, "config": cfg.public_dict()})
             atomic_write_bytes(run.config_path, cfg.to_yaml().encode())
         except BaseException as err:
             run._abandon()
@@ -408,6 +409,30 @@ class RunDir:
         if not isinstance(run_id, str) or not run_id:
             raise UserError(f"{self.path / 'run.json'} is damaged (no run_id)")
         return run_id
+
+    def check_config(self) -> None:
+        """config.yaml as the run was made (run.json keeps the config it was made with,
+        and each ``resume --set`` change): an edit by hand is refused, naming the key. A
+        run made before run.json kept its config is not checked."""
+        info = read_json(self.path / "run.json", "run identity file")
+        made = info.get("config")
+        if not isinstance(made, dict):
+            return
+        text = decode_utf8(read_bytes(self.config_path, "config file"), self.config_path)
+        try:
+            now = yaml.safe_load(text)
+        except yaml.YAMLError:
+            now = None
+        if not isinstance(now, dict):
+            raise UserError(f"{self.config_path} was edited: it is no longer a YAML mapping")
+        key = first_difference(made, now)
+        if key is not None:
+            raise UserError(
+                f"{self.config_path} was edited ({key}): a run's config is part of its "
+                "identity and cannot change; restore it (run.json holds the config the run "
+                f"was made with), use paczero resume {self.path} --set train.lr=VALUE for "
+                "what may change, or start a new run"
+            )
 
     # ------------------------------------------------------------ logs
 
@@ -612,6 +637,7 @@ class RunDir:
         the run identity on both sides, the hash-chained logs (and their pairing), the
         charges, every checkpoint against its record, and metrics.jsonl. Reads only."""
         self.run_id()
+        self.check_config()
         records = read_chain(self.releases_path)
         priv = None
         ahead = False
@@ -633,6 +659,18 @@ class RunDir:
         metrics = read_records(self.path / "metrics.jsonl")
         _check_metrics(self, metrics, len(records))
         return Verified(self._typed(records), priv, metrics, checkpoints, ahead)
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The first dotted key whose value differs between two nested mappings."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    same = a == b and type(a) is type(b) or (isinstance(a, float) and a == b)
+    return None if same else prefix.rstrip(".")
 
 
 def _check_private_side(run: RunDir) -> None:
