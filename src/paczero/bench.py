@@ -86,14 +86,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run_subsets(s: Any, args: argparse.Namespace) -> int:
+    """M of the session's mechanism (the bench's own M for one without candidate subsets:
+    the reference step still draws them)."""
+    return s.cfg.mechanism.subsets if s.mechanism.uses_subsets else bench_subsets(args)
+
+
 def bench_config(args: argparse.Namespace):
     """The run config the bench measures: the trainer's own code path, full-pool steps."""
     from paczero.config import apply_overrides, validate_config
-    from paczero.mechanisms import mechanism_keys
+    from paczero.mechanisms import REGISTRY
 
     model = "tiny-llama" if args.quick and args.model == "smollm2-135m" else args.model
     mechanism: dict[str, Any] = {"name": args.mechanism}
-    if "subsets" in mechanism_keys(args.mechanism):
+    cls = REGISTRY.get(args.mechanism)  # an unknown name is refused by validate_config
+    if cls is not None and cls.uses_subsets:
         mechanism["subsets"] = bench_subsets(args)
     data: dict[str, Any] = {
         "model": {"name": model, "dtype": args.dtype, "device": args.device, "track": args.track},
@@ -244,7 +251,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 eps=s.cfg.zo.eps,
                 lr=lr,
                 micro_batch=mb,
-                subsets=getattr(s.cfg.mechanism, "subsets", bench_subsets(args)),
+                subsets=run_subsets(s, args),
             )
 
     samples: dict[str, list[float]] = {"floor": [], "step": [], "perturbation": []}
@@ -291,7 +298,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "device": str(device),
             "pool": len(pool),
             "mechanism": s.cfg.mechanism.name,
-            "subsets": getattr(s.cfg.mechanism, "subsets", bench_subsets(args)),
+            "subsets": run_subsets(s, args),
             "micro_batch": mb,
             "micro_batch_tokens": task.max_batch_tokens,
             "restore": s.restore,
@@ -522,7 +529,7 @@ def _memory_phase(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         if args.phase == "inference":
             losses()
-        elif getattr(s.mechanism, "first_order", False):  # dp-sgd, backprop
+        elif s.mechanism.first_order:  # dp-sgd, backprop
             s.optimizer.step_rows(rows, s.cfg.train.lr)
         else:
             s.optimizer.step(losses, rows, s.cfg.train.lr)

@@ -204,7 +204,8 @@ def _private_by_default(section: Any, pool: int) -> Any:
     if not isinstance(section, dict):
         return section
     section = {"name": DEFAULT_MECHANISM, **section}
-    if "subsets" not in section and "subsets" in mechanism_keys(section["name"]):
+    cls = REGISTRY.get(section["name"]) if isinstance(section["name"], str) else None
+    if "subsets" not in section and cls is not None and cls.uses_subsets:
         section["subsets"] = default_subsets(pool)
     return section
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from paczero.errors import UserError
+from paczero.mechanisms.base import CAPABILITIES
 
 T = TypeVar("T")
 
@@ -224,8 +225,8 @@ class RankZeroMechanism:
 
     def __init__(self, cls: type, *, pool_size: int, steps: int, directions: int):
         self.name = cls.name
-        self.private = cls.private
-        self.chooses_rows = cls.chooses_rows
+        for capability in CAPABILITIES:  # declared on the class: public facts
+            setattr(self, capability, getattr(cls, capability))
         self.pool_size = pool_size
         self.steps = steps
         self.directions = directions

@@ -25,7 +25,7 @@ from paczero.mechanisms import mechanism_class
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
-from paczero.replay import estimator_for, first_order, not_replayable, rebuild, replay
+from paczero.replay import estimator_for, not_replayable, rebuild, replay
 from paczero.runs import (
     RunDir,
     atomic_write_bytes,
@@ -226,7 +226,7 @@ def export(
     target = _export_step(run, step, len(records), verified.metrics)
     public = public_stream(cfg.seed.public)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    if first_order(records):  # whole gradients: the checkpointed tensors, not a replay
+    if not mechanism_class(cfg.mechanism.name).replayable:  # the checkpointed tensors
         load_named(loaded.trainable, _first_order_tensors(run, step, target))
     else:
         replay(estimator_for(cfg, loaded), records[:target], cfg.zo.directions)

@@ -133,7 +133,7 @@ class FirstOrderOptimizer:
         self.batches, self.losses = batches, losses
         self.batch_size = batch_size
         self.public, self.secret = public, secret
-        self.per_example = bool(getattr(mechanism, "per_example", False))
+        self.per_example = mechanism.per_example
         self.frozen: list[str] = []
         if self.per_example:
             grad_sample_module()  # the missing extra, before anything is changed
@@ -246,7 +246,7 @@ class FirstOrderOptimizer:
     def _step(self, rows, secret_rows, lr, before_update) -> GradientStep:
         step = self.step_index
         lr = self.lr if lr is None else lr
-        clip = getattr(self.mechanism, "clip", None) if self.per_example else None
+        clip = self.mechanism.clip if self.per_example else None
         sums = self.gradient_sums(rows, clip)
         if not secret_rows and not math.isfinite(sums.loss):
             raise Diverged(step, "the loss became non-finite")

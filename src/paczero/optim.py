@@ -79,7 +79,7 @@ class ZOOptimizer:
         secret: RandomStream | int | None = None,
         world: World = SOLO,
     ):
-        if getattr(mechanism, "first_order", False):
+        if mechanism.first_order:
             raise ValueError(
                 f"{mechanism.name} is a first-order mechanism (it releases gradients): use "
                 "paczero.firstorder.FirstOrderOptimizer, not ZOOptimizer"
@@ -108,7 +108,7 @@ class ZOOptimizer:
 
     def rows(self, step: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
         """(pool rows of ``step``, whether they are secret)."""
-        if getattr(self.mechanism, "chooses_rows", False) and not self.world.is_main:
+        if self.mechanism.chooses_rows and not self.world.is_main:
             return np.empty(0, dtype=np.int64), True  # rank 0's secret sample
         sampled = self.mechanism.batch(step)
         if sampled is not None:

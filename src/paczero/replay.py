@@ -14,21 +14,21 @@ from pathlib import Path
 
 from paczero.config import RunConfig
 from paczero.errors import UserError
+from paczero.mechanisms import UNREPLAYABLE_KINDS
 from paczero.models import LoadedModel
 from paczero.records import ReleaseRecord
 from paczero.runs import RunDir
 from paczero.session import Session, load_named, restore_mode
 from paczero.zo import ZOEstimator
 
-FIRST_ORDER_KINDS = ("dp-sgd", "backprop")
-
 # redo(step, record, seeds, amounts) -> whether it redid the step's forward passes
 Redo = Callable[[int, ReleaseRecord, list[int], list[float]], bool]
 
 
-def first_order(records: list[ReleaseRecord]) -> bool:
-    """Records of a first-order run: each released a whole gradient, not a coefficient."""
-    return any(kind in FIRST_ORDER_KINDS for r in records for kind in r.kinds)
+def replayable(records: Sequence[ReleaseRecord]) -> bool:
+    """Whether the model is a function of these records: none is a whole-gradient release
+    (a kind of a mechanism that is not ``Mechanism.replayable``)."""
+    return UNREPLAYABLE_KINDS.isdisjoint(kind for r in records for kind in r.kinds)
 
 
 def not_replayable(path: Path, step: int, start: int | None = None) -> str:
@@ -65,7 +65,7 @@ def replay(
     directions (``ZOEstimator.estimate``, the last restore deferred, as the optimizer does)
     and returns True, and the loop applies the step's update.
     """
-    if first_order(list(records)):
+    if not replayable(records):
         raise UserError(
             "a first-order run (dp-sgd, backprop) released whole gradients: its model "
             "cannot be replayed from the release log; use its checkpointed tensors"
@@ -89,7 +89,7 @@ def rebuild(session: Session, run: RunDir, step: int, records: list[ReleaseRecor
             f"{run.path} has no readable checkpoint at or before step {step}, "
             "not even theta_0 (checkpoints/step-0000000)"
         )
-    if getattr(session.mechanism, "first_order", False) or first_order(records[start:step]):
+    if not session.mechanism.replayable:
         if start != step:
             raise UserError(not_replayable(run.path, step, start))
         session.optimizer.load_named_state(tensors)  # Adam's moments, saved with the tensors

@@ -177,14 +177,14 @@ def build_session(
     pool_size = len(pool) if units is None else len(units)
     coverage = {**splits.coverage(), "pool_units": pool_size}
     sizes = {"pool_size": pool_size, "steps": cfg.train.steps, "directions": cfg.zo.directions}
-    if getattr(mechanism_class(cfg.mechanism.name), "first_order", False) and not world.solo:
+    if mechanism_class(cfg.mechanism.name).first_order and not world.solo:
         raise UserError(f"{cfg.mechanism.name} runs in one process; start it without torchrun")
     if world.is_main:
         mechanism = build_mechanism(cfg.mechanism, **sizes)
     else:
         mechanism = RankZeroMechanism(mechanism_class(cfg.mechanism.name), **sizes)
     restore = restore_mode(cfg, loaded.model, loaded.trainable)
-    if getattr(mechanism, "first_order", False):
+    if mechanism.first_order:
         optimizer = first_order_optimizer(cfg, loaded, task, pool, mechanism, public, secret)
         restore = "none"
     else:

@@ -220,7 +220,7 @@ class Trainer:
     def step(self, step: int) -> StepResult:
         """One step; the optimizer picks its rows (the mechanism's or a public minibatch)."""
         s = self.s
-        if getattr(s.mechanism, "first_order", False):  # dp-sgd, backprop: whole gradients
+        if s.mechanism.first_order:  # dp-sgd, backprop: whole gradients
             log = self.log_release if self.main else None
             return s.optimizer.step(lr=learning_rate(s.cfg, step), before_update=log)
 
@@ -381,7 +381,7 @@ class Trainer:
             "mechanism": s.mechanism.state_dict(),
         }
         named = list(s.trainable)
-        if getattr(s.mechanism, "first_order", False):  # not replayable: the optimizer too
+        if not s.mechanism.replayable:  # the checkpoint is the model: the optimizer's too
             named += s.optimizer.named_state()
         self.run_dir.save_checkpoint(step, named, keep=self.keep_checkpoints, state=state)
 
@@ -581,7 +581,7 @@ def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
             f"gives a non-finite loss; the likely key is zo.eps ({s.cfg.zo.eps:g}): lower it"
         )
     key, value = "train.lr", s.cfg.train.lr
-    if not getattr(s.mechanism, "first_order", False):  # a gradient step perturbs nothing
+    if s.mechanism.replayable:  # a gradient step perturbs nothing: theta_k is live
         rebuild(s, run, step, run.releases())
     trainer.save_checkpoint(step)
     if trainer.main:

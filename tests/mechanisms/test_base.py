@@ -43,3 +43,42 @@ def test_the_defaults_promise_nothing_and_keep_no_state():
     assert report["budget"] is None and report["spent"] is None
     assert not mech.private and not mech.exhausted and mech.batch(0) is None
     assert mech.spent() == {} and mech.state_dict() == {} and mech.private_state_dict() == {}
+
+
+def test_every_mechanism_declares_its_capabilities_on_the_class():
+    """What the rest of paczero reads of a mechanism is declared, never probed: the base
+    says zeroth-order and replayable, the first-order ones say otherwise, and a replay
+    refuses exactly their release kinds."""
+    from paczero.mechanisms import REGISTRY, UNREPLAYABLE_KINDS
+    from paczero.mechanisms.base import CAPABILITIES
+
+    assert not Echo.first_order and Echo.replayable
+    assert Echo.Config(name="echo").derivative_clip() is None
+    for cls in REGISTRY.values():
+        assert all(isinstance(getattr(cls, c), bool) for c in CAPABILITIES), cls.name
+        assert cls.replayable == (not cls.first_order), cls.name
+    assert {n for n, c in REGISTRY.items() if c.first_order} == {"dp-sgd", "backprop"}
+    assert sorted(UNREPLAYABLE_KINDS) == ["backprop", "dp-sgd"]
+    assert REGISTRY["paczero-zpl"].Config(name="paczero-zpl", clip=2.0).derivative_clip() == 2.0
+    assert REGISTRY["mezo"].Config(name="mezo").derivative_clip() is None
+
+
+def test_no_module_probes_a_mechanism_for_a_capability_or_a_key():
+    """``getattr(mechanism..., "first_order", False)`` and the like: a capability or key
+    that a mechanism might not have is a declared attribute or section method instead."""
+    import re
+    from pathlib import Path
+
+    import paczero
+
+    src = Path(paczero.__file__).parent
+    probe = re.compile(r"getattr\(\s*[\w.()]*mechanism[\w.()]*\s*,")
+    found = [
+        f"{path.relative_to(src)}:{n}"
+        for path in sorted(src.rglob("*.py"))
+        if "mechanisms" not in path.relative_to(src).parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line)
+    ]
+    assert not found, found
+    assert probe.search('clip = getattr(cfg.mechanism, "clip", None)')  # the probe sees one

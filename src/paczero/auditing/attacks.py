@@ -201,7 +201,7 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     from paczero.tasks import load_splits
 
     cfg, records = view.cfg, view.records
-    if getattr(mechanism_class(cfg.mechanism.name), "first_order", False):
+    if not mechanism_class(cfg.mechanism.name).replayable:
         raise UserError(
             f"{view.run.path} is a first-order run ({cfg.mechanism.name}): the audit replays "
             "the release log, which holds no gradients; it cannot audit this run"
@@ -217,7 +217,7 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     rows_audited = audit_rows(view, n)
     micro = cfg.zo.micro_batch
     k_total = cfg.zo.directions
-    clip = getattr(cfg.mechanism, "clip", None)  # MeZO reads none
+    clip = cfg.mechanism.derivative_clip()  # MeZO clips none
     estimator = estimator_for(cfg, loaded)
     checks = _Checks()
     base = pool_losses(model, task, pool, rows_audited, micro).double().numpy()

@@ -70,8 +70,7 @@ def claim_of(view: RunView) -> dict[str, Any] | None:
     if view.uses_subsets:
         mi = privacy.get("mi_bound")
         if mi is None:
-            budget = getattr(cfg.mechanism, "budget", None)  # PACZero-ZPL: none, I = 0
-            mi = float(budget) if budget is not None else 0.0
+            mi = cfg.mechanism.mi_budget() or 0.0  # PACZero-ZPL: none, I = 0
         return pac_claim(float(mi), cfg.mechanism.subsets)
     spent = privacy.get("spent") or {}
     epsilon = spent.get("epsilon", view.records[-1].epsilon)

@@ -51,6 +51,12 @@ REGISTRY: dict[str, type[Mechanism]] = {
 }
 
 
+# The release kinds of the mechanisms whose model the release log does not determine
+# (``Mechanism.replayable`` False: whole gradients); a log holding one cannot be replayed.
+UNREPLAYABLE_KINDS = frozenset(
+    kind for cls in REGISTRY.values() if not cls.replayable for kind in cls.kinds
+)
+
 # A run that names no mechanism is private: PACZero-ZPL, with M sized to its pool.
 DEFAULT_MECHANISM = "paczero-zpl"
 DEFAULT_MAX_SUBSETS = 128
@@ -139,6 +145,7 @@ __all__ = [
     "SecretMean",
     "SecretSign",
     "StepContext",
+    "UNREPLAYABLE_KINDS",
     "build_mechanism",
     "default_subsets",
     "family_of",

@@ -10,8 +10,10 @@ Each mechanism is one self-describing class: its ``name``, its config section (`
 the ``mechanism.*`` keys it reads, unknown keys refused, its own rules as validators), its
 privacy ``family`` (pac, dp or none), the run-level check of its keys against the pool,
 steps and directions (``check_config``), whether it chooses the step's rows itself
-(``batch``), the kinds of release it makes (``kinds``) and its own section of the privacy
-report (``privacy_report``). Adding one is a file plus a registry line (docs/algorithms.md 10).
+(``batch``), whether it releases gradients (``first_order``) and whether its model can be
+replayed from the release log (``replayable``), the kinds of release it makes (``kinds``)
+and its own section of the privacy report (``privacy_report``). Adding one is a file plus a
+registry line (docs/algorithms.md 10).
 """
 
 from __future__ import annotations
@@ -44,14 +46,30 @@ RELEASE_KINDS = (
 
 FAMILIES = ("pac", "dp", "none")  # what a mechanism's guarantee is stated in
 
+# The capabilities a mechanism declares (class attributes of ``Mechanism``): what the rest
+# of paczero reads of it instead of its name; a stand-in (distributed.RankZeroMechanism)
+# copies them.
+CAPABILITIES = ("private", "uses_subsets", "chooses_rows", "first_order", "replayable")
+
 
 class MechanismSection(Section):
     """The ``mechanism.*`` keys of one mechanism: ``name`` picks it (a ``Literal`` of the
     names the section serves), the other fields are the keys it reads; any other key is
     refused. Rules that need only these keys are validators here; rules that need the pool,
-    steps or directions are the mechanism's ``check_config``."""
+    steps or directions are the mechanism's ``check_config``. What a caller outside the
+    mechanism needs of the keys is a method here, so that nobody probes for a key."""
 
     name: str
+
+    def derivative_clip(self) -> float | None:
+        """C, the bound |g_i| <= C the mechanism clips each per-example directional
+        derivative to (None: it does not clip); what a replay of its releases clips with."""
+        return None
+
+    def mi_budget(self) -> float | None:
+        """B, the bound I(S*; releases) <= B nats the keys set (None: no MI budget; a PAC
+        mechanism without one guarantees I = 0)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,14 @@ class Mechanism:
     private: ClassVar[bool] = False  # does the run carry a privacy guarantee?
     uses_subsets: ClassVar[bool] = False  # reads the M candidate subsets (needs N >= M)
     chooses_rows: ClassVar[bool] = False  # ``batch`` draws each step's rows from the secret
+    # Zeroth-order (False): ``release_step`` turns per-example directional derivatives into
+    # coefficients of public directions (ZOOptimizer). First-order (True): the mechanism
+    # releases whole gradients (``release_gradient``, FirstOrderOptimizer).
+    first_order: ClassVar[bool] = False
+    # The model after step t is a pure function of the base model, the public seeds and the
+    # release log up to t (a ZO release is a coefficient of a public direction): export,
+    # resume and audit may replay the log. False: only a checkpoint holds the model.
+    replayable: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -65,6 +65,9 @@ class DPConfig(MechanismSection):
     sensitivity: Literal["add-remove", "replace-one"] = "add-remove"
     match_mi: Float | None = Field(None, gt=0, lt=LOG2)
 
+    def derivative_clip(self) -> float | None:
+        return self.clip
+
     @model_validator(mode="after")
     def _complete(self) -> DPConfig:
         name = self.name

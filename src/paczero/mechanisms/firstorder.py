@@ -83,7 +83,9 @@ class _FirstOrder(Mechanism):
     """What the first-order mechanisms share: a whole-gradient release, one per step."""
 
     first_order = True
-    per_example = False  # dp-sgd: per-example gradients (Opacus), clipped
+    replayable = False  # a whole gradient is not a coefficient of a public direction
+    per_example: ClassVar[bool] = False  # dp-sgd: per-example gradients (Opacus), clipped
+    clip: float | None = None  # dp-sgd: the L2 bound C of each per-example gradient
 
     @classmethod
     def check_run(cls, cfg: Any) -> None:

@@ -35,6 +35,9 @@ class FullBatchConfig(MechanismSection):
     clip: Float | None = Field(None, gt=0)
     skip_all_zero: Bool = False
 
+    def derivative_clip(self) -> float | None:
+        return self.clip
+
 
 class SecretSubsetConfig(SubsetKeys):
     name: Literal["secret-mean", "secret-sign"]

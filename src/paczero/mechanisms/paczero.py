@@ -57,6 +57,9 @@ class MIConfig(SubsetKeys):
     release: Literal["gaussian", "randomized-response"] = "gaussian"
     skip_all_zero: Bool = False
 
+    def mi_budget(self) -> float | None:
+        return self.budget
+
     @model_validator(mode="after")
     def _budget_protects(self) -> MIConfig:
         if self.budget is None:

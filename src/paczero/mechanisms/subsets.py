@@ -28,6 +28,9 @@ class SubsetKeys(MechanismSection):
     construction: Literal["random-halves", "disjoint-pairs"] = "random-halves"
     clip: Float | None = Field(None, gt=0)
 
+    def derivative_clip(self) -> float | None:
+        return self.clip
+
     @field_validator("subsets")
     @classmethod
     def _even(cls, value: int) -> int:
