@@ -253,6 +253,14 @@ CASES = [
     ("audit-json-under-file", ["audit", "{run}", "--json", "{files}/a-file/a.json"], "a file"),
     ("audit-json-dir", ["audit", "{run}", "--json", "{files}/full"], "is a directory"),
     ("audit-plot-under-file", ["audit", "{run}", "--plot", "{files}/a-file/a.png"], "a file"),
+    # ---- outputs never replace an existing file, a run's own above all (issue 36 item 3)
+    ("table-out-release-log", ["table", "{run}", "--out", "{run}/releases.jsonl"], "exists"),
+    ("table-out-exists", ["table", "{run}", "--out", "{files}/full/mine.txt"], "exists"),
+    ("plot-out-run-png", ["plot", "{run}", "--out", "{run}/training.png"], "exists"),
+    ("plot-out-run-folder", ["plot", "{run}", "--out", "{run}"], "training.png exists"),
+    ("audit-json-release-log", ["audit", "{run}", "--json", "{run}/releases.jsonl"], "exists"),
+    ("audit-plot-exists", ["audit", "{run}", "--plot", "{run}/training.png"], "exists"),
+    ("bench-json-exists", ["bench", "--quick", "--json", "{run}/result.json"], "exists"),
     # ---- resume
     ("resume-missing", ["resume", "{tmp}/nowhere"], "not a paczero run directory"),
     ("resume-file", ["resume", "{files}/a-file"], "a-file is a file, not a paczero run"),

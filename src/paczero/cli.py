@@ -185,6 +185,8 @@ def _check_output_file(option: str, value: str | None) -> None:
         raise UserError(f"{option} {value} cannot be written: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{option} {value} cannot be written: {parent} is not writable")
+    if path.exists() or path.is_symlink():  # a run's own file, or anything else: kept
+        raise UserError(f"{option} {value} exists; choose another name or remove it first")
 
 
 # Options that name a path: an empty value (``--out=``) would mean the current folder.
@@ -361,9 +363,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from paczero.studies.tables import table
 
+    _check_output_file("--out", args.out)  # never over an existing file (a release log)
     text = table(args.sweep_dir, fmt=args.format, baseline=args.baseline)
     if args.out:
-        with open(args.out, "w") as handle:
+        with open(args.out, "x") as handle:  # created now: not there a moment ago
             handle.write(text + "\n")
         print(f"wrote {args.out}")
     else:
@@ -381,8 +384,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from paczero.auditing import audit, audit_trials
 
-    _check_output_file("--json", args.json)
-    _check_output_file("--plot", args.plot)
+    for option, value in (("--json", args.json), ("--plot", args.plot)):
+        _check_output_file(option, value)
     _quiet_libraries()
     options = {
         "score": args.score,

@@ -67,6 +67,8 @@ def _json_target(value: str | None) -> str | None:
     path = Path(value)
     if path.is_dir():
         raise ValueError("is a directory; give a file path for the JSON report")
+    if path.exists() or path.is_symlink():
+        raise ValueError(f"{value} exists; choose another name or remove it first")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -64,7 +64,7 @@ def _out_file(out: str | Path | None, name: str) -> Path | None:
         return None
     out = Path(out)
     if out.is_dir():
-        return out / name
+        return _new(out / name)
     out = out if out.suffix else out.with_suffix(".png")
     from matplotlib.backend_bases import FigureCanvasBase
 
@@ -75,6 +75,13 @@ def _out_file(out: str | Path | None, name: str) -> Path | None:
         )
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    return _new(out)
+
+
+def _new(out: Path) -> Path:
+    """Never over an existing file (a run's own training.png, anything else)."""
+    if out.exists() or out.is_symlink():
+        raise UserError(f"--out {out} exists; choose another name or remove it first")
     return out
 
 
