@@ -328,5 +328,6 @@ def test_a_tiny_model_adapter_says_only_merge_is_portable(tmp_path, capsys):
     smol = exporting.portability_note(
         {"kind": "gguf", "hub_id": models.SMOLLM2_HUB_ID, "gguf_file": "m.gguf"}, True, False
     )
-    assert "--base PATH" in smol and "only --merge is portable" in smol
+    assert "--base PATH" in smol and "--merge writes a whole model" in smol
+    assert "the card's snippet loads that file" in smol
     assert exporting.portability_note({"kind": "gguf", "hub_id": "x/y"}, True, True) is None

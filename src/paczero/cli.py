@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_overrides(p)
 
+    p = sub.add_parser("prompt", help="the prompt a model reads for a few rows (chat template too)")
+    p.add_argument("target", help="a run or export folder, a recipe or YAML config, or a model")
+    p.add_argument("--data", required=True, help="rows with the prompt's fields (CSV, JSONL, ...)")
+    p.add_argument("--rows", type=int, default=3, help="how many rows to show (default 3)")
+    _add_overrides(p)
+
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (resumable, J at a time)")
     p.add_argument("spec", help="a sweep spec (YAML: base, set, grid, cells, seeds, out)")
     p.add_argument("--out", help="sweep directory (default: the spec's out)")
@@ -347,6 +353,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from paczero.prompts import show_prompts
+
+    _quiet_libraries()
+    print(show_prompts(args.target, args.data, rows=args.rows, overrides=args.overrides))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from paczero.studies.scheduler import run_sweep
     from paczero.studies.spec import load_spec
@@ -448,6 +462,7 @@ COMMANDS = {
     "export": cmd_export,
     "eval": cmd_eval,
     "predict": cmd_predict,
+    "prompt": cmd_prompt,
     "sweep": cmd_sweep,
     "table": cmd_table,
     "plot": cmd_plot,

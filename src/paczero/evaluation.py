@@ -50,7 +50,7 @@ def load_target(
     elif exported.exists():
         info = read_json(exported, "export description")
         _check_export_weights(target, info)
-        schema = _rows_schema(rows, overrides)
+        schema = rows_schema(rows, overrides)
         cfg = validate_config(_export_config(target, info, [*schema, *overrides]))
     elif target.is_dir() and not (target / "config.json").exists():
         raise UserError(
@@ -58,7 +58,7 @@ def load_target(
             "Hugging Face model (config.json)"
         )
     else:
-        schema = _rows_schema(rows, overrides)
+        schema = rows_schema(rows, overrides)
         cfg = load_config(None, [f"model.name={target}", *schema, *overrides])
 
     def weights(loaded: LoadedModel) -> torch.nn.Module:
@@ -73,7 +73,7 @@ def load_target(
     return cfg, weights
 
 
-def _rows_schema(rows: str | None, overrides: list[str] | tuple[str, ...]) -> list[str]:
+def rows_schema(rows: str | None, overrides: list[str] | tuple[str, ...]) -> list[str]:
     """``data.train=ROWS`` where ``predict`` names rows and no ``data.train`` is set: a task
     of one's own needs a data source, and the rows give it its schema (they are not sized
     as a training file would be)."""

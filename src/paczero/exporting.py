@@ -200,7 +200,8 @@ def portability_note(base: dict[str, Any], lora: bool, merge: bool) -> str | Non
     if base.get("kind") == "gguf" and base.get("hub_id"):
         return (
             f"note: the adapter names its base {base['hub_id']} on the Hub (the run read "
-            f"{base.get('gguf_file')}): offline, only --merge is portable, or give --base PATH "
+            f"{base.get('gguf_file')}): offline, the card's snippet loads that file from "
+            f"{base.get('gguf_source')}, --merge writes a whole model, or give --base PATH "
             "to name a local copy"
         )
     if base.get("kind") == "gguf":

