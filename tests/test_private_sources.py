@@ -60,3 +60,37 @@ def test_a_test_file_that_is_the_pool_file_counts_too(tmp_path):
     assert (data["dev_from_pool_source"], data["test_from_pool_source"]) == (False, True)
     assert not (tmp_path / "run" / "predictions" / "test.jsonl").exists()
     assert (tmp_path / "run" / "private" / "predictions-test.jsonl").exists()
+
+
+CARVED = ["data.dev=null", "data.num_train=4", "data.num_dev=3", "data.num_test=3"]
+
+
+@pytest.fixture(scope="module")
+def carved_run(tmp_path_factory) -> Path:
+    """Dev and test carved from data.train: rows of the private source."""
+    out = tmp_path_factory.mktemp("carved") / "run"
+    _train(out, *CARVED)
+    return out
+
+
+def test_eval_out_of_private_rows_is_yours_only_and_says_so(carved_run, tmp_path, capsys):
+    out = tmp_path / "dev.jsonl"
+    argv = [
+        "eval",
+        str(carved_run),
+        "--split",
+        "dev",
+        "--out",
+        str(out),
+        "--set",
+        "model.device=cpu",
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "private" in err and str(out) in err
+    assert out.stat().st_mode & 0o777 == 0o600
+    public = tmp_path / "public.jsonl"  # a separate dev file's rows are public
+    argv = ["eval", str(carved_run), "--split", "dev", "--out", str(public)]
+    argv += sets("model.device=cpu", f"data.dev={EXAMPLES / 'tickets-dev.csv'}")
+    assert main(argv) == 0
+    assert public.stat().st_mode & 0o777 == 0o644

@@ -13,7 +13,7 @@ from paczero.config import RunConfig, apply_overrides, load_config, validate_con
 from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
-from paczero.runs import RunDir, new_output_file, read_json, write_jsonl
+from paczero.runs import RunDir, new_output_file, notice, read_json, write_jsonl
 from paczero.session import build_task_for, load_named
 from paczero.tasks import load_splits
 from paczero.tasks.base import row_records
@@ -122,7 +122,16 @@ def evaluate_config(
     with progress.phase(f"{split} evaluation"):  # a bar on a terminal, lines in a log
         metrics, predicted = task.evaluate_rows(model, encoded, cfg.train.eval_batch)
     if out is not None:
-        write_jsonl(out, row_records(task.inputs(rows), predicted))
+        private = bool(getattr(splits, f"{split}_from_pool_source"))
+        write_jsonl(
+            out, row_records(task.inputs(rows), predicted), mode=0o600 if private else 0o644
+        )
+        if private:
+            notice(
+                f"{out} holds {split} rows carved from the pool's own (private) source, "
+                "outside the guarantee: written readable by you only (mode 0600); keep it "
+                "where the private data is"
+            )
     return {**metrics, "examples": len(encoded), "split": split}
 
 
