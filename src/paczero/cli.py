@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_overrides(p, "change train.lr from the next step on (e.g. after the run diverged)")
+    _add_overrides(
+        p, "change train.lr, or train.steps (not for DP or PACZero-MI), from the next step on"
+    )
 
     p = sub.add_parser("export", help="rebuild a run's model from the base model and its log")
     p.add_argument("run_dir", help="the run directory")

@@ -45,7 +45,9 @@ from paczero.trainer import (
     stop_diverged,
 )
 
-RESUMABLE_KEYS = ("train.lr",)  # what `resume --set` may change: not the releases' privacy
+# What `resume --set` may change: not the releases' privacy (train.steps only where the
+# mechanism's guarantee does not count the steps: ``_check_steps``).
+RESUMABLE_KEYS = ("train.lr", "train.steps")
 
 
 @honours_progress_flag
@@ -122,6 +124,8 @@ def _prepare(run: RunDir, cfg, changed: list[str]) -> tuple[int, str]:
                 f"e.g. paczero resume {run.path} --set {key}=SMALLER (or start a new run)"
             )
         verified = run.verify(private=True)
+        if "train.steps" in changed:
+            _check_steps(cfg, len(verified.records))
         # verified: now repair what a crash leaves (never a committed public record)
         for entry in run.clean_temporaries():
             notice(f"removed {entry.relative_to(run.path)}, left by an interrupted write")
@@ -138,6 +142,21 @@ def _prepare(run: RunDir, cfg, changed: list[str]) -> tuple[int, str]:
     except BaseException:
         run.unlock()
         raise
+
+
+def _check_steps(cfg, done: int) -> None:
+    """A new train.steps: at least the steps taken, and only where the guarantee holds
+    for any number of steps (PACZero-ZPL, the non-private mechanisms)."""
+    reason = mechanism_class(cfg.mechanism.name).counts_steps
+    if reason:
+        raise UserError(
+            f"resume --set cannot change train.steps of a {cfg.mechanism.name} run: {reason} "
+            "(start a new run for another number of steps)"
+        )
+    if cfg.train.steps < done:
+        raise UserError(
+            f"resume --set train.steps={cfg.train.steps}: the run has taken {done} steps already"
+        )
 
 
 def _record_change(run: RunDir, cfg, changed: list[str], step: int) -> None:

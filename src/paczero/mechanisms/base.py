@@ -110,6 +110,9 @@ class Mechanism:
     # release log up to t (a ZO release is a coefficient of a public direction): export,
     # resume and audit may replay the log. False: only a checkpoint holds the model.
     replayable: ClassVar[bool] = True
+    # Why the guarantee depends on the planned number of steps (``train.steps``), or None
+    # where it holds for any number (``resume --set train.steps`` may then change it).
+    counts_steps: ClassVar[str | None] = None
 
     def __init__(
         self,

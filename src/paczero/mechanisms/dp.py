@@ -127,6 +127,7 @@ class _DPMechanism(Mechanism):
     name = "dp"
     Config = DPConfig
     family = "dp"
+    counts_steps = "its noise is calibrated to the epsilon target over the planned steps"
     kinds = ("dp",)
     private = True
     chooses_rows = True  # Poisson sampling from the secret stream

@@ -189,6 +189,7 @@ class PACZeroMI(_SubsetRelease):
     name = "paczero-mi"
     Config = MIConfig
     family = "pac"
+    counts_steps = "its budget is allocated over the planned steps (B / T a step)"
     kinds = ("free", "noiseless", "noisy", "skip")
     private = True
 
