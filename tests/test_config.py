@@ -173,3 +173,42 @@ def test_a_task_of_ones_own_shows_no_preset_template():
     own = load_config("examples/tickets.yaml").public_dict()["task"]
     assert "template" not in own and own["type"] == "classification"
     assert load_config("smoke").public_dict()["task"]["template"] == "mezo"
+
+
+def test_one_function_builds_a_config_from_any_source_plus_overrides(tmp_path):
+    """A recipe name, its YAML file, its mapping and a config built from it all resolve
+    through ``load_config`` to the same config, the overrides named in its description."""
+    sets = ["train.steps=7", "model.name=tiny-llama"]
+    by_name = load_config("smoke", sets)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(load_config("smoke").public_dict(), sort_keys=False))
+    data = yaml.safe_load(path.read_text())
+    assert by_name.description.endswith("[overridden: train.steps, model.name]")
+    assert load_config(str(path), sets) == by_name
+    assert load_config(data, sets) == by_name
+    assert load_config(load_config("smoke"), sets) == by_name
+    assert load_config(by_name) is by_name  # nothing to resolve again
+    assert data == yaml.safe_load(path.read_text())  # the caller's mapping is left alone
+
+
+def test_the_mechanism_class_is_looked_up_once_and_handed_on_with_the_config():
+    import ast
+    from pathlib import Path
+
+    import paczero
+    from paczero.mechanisms import REGISTRY
+
+    cfg = load_config(None, ["mechanism.name=mezo"])
+    assert cfg.mechanism_type is REGISTRY["mezo"]
+    cfg.mechanism = REGISTRY["backprop"].Config(name="backprop")
+    assert cfg.mechanism_type is REGISTRY["backprop"]  # an assignment is validated again
+    src = Path(paczero.__file__).parent
+    lookups = set()
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                "mechanism_class",
+                "build_mechanism",
+            ):
+                lookups.add(path.relative_to(src).as_posix())
+    assert lookups == {"config.py", "mechanisms/__init__.py"}, lookups

@@ -30,11 +30,11 @@ def test_a_folder_without_a_run_an_export_or_a_model_is_one_line(tmp_path):
 
 def test_an_export_rebuilds_its_base_as_the_run_built_it(tmp_path):
     info = {"track": "lora", "base_model": "tiny-llama", "seed_public": 3, "task": {}}
-    data = _export_config(tmp_path, info, ["model.device=cpu"])
-    model = {"name": "tiny-llama", "track": "full", "dtype": "float32", "device": "cpu"}
+    data = _export_config(tmp_path, info)
+    model = {"name": "tiny-llama", "track": "full", "dtype": "float32"}
     assert data["model"] == model  # the base loads whole, in what "auto" gave the run
     assert data["seed"] == {"public": 3}
-    merged = _export_config(tmp_path, {**info, "track": "full"}, [])
+    merged = _export_config(tmp_path, {**info, "track": "full"})
     assert merged["model"]["name"] == str(tmp_path) and merged["model"]["dtype"] == "auto"
     with pytest.raises(UserError, match="paczero_export.json is damaged"):
-        _export_config(tmp_path, {"track": "lora"}, [])
+        _export_config(tmp_path, {"track": "lora"})

@@ -94,12 +94,12 @@ def run_subsets(s: Any, args: argparse.Namespace) -> int:
 
 def bench_config(args: argparse.Namespace):
     """The run config the bench measures: the trainer's own code path, full-pool steps."""
-    from paczero.config import apply_overrides, validate_config
+    from paczero.config import load_config
     from paczero.mechanisms import REGISTRY
 
     model = "tiny-llama" if args.quick and args.model == "smollm2-135m" else args.model
     mechanism: dict[str, Any] = {"name": args.mechanism}
-    cls = REGISTRY.get(args.mechanism)  # an unknown name is refused by validate_config
+    cls = REGISTRY.get(args.mechanism)  # an unknown name is refused by load_config
     if cls is not None and cls.uses_subsets:
         mechanism["subsets"] = bench_subsets(args)
     data: dict[str, Any] = {
@@ -113,7 +113,7 @@ def bench_config(args: argparse.Namespace):
     }
     if args.quick:
         data["data"]["source"] = "synthetic"
-    return validate_config(apply_overrides(data, args.overrides))
+    return load_config(data, args.overrides)
 
 
 def bench_subsets(args: argparse.Namespace) -> int:

@@ -1,7 +1,10 @@
-"""Typed run configuration: one flat, dotted set of keys, saved with every run.
+"""Typed run configuration: sections of keys (model, task, data, ...), saved with every run.
 
-A config comes from a recipe name or a YAML file, then dotted ``key=value`` overrides.
-Every error is turned into one line that names the key (and a close match for typos).
+A run's config is built once, by ``load_config``: from a recipe name, a YAML file, a mapping
+or a config, then dotted ``key=value`` overrides; every command that runs or reads a run
+starts from it. The mechanism's class is looked up then, once, and handed on with the
+config (``RunConfig.mechanism_type``). Every error is turned into one line that names the
+key (and a close match for typos).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import yaml
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -25,6 +29,7 @@ from paczero.errors import UserError
 from paczero.mechanisms import (
     DEFAULT_MECHANISM,
     REGISTRY,
+    Mechanism,
     default_subsets,
     mechanism_class,
     mechanism_keys,
@@ -135,6 +140,12 @@ class RunConfig(Section):
     mechanism: MECHANISM = Field(default_factory=lambda: REGISTRY[DEFAULT_MECHANISM].Config())
     seed: SeedConfig = Field(default_factory=SeedConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    _mechanism: type[Mechanism] = PrivateAttr()  # set by validation (``mechanism_type``)
+
+    @property
+    def mechanism_type(self) -> type[Mechanism]:
+        """The class of ``mechanism.name``, looked up once, when the config was validated."""
+        return self._mechanism
 
     @model_validator(mode="before")
     @classmethod
@@ -174,7 +185,7 @@ class RunConfig(Section):
                 f"({task.max_length}): a micro-batch must hold one whole sequence; use at "
                 f"least {task.max_length}, 'auto' or 'off'"
             )
-        cls = mechanism_class(self.mechanism.name)
+        cls = self._mechanism = mechanism_class(self.mechanism.name)
         cls.check_config(
             self.mechanism, pool_size=pool, steps=self.train.steps, directions=self.zo.directions
         )
@@ -355,13 +366,25 @@ def own_keys_only(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(
-    source: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+    source: RunConfig | dict[str, Any] | str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> RunConfig:
-    data = read_source(source)
-    if source is not None and source not in recipe_names():
-        resolve_paths(data, Path(source).parent)
-    if _is_run_config(source):
-        return validate_config(apply_overrides(own_keys_only(data), overrides))
+    """A run's config, built once: ``source`` (a recipe name, a YAML file, a run's own
+    config.yaml, a mapping, a ``RunConfig`` or None for the defaults), then ``overrides``
+    in order (a recipe's description then names the keys they set); validated."""
+    if isinstance(source, RunConfig):
+        if not overrides:
+            return source
+        source = source.model_dump(mode="json")
+    if isinstance(source, dict):
+        data = source
+    else:
+        source = None if source is None else str(source)
+        data = read_source(source)
+        if source is not None and source not in recipe_names():
+            resolve_paths(data, Path(source).parent)
+        if _is_run_config(source):
+            return validate_config(apply_overrides(own_keys_only(data), overrides))
     described = data.get("description")
     data = apply_overrides(data, overrides)
     describe_overrides(data, described, overrides)

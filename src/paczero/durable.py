@@ -21,7 +21,6 @@ from paczero.config import load_config
 from paczero.distributed import close_world, init_world, leave_together
 from paczero.errors import Diverged, Stopped, UserError
 from paczero.exporting import write_export
-from paczero.mechanisms import mechanism_class
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
@@ -147,7 +146,7 @@ def _prepare(run: RunDir, cfg, changed: list[str]) -> tuple[int, str]:
 def _check_steps(cfg, done: int) -> None:
     """A new train.steps: at least the steps taken, and only where the guarantee holds
     for any number of steps (PACZero-ZPL, the non-private mechanisms)."""
-    reason = mechanism_class(cfg.mechanism.name).counts_steps
+    reason = cfg.mechanism_type.counts_steps
     if reason:
         raise UserError(
             f"resume --set cannot change train.steps of a {cfg.mechanism.name} run: {reason} "
@@ -185,7 +184,7 @@ def restore_from_log(trainer: Trainer) -> None:
     if main:
         _ensure_theta0(trainer)
     trainer.world.barrier()
-    records = run.releases(kinds=mechanism_class(s.cfg.mechanism.name).kinds)
+    records = run.releases(kinds=s.cfg.mechanism_type.kinds)
     done = len(records)
     rebuild(s, run, done, records)
     if records and main:
@@ -245,7 +244,7 @@ def export(
     target = _export_step(run, step, len(records), verified.metrics)
     public = public_stream(cfg.seed.public)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    if not mechanism_class(cfg.mechanism.name).replayable:  # the checkpointed tensors
+    if not cfg.mechanism_type.replayable:  # the checkpointed tensors
         load_named(loaded.trainable, _first_order_tensors(run, step, target))
     else:
         replay(estimator_for(cfg, loaded), records[:target], cfg.zo.directions)

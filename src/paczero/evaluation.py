@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from paczero import progress
-from paczero.config import RunConfig, apply_overrides, load_config, validate_config
+from paczero.config import RunConfig, load_config
 from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
@@ -51,7 +51,7 @@ def load_target(
         info = read_json(exported, "export description")
         _check_export_weights(target, info)
         schema = rows_schema(rows, overrides)
-        cfg = validate_config(_export_config(target, info, [*schema, *overrides]))
+        cfg = load_config(_export_config(target, info), [*schema, *overrides])
     elif target.is_dir() and not (target / "config.json").exists():
         raise UserError(
             f"{target} holds no run (config.yaml), export (paczero_export.json) or "
@@ -135,10 +135,10 @@ def evaluate_config(
     return {**metrics, "examples": len(encoded), "split": split}
 
 
-def _export_config(target: Path, info: dict[str, Any], overrides) -> dict[str, Any]:
+def _export_config(target: Path, info: dict[str, Any]) -> dict[str, Any]:
     """The config that rebuilds an export's base exactly as the run built it: the model's
     dtype, the run's ``seed.public`` (a seed-built tiny model's weights come from it) and
-    its task; ``overrides`` on top."""
+    its task."""
     try:
         track, base = info["track"], info["base_model"]
         model = dict(info.get("model") or {})
@@ -156,4 +156,4 @@ def _export_config(target: Path, info: dict[str, Any], overrides) -> dict[str, A
         "seed": {"public": seed},
     }
     data["model"]["dtype"] = dtype
-    return apply_overrides(data, overrides)
+    return data

@@ -292,9 +292,7 @@ def run_privacy(
     # covers any prefix of it), with the spend logged so far.
     from collections import Counter
 
-    from paczero.mechanisms import build_mechanism
-
-    mechanism = build_mechanism(
+    mechanism = cfg.mechanism_type(
         cfg.mechanism,
         pool_size=cfg.data.num_train,
         steps=cfg.train.steps,

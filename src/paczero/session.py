@@ -17,7 +17,7 @@ from paczero.batch_budget import auto_tokens
 from paczero.config import RunConfig
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
 from paczero.errors import UserError
-from paczero.mechanisms import Mechanism, build_mechanism, mechanism_class
+from paczero.mechanisms import Mechanism
 from paczero.models import LoadedModel, load_model
 from paczero.optim import ZOOptimizer
 from paczero.privacy.randomness import RandomStream, public_stream
@@ -169,20 +169,17 @@ def build_session(
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     task = build_task_for(cfg, loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
-    uses_subsets = mechanism_class(cfg.mechanism.name).uses_subsets
+    cls = cfg.mechanism_type  # looked up once, with the config
     task, pool, _ = add_canaries(  # docs/audit.md 4
-        cfg, task, pool, splits.pool, public, secret, uses_subsets
+        cfg, task, pool, splits.pool, public, secret, cls.uses_subsets
     )
     units = pool_units(splits, len(pool))
     pool_size = len(pool) if units is None else len(units)
     coverage = {**splits.coverage(), "pool_units": pool_size}
     sizes = {"pool_size": pool_size, "steps": cfg.train.steps, "directions": cfg.zo.directions}
-    if mechanism_class(cfg.mechanism.name).first_order and not world.solo:
+    if cls.first_order and not world.solo:
         raise UserError(f"{cfg.mechanism.name} runs in one process; start it without torchrun")
-    if world.is_main:
-        mechanism = build_mechanism(cfg.mechanism, **sizes)
-    else:
-        mechanism = RankZeroMechanism(mechanism_class(cfg.mechanism.name), **sizes)
+    mechanism = cls(cfg.mechanism, **sizes) if world.is_main else RankZeroMechanism(cls, **sizes)
     restore = restore_mode(cfg, loaded.model, loaded.trainable)
     if mechanism.first_order:
         optimizer = first_order_optimizer(cfg, loaded, task, pool, mechanism, public, secret)

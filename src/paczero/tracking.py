@@ -260,11 +260,10 @@ def open_tracker(cfg, run_dir: Path, run_id: str, main: bool) -> Iterator[Tracke
         yield None
         return
     check_backends(names)
-    from paczero.mechanisms import mechanism_class
 
     public = cfg.public_dict()
     backends: list[Any] = []
-    mechanism = mechanism_class(cfg.mechanism.name)
+    mechanism = cfg.mechanism_type
     tracker = Tracker(backends, private=bool(mechanism.private))
     clock = not mechanism.chooses_rows  # a DP run's times depend on its secret sample
     try:

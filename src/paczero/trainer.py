@@ -27,13 +27,7 @@ import numpy as np
 import torch
 
 from paczero import progress as progress_lines
-from paczero.config import (
-    RunConfig,
-    apply_overrides,
-    describe_overrides,
-    load_config,
-    validate_config,
-)
+from paczero.config import RunConfig, load_config
 from paczero.distributed import (
     SOLO,
     World,
@@ -89,7 +83,7 @@ def train(
 ) -> Result:
     """Run one training run end to end and return its result (also in ``out/result.json``)."""
     started = time.perf_counter()
-    cfg = _as_config(config, overrides)
+    cfg = load_config(config, overrides)
     world = init_world(cfg.model.device)
     try:
         world.check_same("the resolved config", json.dumps(cfg.public_dict(), sort_keys=True))
@@ -521,18 +515,6 @@ WITHHELD = {
 
 class _StopEvaluation(Exception):
     """A stop signal arrived during an evaluation (``Trainer._stoppable``)."""
-
-
-def _as_config(config, overrides) -> RunConfig:
-    if isinstance(config, RunConfig):
-        if not overrides:
-            return config
-        config = config.model_dump(mode="json")
-    if isinstance(config, dict):
-        data = apply_overrides(config, overrides)
-        describe_overrides(data, config.get("description"), overrides)
-        return validate_config(data)
-    return load_config(config, overrides)
 
 
 def _run_id(run: RunDir) -> str:

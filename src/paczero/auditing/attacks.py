@@ -27,7 +27,6 @@ from paczero.auditing.stats import (
 )
 from paczero.config import RunConfig, load_config
 from paczero.errors import UserError
-from paczero.mechanisms import mechanism_class
 from paczero.mechanisms.subsets import (
     membership_digest,
     membership_matrix,
@@ -111,12 +110,12 @@ def open_view(path: str | Path) -> RunView:
         )
     cfg = load_config(str(run.config_path))
     check_auditable(cfg)
-    records = run.releases(kinds=mechanism_class(cfg.mechanism.name).kinds)
+    cls = cfg.mechanism_type
+    records = run.releases(kinds=cls.kinds)
     if not records:
         raise UserError(f"{run.path}/releases.jsonl is empty: the run took no step to audit")
     if [r.step for r in records] != list(range(len(records))):
         raise UserError(f"{run.path}/releases.jsonl is not a gap-free step sequence")
-    cls = mechanism_class(cfg.mechanism.name)
     result_path = run.path / "result.json"
     result = json.loads(result_path.read_text()) if result_path.exists() else None
     public = public_stream(cfg.seed.public)
@@ -201,7 +200,7 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     from paczero.tasks import load_splits
 
     cfg, records = view.cfg, view.records
-    if not mechanism_class(cfg.mechanism.name).replayable:
+    if not cfg.mechanism_type.replayable:
         raise UserError(
             f"{view.run.path} is a first-order run ({cfg.mechanism.name}): the audit replays "
             "the release log, which holds no gradients; it cannot audit this run"

@@ -59,10 +59,10 @@ class Cell:
         return [f"seed.public={seed}", f"data.seed={seed}", *self.set]
 
     def resolved(self, seed: int):
-        """The run's validated config (``RunConfig``)."""
-        from paczero.config import apply_overrides, validate_config
+        """The run's validated config (``RunConfig``), as ``paczero train`` builds it."""
+        from paczero.config import load_config
 
-        return validate_config(apply_overrides(self.config, self.overrides(seed)))
+        return load_config(self.config, self.overrides(seed))
 
     def to_json(self) -> dict[str, Any]:
         out = {

@@ -72,10 +72,8 @@ class Watched:
 
 
 def watch_run(sweep: Sweep, cell: Cell, seed: int, label: str) -> Watched:
-    from paczero.mechanisms import mechanism_class
-
     cfg = cell.resolved(seed)
-    secret_rows = mechanism_class(cfg.mechanism.name).chooses_rows
+    secret_rows = cfg.mechanism_type.chooses_rows
     return Watched(label, sweep.run_path(cell, seed), cfg.train.steps, secret_rows)
 
 

@@ -4,7 +4,6 @@ the scheduler starts for ``--jobs`` above 1."""
 
 from __future__ import annotations
 
-import copy
 import shutil
 import sys
 import time
@@ -37,7 +36,7 @@ def execute(sweep: Sweep, cell: Cell, seed: int) -> str:
     if state == "restart":
         shutil.rmtree(run)
     run.parent.mkdir(parents=True, exist_ok=True)
-    train(copy.deepcopy(cell.config), out=run, overrides=cell.overrides(seed), progress=False)
+    train(cell.resolved(seed), out=run, progress=False)
     return state
 
 
