@@ -181,3 +181,25 @@ def test_a_step_0_dev_figure_is_labelled_as_such(tmp_path, monkeypatch):
     middle = [line for line in lines[:-1] if "dev_acc=" in line]
     assert middle and all("(step 0)" in line for line in middle)
     assert "(step 0)" not in lines[-1]  # the final evaluation beat it (best step 6)
+
+
+def test_a_dp_calibration_line_shows_no_clock(monkeypatch, capsys, every_update):
+    """Issue 36 item 6: a DP run's output holds no wall-clock time, not even of a step that
+    depends on public inputs only (the rule is simpler to keep whole)."""
+    import time
+
+    from paczero.mechanisms import build_mechanism, mechanism_config
+    from paczero.privacy import accounting
+
+    real = accounting.DPAccountant.calibrate.__func__
+
+    def slow(cls, *args, **kwargs):
+        time.sleep(1.2)  # long enough for the repeating line (every second at most)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(accounting.DPAccountant, "calibrate", classmethod(slow))
+    cfg = mechanism_config("dpzero", epsilon=2, clip=5, expected_batch=4, accountant="rdp")
+    build_mechanism(cfg, pool_size=64, steps=20, directions=1)
+    err = capsys.readouterr().err
+    assert "dpzero: calibrating the noise" in err and ": done" in err
+    assert "done in" not in err and "elapsed" not in err and not re.search(r"\d s\b", err)

@@ -295,10 +295,11 @@ def track(
 
 
 @contextlib.contextmanager
-def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
+def waiting(desc: str, *, delay: float | None = None, clock: bool = True) -> Iterator[None]:
     """A call of unknown length: after ``delay`` seconds (default ``DELAY``) a ticking clock
     (terminal) or a plain line every interval; a closing line says how long it took. A
-    delay of 0 says it at once, from the caller's thread (not when the clock thread runs)."""
+    delay of 0 says it at once, from the caller's thread (not when the clock thread runs).
+    ``clock=False`` (a DP run's output shows no wall-clock time): one line, then "done"."""
     delay = DELAY if delay is None else delay
     if not is_enabled():
         yield
@@ -309,7 +310,7 @@ def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
     shown: dict[str, Any] = {}
 
     def show() -> None:
-        if is_terminal(out):
+        if is_terminal(out) and clock:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=None, desc=desc, file=out, bar_format="{desc}: {elapsed}", leave=False)
@@ -326,7 +327,7 @@ def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
         if "bar" in shown:
             while not done.wait(1.0):
                 shown["bar"].refresh()
-        else:
+        elif clock:
             every = max(interval(), 1.0)
             while not done.wait(every):
                 _write_line(out, f"{desc} ... {_duration(time.monotonic() - started)} elapsed")
@@ -345,7 +346,8 @@ def waiting(desc: str, *, delay: float | None = None) -> Iterator[None]:
         if "bar" in shown:
             shown["bar"].close()
         if shown and not failed:  # a failure says so in its own one line, not "done"
-            _write_line(out, f"{desc}: done in {_duration(time.monotonic() - started)}")
+            took = f" in {_duration(time.monotonic() - started)}" if clock else ""
+            _write_line(out, f"{desc}: done{took}")
 
 
 @contextlib.contextmanager

@@ -157,7 +157,7 @@ class _DPMechanism(Mechanism):
         count_eps = c.count_fraction * target if self.denominator == "noisy-count" else 0.0
         try:
             what = f"{self.name}: calibrating the noise to epsilon {target:.4g} over {steps} steps"
-            with waiting(what):  # seconds to minutes for long runs: say so
+            with waiting(what, clock=False):  # minutes for long runs: say so, but no clock
                 self.accountant = DPAccountant.calibrate(
                     target,
                     delta,

@@ -77,8 +77,8 @@ def _progress_lines(watched: Callable[[], list[Watched]], say) -> Any:
 
     def loop() -> None:
         while not done.wait(PROGRESS_EVERY_S):
-            for item in watched():
-                say(item.line())
+            for line in filter(None, (item.line() for item in watched())):
+                say(line)
 
     thread = threading.Thread(target=loop, name="sweep-progress", daemon=True)
     thread.start()
@@ -206,7 +206,8 @@ def _run_workers(sweep, todo, states, jobs, threads, lock_fd, summary: Summary, 
         while pending or running:
             if time.monotonic() >= next_lines:
                 for item in [w for _, w in sorted(watched.items())]:
-                    say(item.line())
+                    if (line := item.line()) is not None:
+                        say(line)
                 next_lines = time.monotonic() + PROGRESS_EVERY_S
             while pending and len(running) < jobs and not stop:
                 i, (cell, seed) = pending.pop(0)

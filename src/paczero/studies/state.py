@@ -63,11 +63,17 @@ class Watched:
     steps: int
     secret_rows: bool
     started: float = field(default_factory=time.perf_counter)
+    said: bool = False  # a secret-rows run's one line was printed
 
-    def line(self) -> str:
+    def line(self) -> str | None:
+        """The progress line; a run on secret rows says it runs once (a line every
+        interval would count its duration, which grows with the secret sample)."""
         seconds = time.perf_counter() - self.started
         if self.secret_rows:
-            return f"{self.label} running (its steps are not counted: DP rows are secret)"
+            if self.said:
+                return None
+            self.said = True
+            return f"{self.label} running (its steps and time are not shown: DP rows are secret)"
         return f"{self.label} running: step {logged_steps(self.run)}/{self.steps} ({seconds:.0f} s)"
 
 
