@@ -46,7 +46,7 @@ def test_a_dev_file_that_is_the_pool_file_counts_as_the_pool_source(tmp_path, ho
     run = tmp_path / "run"
     assert not (run / "predictions").exists()
     assert (run / "private" / "predictions-dev.jsonl").exists()
-    assert "carved from the pool's own source" in data["note"]
+    assert "pool's own source" in data["note"] and data["select"] == "final"
 
 
 def test_a_test_file_that_is_the_pool_file_counts_too(tmp_path):
@@ -94,3 +94,37 @@ def test_eval_out_of_private_rows_is_yours_only_and_says_so(carved_run, tmp_path
     argv += sets("model.device=cpu", f"data.dev={EXAMPLES / 'tickets-dev.csv'}")
     assert main(argv) == 0
     assert public.stat().st_mode & 0o777 == 0o644
+
+
+def test_dev_rows_of_the_private_source_pick_nothing_by_default(carved_run, tmp_path):
+    """Item 5: the released model is the final one; the dev metrics stay in private/."""
+    result = json.loads((carved_run / "result.json").read_text())
+    assert result["config"]["train"]["select"] == "final"
+    metrics = result["metrics"]
+    assert metrics["dev_history"] == [] and metrics["dev_best"] is None
+    assert metrics["best_step"] == 2  # the tested, released model: the final step
+    public = [json.loads(x) for x in (carved_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["split"] for m in public] == ["test"] and public[0]["step"] == 2
+    private = carved_run / "private" / "metrics-dev.jsonl"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert [json.loads(x)["step"] for x in private.read_text().splitlines()] == [0, 1, 2]
+    assert not (carved_run / "checkpoints" / "best.safetensors").exists()
+    note = result["privacy"]["data"]["note"]
+    assert "final" in note and "private/" in note
+    assert main(["export", str(carved_run), "--to", str(tmp_path / "x")]) == 0
+    assert json.loads((tmp_path / "x" / "paczero_export.json").read_text())["step"] == 2
+
+
+def test_dev_best_on_private_dev_rows_is_an_opt_in_the_report_qualifies(tmp_path):
+    result = _train(tmp_path / "run", *CARVED, "train.select=dev-best")
+    assert [p["step"] for p in result["metrics"]["dev_history"]] == [0, 1, 2]
+    assert "not covered" in result["privacy"]["data"]["note"]
+
+
+def test_a_separate_dev_file_keeps_the_dev_best_model():
+    from paczero.config import load_config
+
+    assert load_config(str(EXAMPLES / "tickets.yaml")).train.select == "dev-best"
+    carved = load_config(str(EXAMPLES / "tickets.yaml"), CARVED)
+    assert carved.train.select == "final"
+    assert load_config("smoke").train.select == "dev-best"  # a public benchmark's split

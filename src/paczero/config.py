@@ -37,7 +37,7 @@ from paczero.mechanisms import (
 )
 from paczero.tasks import registry
 from paczero.tasks.options import DataConfig, TaskConfig
-from paczero.tasks.own_data import sized_to_own_files
+from paczero.tasks.own_data import dev_from_private_source, sized_to_own_files
 from paczero.textfiles import parse_yaml, read_text
 from paczero.values import (
     Bool,
@@ -101,6 +101,9 @@ class TrainConfig(Section):
     eval_at_start: Bool = True
     # experiment tracking (paczero.tracking): public per-step figures and evaluations
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(default_factory=list)
+    # the released model: dev-best (picked by the dev rows) or final; auto: final when the
+    # dev rows come from the private source (data.train), dev-best otherwise
+    select: Literal["auto", "final", "dev-best"] = "auto"
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -177,6 +180,9 @@ class RunConfig(Section):
                 f"train.batch_size ({batch}) is larger than the pool data.num_train ({pool})"
             )
         registry.check_run_task(self.task, self.data)
+        if self.train.select == "auto":  # resolved once: config.yaml says which
+            private = dev_from_private_source(self.data)
+            self.train.select = "final" if private else "dev-best"
         task = self.task
         tokens = self.zo.micro_batch_tokens
         if isinstance(tokens, int) and tokens < task.max_length:
@@ -384,6 +390,9 @@ def load_config(
         if source is not None and source not in recipe_names():
             resolve_paths(data, Path(source).parent)
         if _is_run_config(source):
+            train = data.get("train")
+            if isinstance(train, dict):  # a run made before train.select: the dev-best
+                train.setdefault("select", "dev-best")
             return validate_config(apply_overrides(own_keys_only(data), overrides))
     described = data.get("description")
     data = apply_overrides(data, overrides)

@@ -241,6 +241,8 @@ def export(
     cfg = load_config(str(run.config_path))
     verified = run.verify(private=False)
     records = verified.records
+    if step == "best" and cfg.train.select == "final":  # the released model: the final one
+        step = "final"
     target = _export_step(run, step, len(records), verified.metrics)
     public = public_stream(cfg.seed.public)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))

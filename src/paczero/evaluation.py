@@ -63,7 +63,8 @@ def load_target(
 
     def weights(loaded: LoadedModel) -> torch.nn.Module:
         if run_config.exists():
-            load_named(loaded.trainable, RunDir(target).load_tensors("best"))
+            released = "final" if cfg.train.select == "final" else "best"
+            load_named(loaded.trainable, RunDir(target).load_tensors(released))
         elif exported.exists() and info["track"] == "lora":
             from peft import PeftModel
 

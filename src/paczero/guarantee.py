@@ -70,7 +70,13 @@ def coverage_note(data: dict[str, Any]) -> str:
             "of the pool only."
         )
     carved = [part for part in ("dev", "test") if data.get(f"{part}_from_pool_source")]
-    if "dev" in carved:
+    if "dev" in carved and data.get("select") == "final":
+        what += (
+            " The dev rows come from the pool's own source: they picked nothing (the "
+            "released model is the final step's, train.select: final) and their metrics "
+            "stay in private/."
+        )
+    elif "dev" in carved:
         what += (
             " The dev rows were carved from the pool's own source, so the dev-best model "
             "selection and the logged dev metrics are not covered; give a separate dev file "
@@ -277,10 +283,15 @@ def covers(privacy: dict[str, Any], splits: dict[str, Any]) -> str:
     else:
         where = "a file of its own (data.dev or data.test), outside the pool's source"
     rows = "rows" if data.get("unit") == "group" else "examples"  # a user has several
+    if data.get("select") == "final":
+        picks = (
+            "picked nothing (the released model is the final step's; its metrics stay in private/)"
+        )
+    else:
+        picks = "which picks the run's dev-best step (the default export), is **not** covered"
     return (
         f"The private pool only: {what}. It does not hide that the pool as a whole shaped "
-        f"the model. The dev set ({dev} {rows}, from {where}), which picks the run's "
-        "dev-best step (the default export), is **not** covered; the test set "
+        f"the model. The dev set ({dev} {rows}, from {where}), {picks}; the test set "
         f"({test} {rows}) only measured the figures below. The base model's own training "
         "data is outside the guarantee."
     )

@@ -64,7 +64,8 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
     test = metrics["test"]
     others = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != metric)
     lines.append(
-        f"test {metric} (dev-best model): {test[metric]:.4f}" + (f" ({others})" if others else "")
+        f"test {metric} ({_released(metrics)}): {test[metric]:.4f}"
+        + (f" ({others})" if others else "")
     )
     timing = result["timing"]
     if "withheld" in timing:
@@ -80,6 +81,12 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
     if run_dir is not None:
         lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
+
+
+def _released(metrics: dict[str, Any]) -> str:
+    if metrics.get("select") == "final":
+        return f"final model, step {metrics['best_step']}; dev metrics in private/"
+    return "dev-best model"
 
 
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:

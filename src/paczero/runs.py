@@ -448,6 +448,10 @@ class RunDir:
     def open_metrics(self) -> JsonlLog:
         return JsonlLog(self.path / "metrics.jsonl")
 
+    def open_private_metrics(self) -> JsonlLog:
+        """private/metrics-dev.jsonl: dev evaluations on rows of the private source."""
+        return JsonlLog(self.private_dir / "metrics-dev.jsonl", mode=PRIVATE_FILE_MODE)
+
     def write_private(self, name: str, obj: Any) -> None:
         write_json(self.private_dir / name, obj, mode=PRIVATE_FILE_MODE)
 

@@ -175,7 +175,7 @@ def build_session(
     )
     units = pool_units(splits, len(pool))
     pool_size = len(pool) if units is None else len(units)
-    coverage = {**splits.coverage(), "pool_units": pool_size}
+    coverage = {**splits.coverage(), "pool_units": pool_size, "select": cfg.train.select}
     sizes = {"pool_size": pool_size, "steps": cfg.train.steps, "directions": cfg.zo.directions}
     if cls.first_order and not world.solo:
         raise UserError(f"{cfg.mechanism.name} runs in one process; start it without torchrun")

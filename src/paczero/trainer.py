@@ -148,6 +148,9 @@ class Trainer:
         self.best: dict[str, Any] = {"step": None, "dev": None}
         self.best_dev_rows: list[dict] | None = None  # the dev-best evaluation's rows
         self.history: list[dict[str, Any]] = []
+        # train.select: final: the dev rows are the private source's; they pick nothing and
+        # their evaluations go to private/ only
+        self.private_dev = session.cfg.train.select == "final"
         self.eval_s = 0.0
         self.next_step = 0
         self.resumed_from: int | None = None
@@ -266,7 +269,9 @@ class Trainer:
         if self.main:
             run.save_tensors("final", s.trainable, step=steps_run)
         self.world.barrier()  # every rank reads rank 0's dev-best tensors
-        load_named(s.trainable, run.load_tensors("best"))
+        if not self.private_dev:  # else the final model is the released one
+            load_named(s.trainable, run.load_tensors("best"))
+        released = self.released_step(steps_run)
         t0 = time.perf_counter()
         with progress_lines.phase("test evaluation"):
             test_metrics, test_rows = s.task.evaluate_rows(
@@ -282,7 +287,7 @@ class Trainer:
             return Result(run_dir=run.path, data={})
         self.write_predictions("dev", self.best_dev_rows)
         self.write_predictions("test", test_rows)
-        self.metrics_log.append({"step": self.best["step"], "split": "test", **test_metrics})
+        self.metrics_log.append({"step": released, "split": "test", **test_metrics})
         model_dir = run.path / "model"
         base = base_identity(s.cfg.model.name, s.loaded, s.cfg.seed.public, hashes=False)
         ready_to_share(s.loaded.model, base)  # the real base named, the KV cache on
@@ -296,9 +301,9 @@ class Trainer:
             run.write_private(TIMING_FILE, {k: result[k] for k in ("timing", "memory")})
             result.update(timing=dict(WITHHELD), memory=dict(WITHHELD))
         run.write_result(result)
-        write_run_card(model_dir, run.path, s.cfg, base, self.best["step"] or 0, result)
+        write_run_card(model_dir, run.path, s.cfg, base, released or 0, result)
         if self.tracker is not None:
-            self.tracker.log_eval("test", self.best["step"] or 0, test_metrics)
+            self.tracker.log_eval("test", released or 0, test_metrics)
             self.tracker.log_summary(result["privacy"], steps_run)
         _plot(run.path)
         return Result(run_dir=run.path, data=result)
@@ -319,6 +324,13 @@ class Trainer:
         self.eval_s += time.perf_counter() - t0
         if not all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float)):
             raise Diverged(step, "the dev loss became non-finite")
+        if self.private_dev:  # kept for the user under private/; published nowhere
+            self.history.append({"step": step, **dev_metrics})
+            self.best_dev_rows = dev_rows  # the last one: the final model's at the end
+            if self.main:
+                with self.run_dir.open_private_metrics() as log:
+                    log.append({"step": step, "split": "dev", **dev_metrics})
+            return
         if self._note_dev(step, dev_metrics):
             self.best_dev_rows = dev_rows
             if self.main:
@@ -327,6 +339,10 @@ class Trainer:
             self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
         if self.tracker is not None:
             self.tracker.log_eval("dev", step, dev_metrics)
+
+    def released_step(self, steps_run: int) -> int | None:
+        """The step of the released (tested, saved) model: dev-best, or the final one."""
+        return steps_run if self.private_dev else self.best["step"]
 
     def _note_dev(self, step: int, metrics: dict[str, Any]) -> bool:
         """Add a dev evaluation to the history; True if it is the new dev-best (the first
@@ -389,7 +405,8 @@ class Trainer:
         """What the bar shows: public values only. A step on secret rows (DP sampling) shows
         the dev loss of the last evaluation instead of its own loss."""
         if result.rows_secret:
-            last = self.history[-1].get("loss") if self.history else None
+            shown = self.history and not self.private_dev  # private dev rows: nothing shown
+            last = self.history[-1].get("loss") if shown else None
             post = {"dev_loss": f"{last:.4f}" if last is not None else "-"}
         else:
             post = {"loss": f"{result.loss:.4f}" if math.isfinite(result.loss) else "-"}
@@ -462,9 +479,10 @@ class Trainer:
             "config": cfg.public_dict(),
             "metrics": {
                 "metric": s.task.metric,
-                "dev_best": self.best["dev"],
-                "best_step": self.best["step"],
-                "dev_history": self.history,
+                "select": cfg.train.select,  # final: dev rows private, they picked nothing
+                "dev_best": None if self.private_dev else self.best["dev"],
+                "best_step": self.released_step(steps_run),  # the released model's step
+                "dev_history": [] if self.private_dev else self.history,
                 "test": test_metrics,
                 "splits": {
                     "pool": s.pool_size,  # units with data.group_field

@@ -172,6 +172,17 @@ def same_source(data: DataConfig, role: str, other: str) -> bool:
     return a == b and getattr(splits, role) == getattr(splits, other)
 
 
+def dev_from_private_source(data: DataConfig) -> bool:
+    """Whether a run's dev rows are rows of data.train (the private source): carved from
+    it, or read from a dev (or test) file that is it. A preset's split is a public
+    benchmark's."""
+    if not data.train:
+        return False
+    if data.dev:
+        return same_source(data, "train", "dev")
+    return not data.test or same_source(data, "train", "test")
+
+
 def _content_digest(path: Path) -> str:
     """sha256 of a file's bytes, or of a folder's data files (names and bytes, sorted)."""
     digest = hashlib.sha256()
