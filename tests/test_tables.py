@@ -42,3 +42,25 @@ def test_a_zero_shot_cell_of_ones_own_task_names_no_template():
     assert cell_method(review) == "zero-shot (review template)"
     assert cell_method(cell("train", {})) == "paczero-zpl"  # private by default
     assert cell_method(cell("train", own, ["mechanism.name=mezo"])) == "mezo"
+
+
+def test_the_footnote_promises_a_zero_shot_dev_figure_only_where_the_column_has_one():
+    """Issue 36 item 18: an eval cell evaluates test only unless its splits add dev."""
+    from paczero.studies.tables import Row, markdown
+
+    def zero_shot(name: str, dev: float | None) -> Row:
+        row = Row(name, "eval", "zero-shot", "accuracy", 1, [])
+        row.finished = 1
+        row.stats["test"] = Stat([0.6], [0])
+        row.stats["dev_best"] = Stat([dev], [0]) if dev is not None else Stat()
+        return row
+
+    trained = Row("zpl", "train", "paczero-zpl", "accuracy", 1, [])
+    test_only = markdown([trained, zero_shot("zs", None)], None)
+    assert "| zs | zero-shot | 1 | 0.600 | - |" in test_only
+    assert "dev-best there is the dev metric" not in test_only
+    assert "splits: [test, dev]" in test_only
+    with_dev = markdown([zero_shot("zs", 0.7)], None)
+    assert "| zs | zero-shot | 1 | 0.600 | 0.700 |" in with_dev
+    assert "dev-best there is the dev metric." in with_dev
+    assert "Zero-shot" not in markdown([trained], None)

@@ -236,11 +236,28 @@ def markdown(rows: list[Row], sweep: Sweep) -> str:
     lines.append(
         "Mean ± sample std over the n finished seeds. MI: the bound for PACZero, the matched "
         "value for DP; epsilon: spent for DP, matched for PACZero; MIA bound: the "
-        "membership-inference success bound (prior 0.5). Zero-shot rows: no training; "
-        "dev-best there is the dev metric."
+        "membership-inference success bound (prior 0.5)."
+        + _zero_shot_note(rows)
         + (" Test gain: the test metric minus the baseline cell's, seed by seed." if gains else "")
     )
     return "\n".join(lines)
+
+
+def _zero_shot_note(rows: list[Row]) -> str:
+    """What the dev-best column holds for zero-shot rows: the dev metric where the cell
+    evaluated dev (an eval cell evaluates test only unless its splits add dev)."""
+    evals = [r for r in rows if r.kind == "eval"]
+    if not evals:
+        return ""
+    with_dev = [r for r in evals if r.stats["dev_best"].n]
+    if len(with_dev) == len(evals):
+        return " Zero-shot rows: no training; dev-best there is the dev metric."
+    if with_dev:
+        return (
+            " Zero-shot rows: no training; dev-best there is the dev metric where the cell "
+            "evaluated dev (splits: [test, dev]), - otherwise."
+        )
+    return " Zero-shot rows: no training, test only (splits: [test, dev] adds a dev figure)."
 
 
 def to_csv(rows: list[Row], sweep: Sweep) -> str:
