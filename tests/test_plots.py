@@ -88,3 +88,37 @@ def test_plot_one_run_and_several_side_by_side(runs, tmp_path, drawn, capsys):
     assert (tmp_path / "all.png").is_file() and "all.png" in capsys.readouterr().out
     assert main(["plot", str(runs["dp"].run_dir), "--out", str(tmp_path / "dp.png")]) == 0
     assert drawn[-1] == ["dev loss", "DP epsilon", "dev accuracy"]  # no secret batch loss
+
+
+def test_labels_of_sweep_cells_with_the_same_bound_do_not_overlap():
+    """Issue 36 item 18: cells at one bound (MI 0.33 and DP at the matched epsilon) sit on
+    one vertical line; their labels are stacked, each with a line to its point."""
+    import itertools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from paczero.studies.plots import label_points
+
+    points = [  # docs/results.md's table: the test accuracy of each cell
+        (0.8819, 0.516, "mi0.33"), (0.8818, 0.519, "dpzero-eps2.01"),
+        (0.8819, 0.529, "mi0.33-lr0.01"), (0.8818, 0.544, "dpaggzo-eps2.01"),
+        (0.9982, 0.519, "mi0.68"), (0.9982, 0.523, "dpzero-eps6.32"),
+        (0.9982, 0.529, "mi0.68-lr0.01"), (0.9982, 0.538, "dpaggzo-eps6.32"),
+        (0.5, 0.567, "zpl"),
+    ]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(5, 3.8))  # one panel of the sweep figure
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o")
+    ax.set_ylim(0.45, 0.63)  # the error bars' span
+    label_points(ax, points)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    # the text's own box (an annotation's extent also covers its line to the point)
+    boxes = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}
+    assert set(boxes) == {p[2] for p in points}
+    for (a, box_a), (b, box_b) in itertools.combinations(boxes.items(), 2):
+        assert not box_a.overlaps(box_b), (a, b)
+    plt.close(fig)

@@ -101,6 +101,65 @@ def _band(curves: list[list[dict[str, Any]]], key: str):
     return steps, mean, std
 
 
+def label_points(ax: Any, points: list[tuple[float, float, str]]) -> None:
+    """Each (x, y, cell) point's cell name beside it. Cells at one privacy value (MI 0.33
+    and DP at the matched epsilon) share a vertical line: their labels are stacked in a
+    column beside the highest of them, in the order of their points, each with a thin line
+    to its point: to the right of the line, or to its left in the right half of the axis."""
+    from matplotlib.text import OffsetFrom
+
+    xs = [p[0] for p in points]
+    tolerance = 0.01 * ((max(xs) - min(xs)) if len(xs) > 1 else 1.0)
+    groups: list[list[tuple[float, float, str]]] = []
+    for point in sorted(points):
+        if groups and point[0] - groups[-1][0][0] <= tolerance:
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    columns: list[list[Any]] = []
+    for group in groups:
+        if len(group) == 1:
+            px, py, cell = group[0]
+            ax.annotate(cell, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            continue
+        group.sort(key=lambda p: -p[1])  # the highest point's label on top
+        top = max(p[0] for p in group), group[0][1]
+        left = len(xs) > 1 and top[0] > (max(xs) + min(xs)) / 2
+        column = [
+            ax.annotate(
+                cell,
+                (px, py),
+                fontsize=7,
+                xytext=(-10 if left else 10, 6 + 10 * (len(group) - 1 - k)),
+                textcoords=OffsetFrom(ax.transData, top, unit="points"),
+                ha="right" if left else "left",
+                va="bottom",
+                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"},
+            )
+            for k, (px, py, cell) in enumerate(group)
+        ]
+        columns.append(column)
+    _lift_columns(ax, columns)
+
+
+def _lift_columns(ax: Any, columns: list[list[Any]]) -> None:
+    """A column of labels that overlaps an earlier one (two nearby lines' columns) moves
+    up, 10 points at a time, until it clears them."""
+    from matplotlib.text import Text
+
+    renderer = ax.figure.canvas.get_renderer()
+    placed: list[Any] = []
+    for column in columns:
+        for _ in range(40):
+            boxes = [Text.get_window_extent(label, renderer) for label in column]
+            if not any(a.overlaps(b) for a in boxes for b in placed):
+                break
+            for label in column:
+                x, y = label.xyann
+                label.xyann = (x, y + 10)
+        placed += boxes
+
+
 def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound") -> Path:
     """Test metric against privacy (one line per method, error bars over seeds; non-private
     and zero-shot cells as horizontal lines), and dev metric and dev loss against steps
@@ -150,12 +209,11 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
             color=color,
             label=method,
         )
-        for px, py, _, cell in points:
-            ax.annotate(cell, (px, py), fontsize=7, xytext=(4, 4), textcoords="offset points")
     for j, (cell, mean, std, style) in enumerate(flat):
         color = colors[(len(methods) + j) % len(colors)]
         shown = f"{cell}: {mean:.3f}" + (f" ± {std:.3f}" if std else "")
         ax.axhline(mean, ls=style, color=color, label=f"{shown} (no privacy axis)")
+    label_points(ax, [(p[0], p[1], p[3]) for points in methods.values() for p in points])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"test {metric} (dev-best model)")
     ax.set_title(f"test {metric} against privacy")
