@@ -97,3 +97,33 @@ def test_a_user_level_run_is_worded_in_users_everywhere(privacy):
     rows = {"unit": "row", "pool_units": 6}
     assert guarantee.guarantee_line(privacy["guarantee"], rows) == privacy["guarantee"]
     assert guarantee.guarantee_line("a mechanism's own words", data) == "a mechanism's own words"
+
+
+def test_the_dp_words_follow_the_relation_and_a_user_takes_a():
+    """Issue 36 item 7: replace-one is not 'in the pool or not'; 'a user', never 'an user'."""
+    from paczero.guarantee import plain_words
+
+    users = {"unit": "group", "unit_field": "customer"}
+    dp = {
+        "framework": "dp",
+        "spent": {"epsilon": 2.0, "delta": 1e-5},
+        "posterior_bound": 0.7,
+        "neighbouring_relation": "replace-one; sensitivity 2C",
+        "data": users,
+    }
+    replace = plain_words(dp, 30)
+    assert "in the pool or not" not in replace and "replaced by another" in replace
+    add = plain_words({**dp, "neighbouring_relation": "add-or-remove-one"}, 30)
+    assert "whether any one user was in the pool or not" in add
+    pac = plain_words({"framework": "pac", "mi_bound": 0.0, "data": users}, 30)
+    for text in (replace, add, pac):
+        assert "an user" not in text
+    assert "whether a user was in the training half" in pac
+
+
+def test_the_docs_do_not_call_the_released_noisy_count_private():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "algorithms.md").read_text()
+    section = text.split("### 7.6")[1].split("\n### ")[0]
+    assert "noisy count stays" not in section and "noise_std_of_coefficient" in section

@@ -197,7 +197,18 @@ def plain_words(privacy: dict[str, Any], pool: int | None) -> str:
 
 
 def _a(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    """The article: "an example", "a user" (a "u" sounded "you" takes "a")."""
+    return "an" if word[0] in "aeio" else "a"
+
+
+def _likely(relation: str, one: str) -> str:
+    """What a DP guarantee says, in the words of its neighbouring relation."""
+    if relation == "replace-one":
+        return (
+            f"the model is almost as likely whatever any one {one} of the pool is (one "
+            f"{one} replaced by another)"
+        )
+    return f"the model is almost as likely whether any one {one} was in the pool or not"
 
 
 def _plain_pac(privacy: dict[str, Any], pool: int | None) -> str:
@@ -234,8 +245,7 @@ def _plain_dp(privacy: dict[str, Any], pool: int | None) -> str:
     return (
         f"({float(spent.get('epsilon', 0.0)):.4g}, {float(spent.get('delta', 0.0)):g})-"
         f"differential privacy for each of {pool_text}, under the {relation.strip()} "
-        f"relation{detail}: the model is almost as likely whether any one {one} was in "
-        "the pool or not. No attacker "
+        f"relation{detail}: {_likely(relation.strip(), one)}. No attacker "
         f"guesses whether {_a(one)} {one} was in the pool with probability above "
         f"{float(privacy['posterior_bound']):.4f} (prior 0.5)."
     )
