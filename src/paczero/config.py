@@ -333,13 +333,17 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...], *, own_keys_only: bool = False
+) -> dict[str, Any]:
     """A copy of ``data`` with the ``key=value`` overrides set, in order.
 
     An override that changes ``mechanism.name`` starts the new mechanism from the keys it
     reads: the old mechanism's keys the new one has no use for are dropped (a recipe's
     ``mechanism.disagreement`` does not refuse ``--set mechanism.name=mezo``); a foreign key
-    set by an override itself is kept, and refused by validation.
+    set by an override itself is kept, and refused by validation. ``own_keys_only``: a
+    run's config.yaml written before each mechanism owned its keys lists every mechanism's
+    keys; the run read only its own, and the others are dropped too.
     """
     data = copy.deepcopy(data)
     inherited = data.get("mechanism")
@@ -349,25 +353,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     section = data.get("mechanism")
     if not isinstance(section, dict):
         return data
-    name = section.get("name", DEFAULT_MECHANISM)
-    keys = mechanism_keys(name)
-    if not keys or name == inherited.get("name", DEFAULT_MECHANISM):
-        return data
+    old = inherited.get("name", DEFAULT_MECHANISM)
+    new = section.get("name", DEFAULT_MECHANISM)
+    read = [mechanism_keys(old) if own_keys_only else (), mechanism_keys(new) if new != old else ()]
     given = {a.partition("=")[0].strip().removeprefix("mechanism.") for a in overrides}
     for key in list(section):
-        if key not in keys and key not in given and key in inherited:
+        if key in inherited and key not in given and any(k and key not in k for k in read):
             del section[key]
-    return data
-
-
-def own_keys_only(data: dict[str, Any]) -> dict[str, Any]:
-    """A run's config.yaml written before each mechanism owned its keys lists every
-    mechanism's keys; the run read only its own: the others are dropped."""
-    section = data.get("mechanism")
-    if isinstance(section, dict):
-        keys = mechanism_keys(section.get("name", DEFAULT_MECHANISM))
-        if keys:
-            data["mechanism"] = {k: v for k, v in section.items() if k in keys}
     return data
 
 
@@ -393,7 +385,7 @@ def load_config(
             train = data.get("train")
             if isinstance(train, dict):  # a run made before train.select: the dev-best
                 train.setdefault("select", "dev-best")
-            return validate_config(apply_overrides(own_keys_only(data), overrides))
+            return validate_config(apply_overrides(data, overrides, own_keys_only=True))
     described = data.get("description")
     data = apply_overrides(data, overrides)
     describe_overrides(data, described, overrides)
