@@ -370,9 +370,7 @@ def test_a_folder_that_refuses_mkdir_is_one_line(tmp_path, capsys, monkeypatch):
     def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
 
-    import paczero.runs
-
-    monkeypatch.setattr(paczero.runs.Path, "mkdir", refuse)
+    monkeypatch.setattr(Path, "mkdir", refuse)
     assert main([*T, "--out", str(tmp_path / "run"), *sets(*SMALL)]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot create output directory" in err and "Permission denied" in err
@@ -382,12 +380,12 @@ def test_a_folder_that_refuses_mkdir_is_one_line(tmp_path, capsys, monkeypatch):
 def test_a_run_that_fails_in_set_up_removes_what_it_made(tmp_path, capsys, monkeypatch):
     """A failure after the directory exists but before the first release (here the step-0
     checkpoint hits a full disk) leaves nothing, and says so in one line."""
-    import paczero.runs
+    import paczero.runs.directory
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device", "trainable.safetensors")
 
-    monkeypatch.setattr(paczero.runs, "_save_safetensors", full)
+    monkeypatch.setattr(paczero.runs.directory, "save_safetensors", full)
     (tmp_path / "mine").mkdir()  # a folder the user made: kept, emptied
     for out in (tmp_path / "new" / "run", tmp_path / "mine"):
         assert main([*T, "--out", str(out), *sets(*SMALL)]) == 2
@@ -470,9 +468,9 @@ def test_a_full_disk_under_a_checkpoint_write_is_the_resume_line(tmp_path, capsy
     """safetensors raises its own SafetensorError: it reads as the OSError it wraps."""
     from safetensors import SafetensorError
 
-    import paczero.runs
+    import paczero.runs.tensors
 
-    real, run = paczero.runs.save_file, tmp_path / "run"
+    real, run = paczero.runs.tensors.save_file, tmp_path / "run"
 
     def full_after_setup(*args, **kwargs):
         log = run / "releases.jsonl"
@@ -480,13 +478,13 @@ def test_a_full_disk_under_a_checkpoint_write_is_the_resume_line(tmp_path, capsy
             raise SafetensorError(ENOSPC)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(paczero.runs, "save_file", full_after_setup)
+    monkeypatch.setattr(paczero.runs.tensors, "save_file", full_after_setup)
     assert main([*T, "--out", str(run), *sets(*SMALL)]) == 2
     err = capsys.readouterr().err.strip()
     assert "No space left on device" in err and "consistent up to its last logged step" in err
     assert err.endswith(f"paczero resume {run}") and "\n" not in err
     assert not list(run.rglob(".*.safetensors.*"))  # no half-written file
-    monkeypatch.setattr(paczero.runs, "save_file", real)
+    monkeypatch.setattr(paczero.runs.tensors, "save_file", real)
     assert main(["resume", str(run), "--quiet"]) == 0
 
 

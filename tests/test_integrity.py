@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 import paczero.privacy.ledger as ledger
-import paczero.runs as runs
+import paczero.runs.directory as run_directory
 import paczero.trainer as trainer_module
 from paczero.cli import main
 from paczero.config import load_config
@@ -165,7 +165,7 @@ def test_the_lock_is_released_by_a_finished_run(tmp_path):
     run = RunDir(out.run_dir)
     run.lock()
     other = RunDir(out.run_dir)
-    with pytest.raises(runs.UserError, match=f"in use by process {os.getpid()}"):
+    with pytest.raises(run_directory.UserError, match=f"in use by process {os.getpid()}"):
         other.lock()
     run.unlock()
 
@@ -453,7 +453,7 @@ def test_a_full_disk_mid_run_is_one_line_and_leaves_the_run_resumable(
 def test_a_full_disk_during_a_checkpoint_leaves_no_temporary(
     reference, tmp_path, capsys, monkeypatch
 ):
-    real = runs._save_safetensors
+    real = run_directory.save_safetensors
 
     def fills(path, named, step):
         if step == 10 and path.name == "trainable.safetensors":
@@ -461,12 +461,12 @@ def test_a_full_disk_during_a_checkpoint_leaves_no_temporary(
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, named, step)
 
-    monkeypatch.setattr(runs, "_save_safetensors", fills)
+    monkeypatch.setattr(run_directory, "save_safetensors", fills)
     run = tmp_path / "run"
     err = refused(["train", "smoke", "--out", str(run), "--quiet", *sets(REF)], capsys)
     assert "No space left on device" in err and "paczero resume" in err
     assert not list((run / "checkpoints").glob(".step-*"))
-    monkeypatch.setattr(runs, "_save_safetensors", real)
+    monkeypatch.setattr(run_directory, "save_safetensors", real)
     assert main(["resume", str(run), "--quiet"]) == 0
     assert_same_run(run, reference)
 

@@ -47,17 +47,18 @@ def test_a_used_directory_is_refused(tmp_path):
 KILL_IN_CREATE = """
 import os, sys
 from pathlib import Path
-import paczero.runs as runs
+import paczero.runs.directory as directory
+import paczero.runs.files as files
 from paczero.config import RunConfig
 
-write = runs.atomic_write_bytes
+write = files.atomic_write_bytes
 def killed_at(path, data, mode=None):
     if path.name == sys.argv[2]:
         Path(path.parent, "." + path.name + ".abcd1234").write_bytes(data[:3])  # half written
         os._exit(9)  # as SIGKILL: no cleanup runs, the kernel drops the lock
     write(path, data, mode)
-runs.atomic_write_bytes = killed_at
-runs.RunDir.create(Path(sys.argv[1]), RunConfig())
+files.atomic_write_bytes = directory.atomic_write_bytes = killed_at  # run.json, config.yaml
+directory.RunDir.create(Path(sys.argv[1]), RunConfig())
 """
 
 

@@ -3,26 +3,22 @@
 Integrity (docs/algorithms.md 8):
 
 - a writing process holds an exclusive ``fcntl`` lock on ``DIR/.lock`` for its life; a
-  second one is refused with the holder's pid;
+  second one is refused with the holder's pid (``paczero.runs.lock``);
 - ``run.json`` (public) and ``private/secret.json`` carry the same random run identity,
   drawn when the directory is created, so a ``private/`` from another run is refused even
   when the configs are identical;
 - the release logs are hash-chained (``paczero.privacy.ledger``), and every checkpoint
   records the hash of the last record it includes;
-- ``verify`` checks all of it before ``resume`` or ``export`` touches the directory.
+- ``verify`` checks all of it (``paczero.runs.integrity``) before ``resume`` or ``export``
+  touches the directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import os
-import re
 import secrets
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,34 +29,35 @@ from typing import Any
 import torch
 import yaml
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from paczero.config import RunConfig
 from paczero.errors import UserError
 from paczero.mechanisms.base import RELEASE_KINDS
-from paczero.privacy.ledger import (
-    GENESIS,
-    JsonlLog,
-    LogError,
-    read_chain,
-    read_records,
-    repair_jsonl,
-)
+from paczero.privacy.ledger import GENESIS, JsonlLog, read_chain, read_records, repair_jsonl
 from paczero.records import ReleaseRecord, release_records
+from paczero.runs.files import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    atomic_write_bytes,
+    fsync_dir,
+    notice,
+    read_json,
+    remove_entry,
+    write_json,
+)
+from paczero.runs.integrity import (
+    check_charges,
+    check_checkpoints,
+    check_metrics,
+    check_pair,
+    check_private_side,
+    first_difference,
+    private_ahead,
+)
+from paczero.runs.lock import LOCK_NAME, TEMPORARY, RunLock
+from paczero.runs.tensors import save_safetensors
 from paczero.textfiles import decode_utf8, read_bytes
-
-PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
-LOCK_NAME = ".lock"
-# What an interrupted atomic write leaves: ".step-*" folders and ".<name>.<8 random>" files
-# (tempfile's names); nothing else starting with a dot is touched.
-TEMPORARY = re.compile(r"\.step-.+|\..+\.[a-z0-9_]{8}")
-
-
-def notice(message: str) -> None:
-    """One line on stderr for something the user should know that is not an error."""
-    print(f"paczero: note: {message}", file=sys.stderr, flush=True)
-
 
 _ISSUED: set[Path] = set()  # default run directories this process has named
 
@@ -115,156 +112,6 @@ def _first_missing(path: Path) -> Path | None:
             return top
         top = parent
     return top
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]], mode: int = 0o644) -> None:
-    """All records as JSON Lines, or none (``atomic_write_bytes``)."""
-    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
-
-
-def new_output_file(out: str | Path, option: str = "--out") -> Path:
-    """``out`` where a new file may be written: never over an existing one (nothing lost)."""
-    path = Path(out).expanduser()
-    if not str(out).strip():
-        raise UserError(f"{option} is empty: give a file path for the predictions (JSON Lines)")
-    if path.is_dir():
-        raise UserError(f"{option} {out} is a directory; give a file path such as {path}/out.jsonl")
-    if path.exists():
-        raise UserError(f"{option} {out} exists; choose another name or remove it first")
-    if not path.parent.is_dir():
-        raise UserError(f"{option} {out}: the folder {path.parent} does not exist")
-    return path
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_json(path: Path, obj: Any, mode: int | None = None) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode(), mode)
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from a run file, or one line saying what is wrong with it."""
-    text = decode_utf8(read_bytes(path, what), path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is damaged (not valid JSON: {err.msg})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} is damaged (not a JSON object)")
-    return data
-
-
-class RunLock:
-    """An exclusive ``flock`` on ``DIR/.lock``, which holds the pid of its holder.
-
-    The kernel releases it when the process ends, however it ends; a clean release also
-    removes the file. Acquiring checks that the locked file is still the one at the path,
-    so a release that removes it cannot hand two processes a lock each.
-    """
-
-    def __init__(self, run_path: Path):
-        self.path = Path(run_path) / LOCK_NAME
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> None:
-        if self._fd is not None:
-            return
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as err:
-                raise UserError(
-                    f"cannot lock {self.path.parent}: {err.strerror} (is it writable?)"
-                ) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as err:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise UserError(f"cannot lock {self.path.parent}: {err.strerror}") from None
-                raise UserError(
-                    f"{self.path.parent} is in use by process {holder} (a paczero train or "
-                    "resume writing it); wait for it to end or stop it, then try again"
-                ) from None
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)  # the holder released and removed it between our open and flock
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def held_elsewhere(self) -> bool:
-        """Whether a process (another one, or another RunLock here) holds the lock now."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return False  # no lock file: nobody holds it
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)  # closing drops the probe's own lock
-        return False
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        os.close(self._fd)
-        self._fd = None
-
-
-def killed_in_create(path: Path) -> bool:
-    """Whether ``path`` holds only what ``RunDir.create`` makes before config.yaml (its lock
-    file, run.json, the empty checkpoints/ and private/, an interrupted atomic write) and
-    no process holds it: what a process killed inside ``create`` leaves. Nothing was
-    released there and no secret was written, so the run may start again."""
-    path = Path(path)
-    if not path.is_dir() or (path / "config.yaml").exists():
-        return False
-    for entry in path.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            if entry.name not in ("checkpoints", "private") or any(entry.iterdir()):
-                return False
-        elif entry.name not in (LOCK_NAME, "run.json") and not TEMPORARY.fullmatch(entry.name):
-            return False
-    return not RunLock(path).held_elsewhere()
 
 
 @dataclass
@@ -360,7 +207,7 @@ class RunDir:
                 if self._created_inside:
                     for entry in created.iterdir():
                         if entry.name != LOCK_NAME:
-                            _remove(entry)
+                            remove_entry(entry)
                 else:
                     shutil.rmtree(created)
         self._lock.release()
@@ -380,7 +227,7 @@ class RunDir:
                 continue
             for entry in folder.iterdir():
                 if TEMPORARY.fullmatch(entry.name) and entry.name != LOCK_NAME:
-                    _remove(entry)
+                    remove_entry(entry)
                     removed.append(entry)
         return removed
 
@@ -486,10 +333,10 @@ class RunDir:
         else means the pair was damaged or mixed up: refuse."""
         private = self.private_releases()
         n = len(public)
-        if _private_ahead(public, private):
+        if private_ahead(public, private):
             _truncate_lines(self.private_releases_path, n)
             private = private[:n]
-        _check_pair(self, public, private)
+        check_pair(public, private, self.releases_path, self.private_releases_path)
 
     def metrics(self, repair: bool = False) -> list[dict[str, Any]]:
         if repair:
@@ -518,8 +365,8 @@ class RunDir:
         self, name: str, named: list[tuple[str, torch.Tensor]], step: int | None = None
     ) -> Path:
         path = self.path / "checkpoints" / f"{name}.safetensors"
-        _save_safetensors(path, named, step)
-        _fsync_dir(path.parent)
+        save_safetensors(path, named, step)
+        fsync_dir(path.parent)
         return path
 
     def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
@@ -575,15 +422,15 @@ class RunDir:
             return
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".step-"))
         try:
-            _save_safetensors(tmp / "trainable.safetensors", named, step)
+            save_safetensors(tmp / "trainable.safetensors", named, step)
             head = {"step": step, "log": self.log_sha(step)}
             write_json(tmp / "state.json", {**head, **(state or {})})
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(folder)
+        fsync_dir(folder)
         old = self.checkpoint_steps()[:-keep]
         for stale in old:
             if stale != 0:
@@ -640,14 +487,14 @@ class RunDir:
         """Check the whole directory before resume (``private``) or export touches it:
         the run identity on both sides, the hash-chained logs (and their pairing), the
         charges, every checkpoint against its record, and metrics.jsonl. Reads only."""
-        self.run_id()
+        run_id = self.run_id()
         self.check_config()
         records = read_chain(self.releases_path)
         priv = None
         ahead = False
         if private:
             try:
-                _check_private_side(self)
+                check_private_side(self.path, run_id)
             except UserError as err:
                 if records or self.released_steps():
                     raise
@@ -656,132 +503,19 @@ class RunDir:
                     "it and start again with paczero train)"
                 ) from None
             priv = self.private_releases()
-            ahead = _private_ahead(records, priv)
-            _check_pair(self, records, priv[: len(records)] if ahead else priv)
-        _check_charges(self, records)
-        checkpoints = _check_checkpoints(self, records)
+            ahead = private_ahead(records, priv)
+            pair = priv[: len(records)] if ahead else priv
+            check_pair(records, pair, self.releases_path, self.private_releases_path)
+        check_charges(records, self.releases_path)
+        states = ((step, self.checkpoint_state(step)) for step in self.checkpoint_steps())
+        checkpoints = check_checkpoints(self.path, records, states)
         metrics = read_records(self.path / "metrics.jsonl")
-        _check_metrics(self, metrics, len(records))
+        check_metrics(self.path / "metrics.jsonl", metrics, len(records))
         return Verified(self._typed(records), priv, metrics, checkpoints, ahead)
-
-
-def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The first dotted key whose value differs between two nested mappings."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in [*a, *(k for k in b if k not in a)]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found is not None:
-                return found
-        return None
-    same = a == b and type(a) is type(b) or (isinstance(a, float) and a == b)
-    return None if same else prefix.rstrip(".")
-
-
-def _check_private_side(run: RunDir) -> None:
-    secret = run.private_dir / "secret.json"
-    if not secret.exists():
-        raise UserError(
-            f"{secret} is missing: the secret cannot be re-drawn, so this run cannot be resumed"
-        )
-    info = read_json(secret, "secret file")
-    if info.get("run_id") != run.run_id():
-        raise UserError(
-            f"{run.path}/private/ belongs to a different run (its run id differs from "
-            "run.json: private/ was copied from elsewhere); refusing to resume"
-        )
-    if not isinstance(info.get("root"), int) or not isinstance(info.get("source"), str):
-        raise UserError(f"{secret} is damaged (no secret root)")
-    mechanism = run.private_dir / "mechanism.json"
-    if not mechanism.exists():
-        raise UserError(
-            f"{mechanism} is missing: the secret mechanism state (S*) cannot be re-drawn, "
-            "so this run cannot be resumed"
-        )
-    read_json(mechanism, "mechanism state file")
-
-
-def _private_ahead(public: list[dict[str, Any]], private: list[dict[str, Any]]) -> bool:
-    n = len(public)
-    return len(private) == n + 1 and private[-1].get("step") == n
-
-
-def _check_pair(run: RunDir, public: list[dict[str, Any]], private: list[dict[str, Any]]) -> None:
-    if len(private) != len(public):
-        raise UserError(
-            f"{run.private_releases_path} holds {len(private)} records for the {len(public)} "
-            f"steps of {run.releases_path}: the public and private release logs disagree; "
-            "this run cannot be resumed"
-        )
-
-
-def _check_charges(run: RunDir, records: list[dict[str, Any]]) -> None:
-    import math
-
-    if not records:
-        return
-    try:
-        charged = math.fsum(float(r["charge"]) for r in records)
-        logged = float(records[-1]["cumulative"])
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{run.releases_path}: a record lacks its charge") from None
-    if abs(charged - logged) > 1e-9 * max(1.0, abs(logged)):
-        raise UserError(
-            f"{run.releases_path}: charges add up to {charged!r} but the log says "
-            f"{logged!r}; the ledger is inconsistent"
-        )
-
-
-def _check_checkpoints(run: RunDir, records: list[dict[str, Any]]) -> list[int]:
-    """Every readable checkpoint must include exactly the records its ``log`` hash names."""
-    n = len(records)
-    good = []
-    for step in run.checkpoint_steps():
-        state = run.checkpoint_state(step)
-        name = f"checkpoints/step-{step:07d}"
-        if state is None:
-            continue  # unreadable: load_checkpoint passes over it with a note
-        if step > n:
-            raise UserError(
-                f"{run.path}/{name} is ahead of releases.jsonl ({n} steps): the log lost "
-                "records it had committed; this run cannot be resumed or exported"
-            )
-        expected = GENESIS if step == 0 else records[step - 1]["sha"]
-        if state.get("log") != expected or state.get("step") != step:
-            line = f"line {step}" if step else "its start"
-            raise UserError(
-                f"{run.path}/{name} does not match releases.jsonl {line}: the checkpoint "
-                "and the log come from different runs or one was edited"
-            )
-        if step and state.get("mechanism") != records[step - 1].get("state"):
-            raise UserError(
-                f"{run.path}/{name}: its mechanism state differs from releases.jsonl line "
-                f"{step}; one of them was edited"
-            )
-        good.append(step)
-    return good
-
-
-def _check_metrics(run: RunDir, metrics: list[dict[str, Any]], steps: int) -> None:
-    path = run.path / "metrics.jsonl"
-    for number, line in enumerate(metrics, 1):
-        step, split = line.get("step"), line.get("split")
-        if split not in ("dev", "test") or not isinstance(step, int | None):
-            raise LogError(path, number, "is not a dev or test evaluation")
-        if split == "dev" and not (isinstance(step, int) and 0 <= step <= steps):
-            raise LogError(
-                path, number, f"evaluates step {step!r}, beyond the {steps} logged steps"
-            )
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _remove(entry: Path) -> None:
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry, ignore_errors=True)
-    else:
-        entry.unlink(missing_ok=True)
 
 
 def _first_line(err: BaseException) -> str:
@@ -798,31 +532,6 @@ def _os_error(err: OSError, path: Path, released: bool) -> str:
             f"(free disk space, permissions) and continue with: paczero resume {path}"
         )
     return f"{what}{where}: the run had released nothing, so {path} was removed"
-
-
-def _save_safetensors(path: Path, named: list[tuple[str, torch.Tensor]], step: int | None) -> None:
-    tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in named}
-    metadata = None if step is None else {"step": str(step)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, SafetensorError):
-            raise safetensors_os_error(err, path) from None
-        raise
-
-
-def safetensors_os_error(err: Exception, path: Path | str) -> OSError:
-    """A SafetensorError from a failed write as the OSError it wraps (its "os error 28" is
-    ENOSPC), so a full disk reads the same from every writer."""
-    found = re.search(r"os error (\d+)|code: (\d+)", str(err))
-    code = int(next(g for g in found.groups() if g)) if found else errno.EIO
-    return OSError(code, os.strerror(code), str(path))
 
 
 def _truncate_lines(path: Path, lines: int) -> None:
@@ -846,77 +555,3 @@ def open_run(path: str | Path) -> RunDir:
     if not run.config_path.exists():
         raise UserError(f"{path} is not a paczero run directory (no config.yaml)")
     return run
-
-
-# ---------------------------------------------------------------- the run seen from outside
-# What a sweep, a table or a plot reads of a run folder, without locking or verifying it.
-
-RESULT_FILE = "result.json"
-EVAL_FILE = "eval.json"  # a sweep's zero-shot evaluation, in a run folder of its own
-
-
-def run_state(path: Path) -> str:
-    """finished (result.json), resume, restart (killed before it logged anything or kept
-    its secret, or while it made its folder: nothing was released, so it starts again),
-    blocked (files that are not a run), or new (nothing there)."""
-    path = Path(path)
-    if (path / RESULT_FILE).exists():
-        return "finished"
-    if (path / "config.yaml").exists():
-        releases = path / "releases.jsonl"
-        logged = releases.exists() and releases.stat().st_size > 0
-        if not logged and not (path / "private" / "secret.json").exists():
-            return "restart"
-        return "resume"
-    if path.exists():
-        empty = not any(p.is_file() for p in path.rglob("*"))
-        return "restart" if empty or killed_in_create(path) else "blocked"
-    return "new"
-
-
-def logged_steps(path: Path) -> int:
-    """The complete records of releases.jsonl (a torn last line does not count)."""
-    releases = Path(path) / "releases.jsonl"
-    if not releases.exists():
-        return 0
-    return sum(1 for line in releases.read_bytes().splitlines() if line.endswith(b"}"))
-
-
-def finished_result(path: Path) -> dict[str, Any] | None:
-    """result.json of a finished run, None while there is none."""
-    file = Path(path) / RESULT_FILE
-    return json.loads(file.read_text()) if file.exists() else None
-
-
-def evaluation_exists(path: Path) -> bool:
-    return (Path(path) / EVAL_FILE).is_file()
-
-
-def evaluation(path: Path) -> dict[str, Any] | None:
-    """eval.json of a zero-shot evaluation, None while there is none."""
-    file = Path(path) / EVAL_FILE
-    return json.loads(file.read_text()) if file.exists() else None
-
-
-def dev_history(path: Path) -> list[dict[str, Any]]:
-    """Dev evaluations of a run: result.json's history, else metrics.jsonl (in flight)."""
-    result = finished_result(path)
-    if result is not None:
-        return result["metrics"]["dev_history"]
-    metrics = Path(path) / "metrics.jsonl"
-    by_step: dict[int, dict[str, Any]] = {}
-    if metrics.exists():
-        for line in metrics.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if record.get("split") == "dev":
-                by_step[record["step"]] = record  # a resumed run may repeat a step: last wins
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def is_training_run(path: Path) -> bool:
-    """Whether ``path`` holds a training run's config and release log."""
-    path = Path(path)
-    return (path / "releases.jsonl").is_file() and (path / "config.yaml").is_file()
