@@ -33,7 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(sub)
+    _add_model_commands(sub)
+    _add_study_commands(sub)
+    _add_other_commands(sub)
+    return parser
 
+
+def _add_run_commands(sub) -> None:
+    """Commands that train: train, demo, bench, resume."""
     p = sub.add_parser("train", help="run one training run and write a run directory")
     p.add_argument("config", nargs="?", help="a recipe name (see `paczero recipes`) or a YAML file")
     _add_overrides(p, "override a config key, e.g. --set train.steps=20 (repeatable)")
@@ -63,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         p, "change train.lr, or train.steps (not for DP or PACZero-MI), from the next step on"
     )
 
+
+def _add_model_commands(sub) -> None:
+    """Commands on a run's model: export, eval, predict, prompt."""
     p = sub.add_parser("export", help="rebuild a run's model from the base model and its log")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--to", required=True, help="output folder (HF model or PEFT adapter)")
@@ -102,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=3, help="how many rows to show (default 3)")
     _add_overrides(p)
 
+
+def _add_study_commands(sub) -> None:
+    """Commands over many runs: sweep, table, plot."""
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (resumable, J at a time)")
     p.add_argument("spec", help="a sweep spec (YAML: base, set, grid, cells, seeds, out)")
     p.add_argument("--out", help="sweep directory (default: the spec's out)")
@@ -129,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         help="sweep plot's privacy axis: MIA bound (default), epsilon, or MI",
     )
 
+
+def _add_other_commands(sub) -> None:
+    """audit, recipes, privacy."""
     p = sub.add_parser("audit", help="attack a run and hold what it learns against the guarantee")
     p.add_argument("target", help="a run directory (with --trials: or a recipe / YAML to repeat)")
     p.add_argument("--json", metavar="PATH", help="report (default RUN_DIR/private/audit.json)")
@@ -164,7 +181,6 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
         )
-    return parser
 
 
 def _quiet_libraries() -> None:
