@@ -183,7 +183,22 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
     if len(sweep.cells) > len(colors):  # one colour per cell, none reused
         colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(sweep.cells))]
 
-    ax = axes[0]
+    _privacy_panel(axes[0], rows, key, xlabel, metric, colors)
+    _curve_panels(axes[1:], sweep, metric, colors)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    title = sweep.description or sweep.path.name
+    fig.suptitle("\n".join(textwrap.wrap(title, 170)), fontsize=10)
+    fig.tight_layout()
+    out = Path(out) if out else sweep.path / "sweep.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _privacy_panel(ax, rows, key: str, xlabel: str, metric: str, colors) -> None:
+    """Test metric against the privacy axis ``key``: a line per method, error bars over
+    seeds; cells without a privacy figure (non-private, zero-shot) as horizontal lines."""
     methods: dict[str, list[tuple[float, float, float, str]]] = {}
     flat: list[tuple[str, float, float, str]] = []
     for row in rows:
@@ -219,13 +234,16 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
     ax.set_title(f"test {metric} against privacy")
     ax.legend(fontsize=7)
 
+
+def _curve_panels(axes, sweep, metric: str, colors) -> None:
+    """Dev metric and dev loss against steps: mean over seeds with a +-1 std band."""
     trains = [c for c in sweep.cells if c.kind == "train"]
     # cells with K directions per step are drawn against steps x K (pairs of forward
     # passes), so that a DP-AggZO row lines up with single-direction rows of equal cost
     directions = {c.name: c.resolved(c.seeds[0]).zo.directions for c in trains}
     per_pair = any(k > 1 for k in directions.values())
     xlabel = "steps × directions (pairs of forward passes)" if per_pair else "step"
-    for ax, quantity, label in ((axes[1], metric, f"dev {metric}"), (axes[2], "loss", "dev loss")):
+    for ax, quantity, label in ((axes[0], metric, f"dev {metric}"), (axes[1], "loss", "dev loss")):
         for i, cell in enumerate(trains):
             curves = [dev_history(sweep.run_path(cell, s)) for s in cell.seeds]
             curves = [c for c in curves if c]
@@ -242,15 +260,6 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, x: str = "bound"
         ax.set_ylabel(label)
         ax.set_title(f"{label}, mean ± std over seeds")
         ax.legend(fontsize=6, ncol=2 if len(trains) > 6 else 1)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    title = sweep.description or sweep.path.name
-    fig.suptitle("\n".join(textwrap.wrap(title, 170)), fontsize=10)
-    fig.tight_layout()
-    out = Path(out) if out else sweep.path / "sweep.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
 
 
 # ---------------------------------------------------------------- runs side by side
