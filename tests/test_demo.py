@@ -1,11 +1,10 @@
 """The demo's code path on a tiny model: report, plot and summary are written."""
 
-import re
-
 import pytest
 
 from paczero.cli import main
 from paczero.demo import demo_config, run_demo, summary
+from paczero.tasks.registry import choices
 from paczero.trainer import train
 
 TINY = {"model": "tiny-llama", "overrides": ["data.source=synthetic", "data.num_dev=32"]}
@@ -14,7 +13,10 @@ TINY = {"model": "tiny-llama", "overrides": ["data.source=synthetic", "data.num_
 def test_demo_defaults_are_the_private_smollm2_run():
     cfg = demo_config()
     assert cfg.model.name == "smollm2-135m" and cfg.model.track == "lora"
-    assert cfg.mechanism.name == "paczero-zpl" and cfg.task.template == "mezo"
+    assert cfg.mechanism.name == "paczero-zpl"
+    # no template named: the demo selects among SST-2's public candidates, at I = 0
+    assert cfg.task.template is None
+    assert [name for name, _ in choices(cfg.task)] == ["mezo", "review", "question", "opinion"]
     assert cfg.train.eval_at_start  # the zero-shot accuracy is part of the story
     assert demo_config(mechanism="paczero-mi").mechanism.budget == pytest.approx(0.33)
     assert demo_config(steps=3, pool=32).train.steps == 3
@@ -27,13 +29,11 @@ def test_demo_runs_end_to_end_and_draws_its_plot(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (result.run_dir / "result.json").is_file()
     assert "zero-shot" in text and "fine-tuned" in text and "after 4 private steps" in text
-    assert "(mezo template, the one trained)" in text
-    # the other prompt's zero-shot accuracy on the same dev sentences, and a verdict
-    other = re.search(r"zero-shot   (\d\.\d{3})  \(review template, no training\)", text)
-    assert other is not None
-    beats = history[-1]["accuracy"] > float(other.group(1))
-    verdict = "beats the review prompt" if beats else "alone does better"
-    assert verdict in text
+    # the closing lines say which prompt the pool chose, how and at what cost
+    selection = result.data["selection"]
+    assert f"({selection['chosen']} template, the one trained)" in text
+    assert f"Prompt: prompt '{selection['chosen']}' chosen privately among" in text
+    assert "cost I = 0" in text
     assert "I(S*; releases) = 0 nats" in text and "coin flip" in text
     assert str(plot) in text and str(result.run_dir) in text
     assert [h["step"] for h in history] == [0, 4]

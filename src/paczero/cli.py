@@ -350,12 +350,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from paczero.prediction import accuracy, predict
+    from paczero.prediction import accuracy, predict, target_selection
+    from paczero.selection import describe
 
     _quiet_libraries()
     records = predict(
         args.target, args.data, out=args.out, overrides=args.overrides, batch_size=args.batch_size
     )
+    selection = target_selection(args.target)
+    if selection is not None:
+        print(f"paczero: {describe(selection)}", file=sys.stderr)
     if args.out:
         print(f"wrote {len(records)} predictions to {args.out}")
     else:

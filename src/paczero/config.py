@@ -183,6 +183,9 @@ class RunConfig(Section):
         if self.train.select == "auto":  # resolved once: config.yaml says which
             private = dev_from_private_source(self.data)
             self.train.select = "final" if private else "dev-best"
+        from paczero.selection import check_selectable
+
+        check_selectable(self.task, self.mechanism.name)
         task = self.task
         tokens = self.zo.micro_batch_tokens
         if isinstance(tokens, int) and tokens < task.max_length:

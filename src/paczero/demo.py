@@ -1,9 +1,11 @@
 """`paczero demo`: a private fine-tune end to end, sized for a laptop CPU.
 
 SmolLM2-135M (LoRA) learns SST-2 sentiment with PACZero-ZPL: the updates carry zero mutual
-information about which half of the private pool was used. The demo prints the zero-shot
-and fine-tuned dev accuracy on the same examples, the privacy report in plain words, and
-draws the loss estimate and unanimity over the steps.
+information about which half of the private pool was used. Before training, the run
+chooses its prompt among SST-2's public candidates on the private pool, at I = 0
+(``paczero.selection``). The demo prints the chosen prompt and its cost, the zero-shot and
+fine-tuned dev accuracy on the same examples, the privacy report in plain words, and draws
+the loss estimate and unanimity over the steps.
 """
 
 from __future__ import annotations
@@ -53,31 +55,12 @@ def run_demo(
     plot = result.run_dir / "training.png"  # every run draws it
     if not plot.exists():
         plot = plot_run(result.run_dir)
-    other = other_prompts(cfg)
-    return result, plot, summary(result.data, result.run_dir, plot, other)
+    return result, plot, summary(result.data, result.run_dir, plot)
 
 
-def other_prompts(cfg) -> dict[str, float]:
-    """Zero-shot dev accuracy of SST-2's other prompt templates on the run's dev sentences:
-    a gain from training means little if another prompt alone does better. Public data
-    (the dev split) and the base model only."""
-    from paczero.evaluation import evaluate_config
-    from paczero.tasks.sst2 import TEMPLATES
-
-    if cfg.task.name != "sst2":
-        return {}
-    scores = {}
-    for name in TEMPLATES:
-        if name != cfg.task.template:
-            task = cfg.task.model_copy(update={"template": name})
-            scores[name] = evaluate_config(cfg.model_copy(update={"task": task}), "dev")["accuracy"]
-    return scores
-
-
-def summary(
-    result: dict[str, Any], run_dir: Path, plot: Path, other: dict[str, float] | None = None
-) -> str:
+def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
     from paczero.guarantee import describe_privacy
+    from paczero.selection import describe
 
     history = result["metrics"]["dev_history"]
     first, last = history[0], history[-1]
@@ -85,24 +68,16 @@ def summary(
     timing = result["timing"]
     privacy = result["privacy"]
     kind = "private " if privacy["private"] else ""
-    template = result["config"]["task"].get("template")
+    selection = result.get("selection")
+    template = selection["chosen"] if selection else result["config"]["task"].get("template")
     lines = [
         "",
         f"Dev accuracy on the same {n_dev} SST-2 sentences:",
         f"  zero-shot   {first['accuracy']:.3f}  ({template} template, the one trained)",
         f"  fine-tuned  {last['accuracy']:.3f}  (after {last['step']} {kind}steps)",
     ]
-    for name, accuracy in (other or {}).items():
-        lines.append(f"  zero-shot   {accuracy:.3f}  ({name} template, no training)")
-    if other:
-        best_name, best = max(other.items(), key=lambda item: item[1])
-        if last["accuracy"] > best:
-            lines.append(f"Fine-tuning beats the {best_name} prompt alone on these sentences.")
-        else:
-            lines += [
-                f"The {best_name} prompt alone does better than this fine-tune: at this scale",
-                "private fine-tuning has not been seen to beat the best prompt (docs/results.md).",
-            ]
+    if selection:  # the prompt was chosen on the pool before training, by the mechanism
+        lines.append(f"Prompt: {describe(selection)}.")
     if "withheld" not in timing:  # a DP run's times are secret (docs/algorithms.md 7.6)
         lines.append(
             f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step"

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from paczero.config import load_config
 from paczero.distributed import close_world, init_world, leave_together
 from paczero.errors import Diverged, Stopped, UserError
-from paczero.exporting import write_export
+from paczero.exporting import chosen_prompt, write_export
 from paczero.models import load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.progress import honours_progress_flag
@@ -74,7 +74,7 @@ def resume(
         root, source = found.get("secret", (0, "rank 0"))
         with run.writing():  # rank 0 holds the lock until here; OSError -> one line
             stream = RandomStream(root, "secret") if world.is_main else None
-            session = build_session(cfg, stream, source, world)
+            session = build_session(cfg, stream, source, world, run_path=run.path)
             trainer = Trainer(session, run, progress, started)
             try:
                 restore_from_log(trainer)  # may evaluate the dev set
@@ -260,6 +260,7 @@ def export(
         "seed_public": cfg.seed.public,  # a tiny model's weights come from it
         "model": public_cfg["model"],
         "task": public_cfg["task"],
+        **chosen_prompt(cfg, run.path),  # the chosen candidate's task, when it selected
     }
     to.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(to)

@@ -14,6 +14,7 @@ from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
 from paczero.runs import RunDir, new_output_file, notice, read_json, write_jsonl
+from paczero.selection import chosen_task
 from paczero.session import build_task_for, load_named
 from paczero.tasks import load_splits
 from paczero.tasks.base import row_records
@@ -47,6 +48,9 @@ def load_target(
     run_config, exported = target / "config.yaml", target / "paczero_export.json"
     if run_config.exists():
         cfg = load_config(str(run_config), overrides)
+        if not any(o.partition("=")[0].strip().startswith("task.") for o in overrides):
+            # the prompt the run trained with (a selection's choice, paczero.selection)
+            cfg = cfg.model_copy(update={"task": chosen_task(cfg.task, target)})
     elif exported.exists():
         info = read_json(exported, "export description")
         _check_export_weights(target, info)

@@ -388,6 +388,18 @@ def write_export(
     return info
 
 
+def chosen_prompt(cfg: Any, run_path: Path) -> dict[str, Any]:
+    """The task the run trained with and how its prompt was chosen (a run that selected
+    one: ``paczero.selection``), for the card and paczero_export.json."""
+    from paczero.selection import chosen_task, read, summary
+
+    records = read(run_path)
+    if not records:
+        return {}
+    task = chosen_task(cfg.task, run_path).model_dump(mode="json")
+    return {"task": task, "selection": summary(records)}
+
+
 def write_run_card(
     model_dir: Path, run_path: Path, cfg: Any, base: dict[str, Any], step: int, result: dict
 ) -> None:
@@ -404,6 +416,7 @@ def write_run_card(
         "merged": False,
         "base": base,
         "release_log": release_log_hashes(run_path / "releases.jsonl", step, []),
+        **chosen_prompt(cfg, run_path),
     }
     text = render(info, cfg.public_dict(), result, result["privacy"])
     (model_dir / CARD).write_text(text)

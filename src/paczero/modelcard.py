@@ -97,10 +97,22 @@ def _model_index(
 
 
 def _prompt_of(task: dict[str, Any]) -> str:
-    """A preset's template, or a task of one's own's type and prompt."""
+    """A preset's template, or a task of one's own's type, prompt and label words (what
+    the model expects its input to look like)."""
+    chat = ", in the chat template" if task.get("chat_template") else ""
     if task.get("type"):
-        return f"{task['type']}, prompt `{task.get('prompt')!r}`"
-    return f"template `{task['template']}`"
+        words = task.get("label_words")
+        shown = f", label words `{words!r}`" if words else ""
+        return f"{task['type']}, prompt `{task.get('prompt')!r}`{shown}{chat}"
+    return f"template `{task.get('template') or 'selected'}`{chat}"
+
+
+def _selection_row(info: dict[str, Any], result: dict[str, Any] | None) -> str | None:
+    """How the prompt was chosen (paczero.selection), when the run chose one."""
+    from paczero.selection import describe
+
+    selection = info.get("selection") or (result or {}).get("selection")
+    return describe(selection) if selection else None
 
 
 def _own_data(data: dict[str, Any]) -> str | None:
@@ -212,8 +224,10 @@ def render(
                 ("track", info.get("trained_track", info["track"])),
                 (
                     "task",
-                    f"{task} ({_prompt_of(cfg['task'])}, objective `{cfg['task']['objective']}`)",
+                    f"{task} ({_prompt_of(info.get('task') or cfg['task'])}, objective "
+                    f"`{cfg['task']['objective']}`)",
                 ),
+                ("prompt selection", _selection_row(info, result)),
                 (
                     "data",
                     "synthetic"

@@ -14,7 +14,7 @@ from paczero.errors import UserError
 from paczero.evaluation import load_target
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
-from paczero.runs import new_output_file, write_jsonl
+from paczero.runs import new_output_file, read_json, write_jsonl
 from paczero.session import build_task_for
 from paczero.tasks.base import row_records
 from paczero.tasks.own_data import cell_text, checked_rows, read_table
@@ -45,6 +45,9 @@ def predict(
         predicted = task.predict_rows(model, encoded, batch_size or cfg.train.eval_batch)
     records = row_records(rows, predicted)  # every column travels to the output (ids)
     _mark_labelled(records, task.spec)
+    chosen = target_selection(target)
+    if chosen is not None:  # the prompt the run selected: the one these predictions used
+        records = [{**r, "prompt": chosen["chosen"]} for r in records]
     if out_path is not None:
         write_jsonl(out_path, records)
     return records
@@ -66,6 +69,21 @@ def accuracy(records: list[dict[str, Any]]) -> tuple[int, int] | None:
     """(rows predicted right, rows with a label), or None when no row has a label."""
     labelled = [r["correct"] for r in records if "correct" in r]
     return (sum(labelled), len(labelled)) if labelled else None
+
+
+def target_selection(target: str | Path) -> dict[str, Any] | None:
+    """How a run's prompt was chosen (``paczero.selection``), for a run directory or an
+    export of one that selected its prompt; None otherwise."""
+    from paczero.selection import read, summary
+
+    target = Path(target)
+    if (target / "config.yaml").exists():
+        records = read(target)
+        return summary(records) if records else None
+    exported = target / "paczero_export.json"
+    if exported.exists():
+        return read_json(exported, "export description").get("selection")
+    return None
 
 
 def prompt_rows(table: Any, task: Any) -> list[dict]:

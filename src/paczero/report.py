@@ -67,6 +67,10 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
         f"test {metric} ({_released(metrics)}): {test[metric]:.4f}"
         + (f" ({others})" if others else "")
     )
+    if result.get("selection"):
+        from paczero.selection import describe
+
+        lines.append(describe(result["selection"]))
     timing = result["timing"]
     if "withheld" in timing:
         lines.append(f"time and memory: withheld; {timing['withheld']}")

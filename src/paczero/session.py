@@ -8,11 +8,14 @@ same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from paczero import progress
+from paczero import selection as selection_stage
 from paczero.batch_budget import auto_tokens
 from paczero.config import RunConfig
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
@@ -21,9 +24,11 @@ from paczero.mechanisms import Mechanism
 from paczero.models import LoadedModel, load_model
 from paczero.optim import ZOOptimizer
 from paczero.privacy.randomness import RandomStream, public_stream
+from paczero.selection import Selection
 from paczero.tasks import Splits, Task, TaskConfig, build_task, load_splits
 from paczero.tasks.base import Encoded
 from paczero.tasks.canaries import add_canaries
+from paczero.tasks.registry import choices
 
 LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
 
@@ -116,6 +121,10 @@ class Session:
     coverage: dict | None = None  # what the guarantee covers (Splits.coverage, public)
     # the prompt fields of each dev and test row, beside the per-row predictions
     inputs: dict[str, list[dict]] = field(default_factory=dict)
+    # the selection stage's outcome when this session ran it (paczero.selection), and the
+    # task the run trains with (the chosen candidate's; cfg.task when pinned)
+    selection: Selection | None = None
+    task_cfg: TaskConfig | None = None
 
     @property
     def trainable(self) -> list[tuple[str, torch.Tensor]]:
@@ -160,14 +169,28 @@ def build_task_for(cfg: RunConfig, loaded: LoadedModel) -> Task:
 
 
 def build_session(
-    cfg: RunConfig, secret: RandomStream | None, secret_source: str, world: World = SOLO
+    cfg: RunConfig,
+    secret: RandomStream | None,
+    secret_source: str,
+    world: World = SOLO,
+    run_path: Path | None = None,
 ) -> Session:
     """The run's pieces; on ranks other than 0 the mechanism is a public stand-in and
-    there is no secret stream."""
+    there is no secret stream. A run that selects its prompt runs the selection stage
+    here, before anything is trained; ``run_path``: an existing run (resume), whose
+    choice is read from its public log instead."""
     public = public_stream(cfg.seed.public)
     splits = load_splits(cfg.task, cfg.data)  # every row checked before the model loads
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    task = build_task_for(cfg, loaded)
+    selection = None
+    if run_path is not None:
+        task_cfg = selection_stage.chosen_task(cfg.task, run_path)
+    elif choices(cfg.task):
+        selection = select_prompt(cfg, splits, loaded, public, world)
+        task_cfg = dict(choices(cfg.task))[selection.chosen]
+    else:
+        task_cfg = cfg.task
+    task = build_task_for(cfg.model_copy(update={"task": task_cfg}), loaded)
     pool, dev, test = (task.encode(part) for part in (splits.pool, splits.dev, splits.test))
     cls = cfg.mechanism_type  # looked up once, with the config
     task, pool, _ = add_canaries(  # docs/audit.md 4
@@ -190,8 +213,33 @@ def build_session(
     inputs = {"dev": task.inputs(splits.dev), "test": task.inputs(splits.test)}
     return Session(
         cfg, public, secret, secret_source, loaded, task, pool, dev, test, provenance,
-        mechanism, optimizer, restore, world, units, coverage, inputs,
+        mechanism, optimizer, restore, world, units, coverage, inputs, selection, task_cfg,
     )  # fmt: skip
+
+
+def select_prompt(
+    cfg: RunConfig, splits: Splits, loaded: LoadedModel, public: RandomStream, world: World
+) -> Selection:
+    """The selection stage over the pool (``paczero.selection``): each candidate's
+    per-example losses by the untrained model, batched as training batches them."""
+    from paczero.batch_budget import micro_batch_rows
+
+    units = pool_units(splits, len(splits.pool))
+    rows_cap = micro_batch_rows(cfg.zo.micro_batch, cfg.zo.micro_batch_tokens, loaded.device)
+
+    def score(task_cfg: TaskConfig, rows: list[dict]) -> np.ndarray:
+        task = build_task_for(cfg.model_copy(update={"task": task_cfg}), loaded)
+        encoded = task.encode(rows)
+        n = len(encoded) if units is None else len(units)
+        out = pool_losses(loaded.model, task, encoded, np.arange(n), rows_cap, world, units)
+        return out.double().numpy()
+
+    size = len(splits.pool) if units is None else len(units)
+    chat_ok = bool(getattr(loaded.tokenizer, "chat_template", None))
+    with progress.phase("prompt selection"):
+        return selection_stage.select(
+            cfg, choices(cfg.task), splits.pool, score, public, size, chat_ok
+        )
 
 
 def zo_optimizer(cfg, loaded, mechanism, restore, public, secret, world) -> ZOOptimizer:

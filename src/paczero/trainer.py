@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from paczero import progress as progress_lines
+from paczero import selection as selection_stage
 from paczero.config import RunConfig, load_config
 from paczero.distributed import (
     SOLO,
@@ -108,6 +109,8 @@ def train(
                     {"root": secret.root, "source": secret_source, "run_id": run.run_id()},
                 )
                 run.write_private("mechanism.json", session.mechanism.private_state_dict())
+                if session.selection is not None:  # public decisions, private scores
+                    selection_stage.write(run.path, session.selection, PRIVATE_FILE_MODE)
                 canaries = getattr(session.task, "canary_record", None)  # docs/audit.md 4
                 if canaries is not None:
                     run.write_private("canaries.json", canaries)
@@ -475,8 +478,11 @@ class Trainer:
         s, cfg = self.s, self.s.cfg
         total_s = time.perf_counter() - self.started
         times = self.step_times
+        records = selection_stage.read(self.run_dir.path)
+        selected = {"selection": selection_stage.summary(records)} if records else {}
         return {
             "config": cfg.public_dict(),
+            **selected,
             "metrics": {
                 "metric": s.task.metric,
                 "select": cfg.train.select,  # final: dev rows private, they picked nothing

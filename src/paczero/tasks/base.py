@@ -132,6 +132,9 @@ class Preset:
     max_length: int  # the default task.max_length
     min_prompt_tokens: int  # the fewest prompt tokens a run may keep
     title: str  # how errors and descriptions name it ("SQuAD")
+    # the candidates a run that names no task.template selects among (task.candidates
+    # entries), public wordings written without looking at the data; the first is the start
+    candidates: tuple[dict[str, Any], ...] = ()
 
 
 def with_metrics(spec: Any, cfg: TaskConfig) -> Any:

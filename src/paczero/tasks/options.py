@@ -37,6 +37,24 @@ def _label_words(value: Any) -> Any:
     return value
 
 
+class Candidate(Section):
+    """One public choice of prompt for the private selection stage (docs/selection.md):
+    the task keys it changes. Written without looking at the private rows."""
+
+    name: Text  # how the selection log, the card and the summary name it
+    template: str | None = None  # a preset's template (sst2: mezo, review, question, opinion)
+    prompt: Text | None = None  # a task of one's own: another prompt over the same columns
+    label_words: Annotated[list[Text] | dict[str, Text] | None, BeforeValidator(_label_words)] = (
+        None
+    )
+    chat_template: Bool | None = None  # wrap this candidate's prompt in the chat template
+
+    def changes(self) -> dict[str, Any]:
+        """The task keys this candidate sets."""
+        keys = ("template", "prompt", "label_words", "chat_template")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
 class TaskConfig(Section):
     """A preset (``name: sst2`` or ``squad``) or a task of one's own (``type``: the task
     type, with its keys inline or in a task ``file``). The registry ``paczero.tasks`` knows
@@ -45,7 +63,12 @@ class TaskConfig(Section):
     name: str = "sst2"  # a preset, or (with type) the name of your task
     type: str | None = None  # classification | generation
     file: Text | None = None  # a task YAML file: its keys fill those not given here
-    template: str = DEFAULT_TEMPLATE  # a preset's prompt template (sst2: mezo, review; squad: mezo)
+    # a preset's prompt template (sst2: mezo, review, question, opinion; squad: mezo, qa);
+    # none named: the run selects among the preset's candidates (docs/selection.md)
+    template: str | None = None
+    # public candidate prompts the run selects among, privately, before training (the
+    # first is where the selection starts); a preset without task.template has its own
+    candidates: list[Candidate] | None = None
     prompt: Text | None = None  # your task's prompt over the row's fields: "Q: {question}\nA:"
     label_field: Text | None = None  # classification: the label column (default label)
     # classification: one label word per class, {label value: word} or a list (labels 0..)

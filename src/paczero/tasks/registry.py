@@ -19,7 +19,7 @@ from paczero.tasks import squad, sst2
 from paczero.tasks.base import Preset, Task, prompt_fields
 from paczero.tasks.classification import ClassificationTask
 from paczero.tasks.generation import GenerationTask
-from paczero.tasks.options import DEFAULT_TEMPLATE, DataConfig, TaskConfig
+from paczero.tasks.options import DEFAULT_TEMPLATE, Candidate, DataConfig, TaskConfig
 from paczero.tasks.own_data import RowSchema, own_splits
 from paczero.tasks.splits import Splits
 
@@ -55,7 +55,95 @@ def checked(cfg: TaskConfig) -> TaskConfig:
     if "max_length" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"max_length": default_max_length(cfg.name, cfg.type)})
     check_task_config(cfg)
+    _check_candidates(cfg, preset_of(cfg))
+    options = choices(cfg)
+    for _, task in options:
+        check_task_config(task)
+    check_same_rows(options)
     return cfg
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def choices(cfg: TaskConfig) -> list[tuple[str, TaskConfig]]:
+    """The tasks the selection stage chooses among, in listed order (the first is where
+    it starts); empty when the prompt is pinned (a preset's task.template, or a task of
+    one's own without task.candidates)."""
+    preset = preset_of(cfg)
+    if preset is not None and cfg.template is not None:
+        return []
+    listed = cfg.candidates
+    if listed is None:
+        listed = [Candidate(**c) for c in preset.candidates] if preset is not None else []
+    return [(c.name, chosen(cfg, c)) for c in listed]
+
+
+def chosen(cfg: TaskConfig, candidate: Candidate) -> TaskConfig:
+    """The task with one candidate's keys set: what training runs once it is chosen."""
+    changes: dict[str, Any] = {**candidate.changes(), "candidates": None}
+    if "chat_template" in changes and cfg.type and "target_delimiter" not in cfg.model_fields_set:
+        # a chat turn's answer starts its own line (as TaskConfig._chat_turn_needs_no_delimiter)
+        changes["target_delimiter"] = "" if changes["chat_template"] else " "
+    preset = preset_of(cfg)
+    if preset is not None and "template" not in changes:
+        changes["template"] = preset.templates[0]
+    return cfg.model_copy(update=changes)
+
+
+def pinned(cfg: TaskConfig) -> TaskConfig:
+    """The task before any selection: its first candidate (a zero-shot evaluation of a
+    base model, a mechanism that selects nothing), or itself when pinned."""
+    options = choices(cfg)
+    return options[0][1] if options else cfg
+
+
+def _check_candidates(cfg: TaskConfig, preset: Preset | None) -> None:
+    """task.candidates: named once each, a preset's templates for a preset (which then
+    names no task.template), another prompt or label words for a task of one's own."""
+    listed = cfg.candidates
+    if listed is None:
+        return
+    if not listed:
+        raise ValueError("task.candidates is empty: list two or more, or drop the key")
+    names = [c.name for c in listed]
+    if len(set(names)) < len(names):
+        raise ValueError(f"task.candidates names a candidate twice ({', '.join(names)})")
+    if preset is not None and cfg.template is not None:
+        raise ValueError(
+            f"task.template ('{cfg.template}') pins the prompt, task.candidates selects one: "
+            "drop one of them"
+        )
+    for c in listed:
+        where = f"task.candidates '{c.name}'"
+        if preset is not None:
+            if c.prompt is not None or c.label_words is not None:
+                raise ValueError(
+                    f"{where}: the preset '{cfg.name}' has its own prompts; name one of its "
+                    f"templates ({', '.join(preset.templates)})"
+                )
+            if c.template is not None and c.template not in preset.templates:
+                raise ValueError(
+                    f"{where}: '{c.template}' is not a template of '{cfg.name}' "
+                    f"({', '.join(preset.templates)})"
+                )
+        elif c.template is not None:
+            raise ValueError(
+                f"{where}: task.template names a preset's prompt; a task of your own lists "
+                "another prompt (prompt) or label words (label_words)"
+            )
+
+
+def check_same_rows(options: list[tuple[str, TaskConfig]]) -> None:
+    """Candidates of one classification task share its labels (they change the words)."""
+    labels = {name: tuple(getattr(task_spec(task), "labels", ())) for name, task in options}
+    if len(set(labels.values())) > 1:
+        first = next(iter(labels))
+        other = next(n for n in labels if labels[n] != labels[first])
+        raise ValueError(
+            f"task.candidates '{other}' labels the rows {', '.join(labels[other])}, "
+            f"'{first}' {', '.join(labels[first])}: candidates change the words, not the labels"
+        )
 
 
 def check_name_and_type(name: str, kind: str | None) -> None:
@@ -117,7 +205,7 @@ def check_task_config(cfg: TaskConfig) -> None:
                 f"{', '.join(preset.templates)})"
             )
         return
-    if cfg.template != DEFAULT_TEMPLATE:
+    if cfg.template not in (None, DEFAULT_TEMPLATE):  # mezo: what runs before selection wrote
         raise ValueError(
             f"task.template ('{cfg.template}') names a preset's prompt; a task of your own "
             "has task.prompt"
@@ -142,7 +230,7 @@ def check_run_task(task: TaskConfig, data: DataConfig) -> None:
     """What the task needs of the rest of the run config (ValueError)."""
     preset, cls = preset_of(task), type_of(task)
     templates = preset.templates if preset else ("mezo",)
-    if task.template not in templates:
+    if task.template is not None and task.template not in templates:
         raise ValueError(
             f"task.template '{task.template}' is not a template of task '{task.name}'; "
             f"choose one of {', '.join(templates)}"
@@ -171,14 +259,31 @@ def check_run_task(task: TaskConfig, data: DataConfig) -> None:
 
 
 def task_spec(cfg: TaskConfig) -> Any:
-    """The spec the task type runs: a preset's, or one built from the task keys."""
+    """The spec the task type runs: a preset's, or one built from the task keys (before a
+    selection: the first candidate's)."""
+    cfg = pinned(cfg)
     preset = preset_of(cfg)
     return preset.spec(cfg) if preset is not None else type_of(cfg).spec_from(cfg)
 
 
 def row_schema(cfg: TaskConfig) -> RowSchema:
-    """The columns the task reads from each row and the check of each row."""
-    return type_of(cfg).row_schema(task_spec(cfg))
+    """The columns the task reads from each row and the check of each row: every
+    candidate's, when the run selects among several prompts."""
+    tasks = [task for _, task in choices(cfg)] or [cfg]
+    schemas = [type_of(t).row_schema(task_spec(t)) for t in tasks]
+    if len(schemas) == 1:
+        return schemas[0]
+    columns: dict[str, str] = {}
+    for schema in schemas:
+        columns.update(schema.columns)
+
+    def check(row: dict, where: str) -> dict:
+        out: dict = {}
+        for schema in schemas:
+            out.update(schema.check(row, where))
+        return out
+
+    return RowSchema(columns, check)
 
 
 def read_splits(task: TaskConfig, data: DataConfig) -> Splits:
@@ -197,5 +302,5 @@ def build_task(
 ) -> Task:
     """``device`` is where batches are placed (the model's device); ``options`` go to the task.
     A section built outside a run config gets its defaults and checks here (``checked``)."""
-    cfg = checked(cfg)
+    cfg = pinned(checked(cfg))
     return type_of(cfg)(cfg, tokenizer, spec=task_spec(cfg), device=device, **options)

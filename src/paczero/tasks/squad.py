@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = ["PRESET", "TEMPLATES", "SquadBatch", "SquadEncoded", "SquadTask"]
 
-TEMPLATES = ("mezo",)
 PROMPT = Prompt(
     "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:",
     verbatim=frozenset({"title", "context"}),
 )
+# a second public wording (no title), a selection candidate (docs/selection.md)
+QA_PROMPT = Prompt(
+    "Context: {context}\nQ: {question}\nA:", verbatim=frozenset({"title", "context"})
+)
+PROMPTS = {"mezo": PROMPT, "qa": QA_PROMPT}
+TEMPLATES = tuple(PROMPTS)
 SPEC = GenerationSpec(
     name="squad/mezo",
     title="SQuAD",
@@ -68,7 +74,11 @@ def spec(cfg: TaskConfig) -> GenerationSpec:
             f"unknown task.template '{cfg.template}' for squad: choose one of "
             f"{', '.join(TEMPLATES)}"
         )
-    return with_metrics(SPEC, cfg)
+    if cfg.template == "mezo":
+        return with_metrics(SPEC, cfg)
+    return with_metrics(
+        replace(SPEC, name=f"squad/{cfg.template}", prompt=PROMPTS[cfg.template]), cfg
+    )
 
 
 def read(data: DataConfig) -> Splits:
@@ -85,6 +95,12 @@ PRESET = Preset(
     max_length=2048,  # MeZO's OPT context (long contexts)
     min_prompt_tokens=128,  # a prompt cut shorter keeps little more than title and question
     title="SQuAD",
+    # MeZO's prompt, the plain one, and MeZO's inside the chat template (instruct models)
+    candidates=(
+        {"name": "mezo", "template": "mezo"},
+        {"name": "qa", "template": "qa"},
+        {"name": "mezo-chat", "template": "mezo", "chat_template": True},
+    ),
 )
 
 # The names of the time before presets

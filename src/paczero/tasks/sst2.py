@@ -68,11 +68,20 @@ class Template:
 TEMPLATES = {
     "mezo": Template("mezo", "", " It was", (" terrible", " great")),
     "review": Template("review", "Review: ", "\nSentiment:", (" negative", " positive")),
+    # two more public wordings, written without looking at any SST-2 row: selection
+    # candidates (docs/own-data.md, task.candidates)
+    "question": Template(
+        "question",
+        "",
+        "\nQuestion: Is this movie review positive or negative?\nAnswer:",
+        (" negative", " positive"),
+    ),
+    "opinion": Template("opinion", "Movie review: ", "\nThe movie was", (" bad", " good")),
 }
 
 
 def spec(cfg: TaskConfig) -> ClassificationSpec:
-    if cfg.template not in TEMPLATES:
+    if cfg.template not in TEMPLATES:  # None: task_spec gives the first candidate's
         raise UserError(
             f"unknown task.template '{cfg.template}' for sst2: choose one of {', '.join(TEMPLATES)}"
         )
@@ -84,6 +93,10 @@ def read(data: DataConfig) -> Splits:
     return sample_splits(load_sst2(data), data)
 
 
+# What a run that names no task.template selects among (docs/selection.md): MeZO's
+# template first (where the selection starts), then the other public wordings.
+CANDIDATES = tuple({"name": name, "template": name} for name in TEMPLATES)
+
 PRESET = Preset(
     name="sst2",
     type=ClassificationTask,
@@ -93,6 +106,7 @@ PRESET = Preset(
     max_length=256,
     min_prompt_tokens=64,  # SST-2 sentences run to ~60 tokens
     title="SST-2",
+    candidates=CANDIDATES,
 )
 
 SST2Task = ClassificationTask  # the task SST-2 builds (the name of the time before presets)
