@@ -67,7 +67,7 @@ def test_a_challenger_wins_only_when_every_subset_prefers_it():
     assert best.chosen == "c" and best.records[0]["rule"] == "best"
 
 
-def test_a_dp_run_pins_the_first_candidate_or_refuses_listed_ones(capsys):
+def test_a_dp_run_pins_the_first_candidate_or_refuses_listed_ones(tmp_path, capsys):
     dp = [
         "mechanism.name=dpzero",
         "mechanism.epsilon=2",
@@ -76,10 +76,13 @@ def test_a_dp_run_pins_the_first_candidate_or_refuses_listed_ones(capsys):
     ]
     out = _choose(dp, {"a": np.ones(16), "b": np.zeros(16)})
     assert out.chosen == "a" and out.records[0]["rule"] == "pinned"
-    args = ["train", "--set", "model.name=tiny-llama", "--set", "mechanism.name=dpzero"]
-    args += ["--set", "mechanism.epsilon=2", "--set", "mechanism.clip=1"]
-    args += ["--set", "mechanism.expected_batch=4"]
-    args += ["--set", "task.candidates=[{name: mezo}]"]
+    cfg = config(
+        mechanism={"name": "dpzero", "epsilon": 2, "clip": 1, "expected_batch": 4},
+        task={"candidates": [{"name": "mezo"}, {"name": "review", "template": "review"}]},
+    )
+    cfg["mechanism"].pop("subsets")
+    (tmp_path / "dp.yaml").write_text(json.dumps(cfg))
+    args = ["train", str(tmp_path / "dp.yaml"), "--out", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "has no private selection yet" in err and "\n" not in err
@@ -163,10 +166,15 @@ def test_an_own_task_with_candidate_prompts_selects_at_i0_and_says_so(tmp_path, 
         "  - {name: question, prompt: 'How urgent is this ticket? {text}\\nAnswer:'}\n"
         "  - {name: words, label_words: {low: normal, high: urgent}}\n"
     )
-    args = ["train", "--set", f"task.file={task}", "--set", f"data.train={data}"]
-    args += ["--set", "model.name=tiny-llama", "--set", "train.steps=2"]
-    args += ["--set", "train.eval_every=0", "--out", str(tmp_path / "run"), "--quiet"]
-    assert main(args) == 0  # no mechanism named: PACZero-ZPL, private by default
+    run_cfg = {  # no mechanism named: PACZero-ZPL, private by default
+        "model": {"name": "tiny-llama"},
+        "task": {"file": str(task)},
+        "data": {"train": str(data)},
+        "train": {"steps": 2, "eval_every": 0},
+    }
+    (tmp_path / "run.yaml").write_text(json.dumps(run_cfg))
+    args = ["train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     selection = result["selection"]

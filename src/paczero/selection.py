@@ -182,17 +182,15 @@ def describe(selection: dict[str, Any]) -> str:
 # ------------------------------------------------------------ the run directory
 
 
-def write(run_path: Path, selection: Selection, private_mode: int) -> None:
-    """The public records (chained, durable), then the private scores."""
-    from paczero.runs import write_json
-
+def write(run_path: Path, selection: Selection) -> None:
+    """The public records, chained and durable (the private scores: ``PRIVATE_FILE``,
+    written by the run directory under private/)."""
     log = JsonlLog(Path(run_path) / SELECTION_FILE, durable=True, chained=True)
     try:
         for record in selection.records:
             log.append(record)
     finally:
         log.close()
-    write_json(Path(run_path) / "private" / PRIVATE_FILE, selection.private, mode=private_mode)
 
 
 def read(run_path: Path) -> list[dict[str, Any]]:

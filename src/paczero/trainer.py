@@ -110,7 +110,8 @@ def train(
                 )
                 run.write_private("mechanism.json", session.mechanism.private_state_dict())
                 if session.selection is not None:  # public decisions, private scores
-                    selection_stage.write(run.path, session.selection, PRIVATE_FILE_MODE)
+                    selection_stage.write(run.path, session.selection)
+                    run.write_private(selection_stage.PRIVATE_FILE, session.selection.private)
                 canaries = getattr(session.task, "canary_record", None)  # docs/audit.md 4
                 if canaries is not None:
                     run.write_private("canaries.json", canaries)
