@@ -56,9 +56,9 @@ class Selection:
 def rule_of(mechanism_cls: type) -> str:
     """How a mechanism releases a choice: ``unanimous`` (PACZero), ``best`` (non-private)
     or ``pinned`` (DP: no DP selection yet, the first candidate)."""
-    if not getattr(mechanism_cls, "private", False):
+    if not mechanism_cls.private:
         return "best"
-    if getattr(mechanism_cls, "uses_subsets", False):
+    if mechanism_cls.uses_subsets:
         return "unanimous"
     return "pinned"
 
