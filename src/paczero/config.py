@@ -183,9 +183,6 @@ class RunConfig(Section):
         if self.train.select == "auto":  # resolved once: config.yaml says which
             private = dev_from_private_source(self.data)
             self.train.select = "final" if private else "dev-best"
-        from paczero.selection import check_selectable
-
-        check_selectable(self.task, self.mechanism.name)
         task = self.task
         tokens = self.zo.micro_batch_tokens
         if isinstance(tokens, int) and tokens < task.max_length:
@@ -199,6 +196,9 @@ class RunConfig(Section):
             self.mechanism, pool_size=pool, steps=self.train.steps, directions=self.zo.directions
         )
         cls.check_run(self)
+        from paczero.selection import check_selectable
+
+        check_selectable(self.task, cls)
         return self
 
     def public_dict(self) -> dict[str, Any]:

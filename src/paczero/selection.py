@@ -63,11 +63,10 @@ def rule_of(mechanism_cls: type) -> str:
     return "pinned"
 
 
-def check_selectable(task: Any, mechanism_name: str) -> None:
+def check_selectable(task: Any, mechanism_cls: type) -> None:
     """ValueError for a run that lists task.candidates under a DP mechanism."""
-    from paczero.mechanisms import mechanism_class
-
-    if task.candidates and rule_of(mechanism_class(mechanism_name)) == "pinned":
+    mechanism_name = mechanism_cls.name
+    if task.candidates and rule_of(mechanism_cls) == "pinned":
         raise ValueError(
             f"task.candidates: {mechanism_name} has no private selection yet (a DP selection "
             "whose epsilon the accountant adds is not built); pin one prompt (drop "
@@ -89,9 +88,7 @@ def select(
 ) -> Selection:
     """Run the stage: ``score(task_cfg, rows)`` gives the per-example (per-unit) losses of
     one candidate on the pool, in pool order; ``pool_size`` the mechanism's examples."""
-    from paczero.mechanisms import mechanism_class
-
-    rule = rule_of(mechanism_class(cfg.mechanism.name))
+    rule = rule_of(cfg.mechanism_type)
     names = [name for name, _ in choices]
     usable = [(n, t) for n, t in choices if chat_ok or not t.chat_template]
     skipped = [n for n in names if n not in dict(usable)]
