@@ -84,6 +84,6 @@ def test_quick_bench_reports_every_field(tmp_path, track, bench_args):
 
 
 def test_matmul_probe_measures_a_rate_on_the_cpu():
-    from paczero.bench import matmul_peak_tflops
+    from paczero.bench.compute import matmul_peak_tflops
 
     assert matmul_peak_tflops("cpu", torch.float32, size=128, repeats=1) > 0

@@ -1,13 +1,14 @@
 """`paczero bench --compare`: a zeroth-order step beside a first-order one (no timing checks)."""
 
-from paczero.bench import _memory_phase, _quick_defaults
-from paczero.bench_compare import MiB, compare_argv, first_order_keys, format_compare
+from paczero.bench.arguments import quick_defaults
+from paczero.bench.compare import MiB, compare_argv, first_order_keys, format_compare
+from paczero.bench.memory import memory_phase
 
 
 def test_compare_runs_each_method_s_own_step_over_the_same_pool(bench_args):
     """`paczero bench --compare dp-sgd`: the command of each phase, run here in-process (the
     bench runs each in its own process), and the table of both."""
-    args = _quick_defaults(bench_args("--quick", "--compare", "dp-sgd", "--repeats", "1"))
+    args = quick_defaults(bench_args("--quick", "--compare", "dp-sgd", "--repeats", "1"))
     commands = compare_argv(args)
     assert list(commands) == ["paczero-zpl", "dp-sgd"]
     assert "mechanism.clip=1" in commands["dp-sgd"] and "--phase" in commands["dp-sgd"]
@@ -15,7 +16,7 @@ def test_compare_runs_each_method_s_own_step_over_the_same_pool(bench_args):
     for name, argv in commands.items():
         phase = bench_args(*argv[argv.index("--phase") :])
         assert phase.mechanism == name and phase.pool == args.pool == 16
-        methods[name] = _memory_phase(phase)
+        methods[name] = memory_phase(phase)
         assert methods[name]["step_s"] > 0 and methods[name]["peak_bytes"] > 0
     config = {"model": "tiny-llama", "track": "lora", "pool": 16, "micro_batch": 8}
     table = format_compare({"config": {**config, "dtype": "auto"}, "methods": methods})

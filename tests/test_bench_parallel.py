@@ -2,7 +2,7 @@
 
 import argparse
 
-from paczero.bench_parallel import _forwarded, format_parallel
+from paczero.bench.parallel import _forwarded, format_parallel
 
 
 def test_each_layout_gets_the_bench_options_as_flags():

@@ -34,7 +34,7 @@ def test_no_module_but_the_entry_points_imports_the_cli():
 
 
 def test_importing_the_bench_does_not_load_the_cli():
-    code = "import sys, paczero.bench, paczero.bench_parallel; print('paczero.cli' in sys.modules)"
+    code = "import sys, paczero.bench, paczero.bench.parallel; print('paczero.cli' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
@@ -58,11 +58,11 @@ def test_the_bench_finds_its_reference_step_when_installed_from_a_wheel(tmp_path
     (wheel,) = wheels.glob("paczero-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
-        assert "paczero/reference_step.py" in archive.namelist()
+        assert "paczero/bench/reference_step.py" in archive.namelist()
     elsewhere = tmp_path / "elsewhere"  # no benchmarks/ folder anywhere near
     elsewhere.mkdir()
     code = (
-        "import paczero, paczero.bench as b; m = b._load_reference(); "
+        "import paczero, paczero.bench.timing as b; m = b.load_reference(); "
         "print(paczero.__file__); print(m.__file__ if m else None); print(hasattr(m, 'from_task'))"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}

@@ -4,9 +4,9 @@ that restores theta before its update and moves it along z only by lr."""
 import numpy as np
 import torch
 
+from paczero.bench.reference_step import from_task
 from paczero.config import ModelConfig
 from paczero.models import load_model
-from paczero.reference_step import from_task
 from paczero.tasks import TaskConfig, build_task
 from paczero.tasks.sst2 import synthetic_sst2
 

@@ -277,7 +277,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     check_args(args)  # before any subprocess starts
     _quiet_libraries()
     if args.compare:
-        from paczero.bench_compare import format_compare, run_compare
+        from paczero.bench.compare import format_compare, run_compare
 
         result = run_compare(args)
         print(format_compare(result))
@@ -285,7 +285,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.nproc > 1:
-        from paczero.bench_parallel import format_parallel, run_parallel_bench
+        from paczero.bench.parallel import format_parallel, run_parallel_bench
 
         result = run_parallel_bench(args)
         print(format_parallel(result))

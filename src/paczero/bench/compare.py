@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from paczero.bench import _finish_memory_phases, _phase_argv, _quick_defaults, bench_config
+from paczero.bench.arguments import bench_config, quick_defaults
+from paczero.bench.memory import finish_memory_phases, phase_argv
 
 MiB = 2**20
 
@@ -35,17 +36,17 @@ def compare_argv(args: argparse.Namespace) -> dict[str, list[str]]:
     other = argparse.Namespace(**vars(args))
     other.mechanism = args.compare
     other.overrides = [*args.overrides, *first_order_keys(args.compare, args.pool)]
-    return {args.mechanism: _phase_argv(args, "train"), args.compare: _phase_argv(other, "train")}
+    return {args.mechanism: phase_argv(args, "train"), args.compare: phase_argv(other, "train")}
 
 
 def run_compare(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
 
-    args = _quick_defaults(args)
+    args = quick_defaults(args)
     rows = {}
     for name, argv in compare_argv(args).items():  # one after the other: no shared cores
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        rows[name] = _finish_memory_phases({"train": proc})["train"]
+        rows[name] = finish_memory_phases({"train": proc})["train"]
     config = {k: getattr(args, k) for k in ("track", "pool", "micro_batch", "dtype")}
     config["model"] = bench_config(args).model.name
     return {"config": config, "methods": rows}

@@ -1,7 +1,7 @@
 """`paczero bench --nproc G`: one process with G threads against G processes with one
 thread each (torch.distributed, gloo on CPU), on the same full-pool steps.
 
-Each layout runs in fresh subprocesses (``python -m paczero.bench_parallel``, under
+Each layout runs in fresh subprocesses (``python -m paczero.bench.parallel``, under
 torchrun for G > 1) so that thread pools and memory start equal. Rank 0 reports the median
 step time, the share of it spent in collectives (the all-reduce of the per-example losses
 and the broadcasts of the release), and the bytes they moved.
@@ -24,12 +24,12 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import paczero.distributed as dist
-    from paczero.bench import _quick_defaults, bench_config
+    from paczero.bench.arguments import bench_config, quick_defaults
     from paczero.distributed import SOLO, World, init_world
     from paczero.privacy.randomness import RandomStream
     from paczero.session import build_session, pool_losses
 
-    args = _quick_defaults(args)
+    args = quick_defaults(args)
     torch.set_num_threads(args.threads_per_process)
     cfg = bench_config(args)
     world = init_world(cfg.model.device)
@@ -91,7 +91,7 @@ def run_parallel_bench(args: argparse.Namespace) -> dict[str, Any]:
         if processes > 1:
             cmd += ["-m", "torch.distributed.run", "--standalone"]
             cmd += [f"--nproc_per_node={processes}"]
-        cmd += ["-m", "paczero.bench_parallel", *forwarded, "--threads-per-process", str(threads)]
+        cmd += ["-m", "paczero.bench.parallel", *forwarded, "--threads-per-process", str(threads)]
         run_env = {**env, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run(cmd, env=run_env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -151,10 +151,10 @@ def format_parallel(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from paczero.bench import add_arguments
+    from paczero.bench.arguments import add_arguments
     from paczero.quiet import quiet_libraries
 
-    parser = argparse.ArgumentParser(prog="python -m paczero.bench_parallel")
+    parser = argparse.ArgumentParser(prog="python -m paczero.bench.parallel")
     add_arguments(parser)
     parser.add_argument("--threads-per-process", type=int, default=1)
     args = parser.parse_args(argv)
