@@ -97,6 +97,9 @@ class TrainConfig(Section):
     batch_size: Int | Literal["full"] = 16
     eval_every: Int = Field(0, ge=0)
     checkpoint_every: Int = Field(0, ge=0)
+    # "none": no tensors while training (a zeroth-order run is theta_0 plus its release log:
+    # resume and export replay it); the model is written once, at the end
+    checkpoints: Literal["tensors", "none"] = "tensors"
     eval_batch: Int = Field(32, ge=1)
     eval_at_start: Bool = True
     # experiment tracking (paczero.tracking): public per-step figures and evaluations
@@ -192,6 +195,18 @@ class RunConfig(Section):
                 f"least {task.max_length}, 'auto' or 'off'"
             )
         cls = self._mechanism = mechanism_class(self.mechanism.name)
+        if self.train.checkpoints == "none":
+            if self.train.checkpoint_every:
+                raise ValueError(
+                    "train.checkpoint_every writes tensors, train.checkpoints none writes "
+                    "none: set only one"
+                )
+            if not cls.replayable:
+                raise ValueError(
+                    f"{cls.name} releases whole gradients: its release log cannot rebuild "
+                    "the model, so train.checkpoints none would leave a run that cannot be "
+                    "resumed or exported; use train.checkpoints tensors"
+                )
         cls.check_config(
             self.mechanism, pool_size=pool, steps=self.train.steps, directions=self.zo.directions
         )

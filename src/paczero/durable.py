@@ -177,24 +177,28 @@ def _record_change(run: RunDir, cfg, changed: list[str], step: int) -> None:
 
 def restore_from_log(trainer: Trainer) -> None:
     """Theta, mechanism state and bookkeeping at the end of the release log (rank 0
-    restores the mechanism; every rank rebuilds theta). Every rebuild starts from a
-    readable step-0 checkpoint: if a kill came before it was durable (or it was damaged),
-    theta_0 is written again from the freshly built model first."""
+    restores the mechanism; every rank rebuilds theta). Every rebuild starts from theta_0:
+    a readable step-0 checkpoint, written again from the freshly built model if it is gone
+    (a kill before it was durable, checkpoints/ deleted or never written), or, with
+    train.checkpoints none, the fresh model's tensors kept in memory."""
     s, run, main = trainer.s, trainer.run_dir, trainer.main
-    if main:
-        _ensure_theta0(trainer)
-    trainer.world.barrier()
     records = run.releases(kinds=s.cfg.mechanism_type.kinds)
     done = len(records)
-    rebuild(s, run, done, records)
+    if not s.mechanism.replayable:
+        _check_first_order_checkpoint(run, done)
+    if main and not trainer.log_only:
+        _ensure_theta0(trainer)
+    trainer.world.barrier()
+    rebuild(s, run, done, records, theta0=trainer.theta0)
     if records and main:
         private = read_json(run.private_dir / "mechanism.json", "mechanism state file")
         s.mechanism.load_state_dict(records[-1].state, private)
     trainer.restore(records, run.metrics())
     best = trainer.best["step"]
-    if main and best is not None and run.tensors_step("best") != best:
+    stale = run.tensors_step("best") != best
+    if main and best is not None and stale and not trainer.log_only:
         current = [(n, p.detach().clone()) for n, p in s.trainable]
-        rebuild(s, run, trainer.best["step"], records)
+        rebuild(s, run, trainer.best["step"], records, theta0=trainer.theta0)
         run.save_tensors("best", s.trainable, step=trainer.best["step"])
         load_named(s.trainable, dict(current))
     trainer.world.barrier()  # rank 0's dev-best tensors are on disk for every rank
@@ -204,6 +208,17 @@ def restore_from_log(trainer: Trainer) -> None:
         due = done and cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps
         if due and (not trainer.history or trainer.history[-1]["step"] != done):
             trainer.evaluate_dev(done)  # the eval the kill interrupted
+
+
+def _check_first_order_checkpoint(run: RunDir, done: int) -> None:
+    """A first-order run resumes only from a checkpoint of its last logged step: its log
+    holds whole gradients' effects, not seeds and coefficients that replay."""
+    if done and done not in run.checkpoint_steps():
+        raise UserError(
+            f"{run.path} cannot be resumed: a first-order run (dp-sgd, backprop) releases "
+            f"whole gradients, so its release log cannot rebuild the model, and "
+            f"checkpoints/ holds no checkpoint of its last logged step {done}"
+        )
 
 
 def _ensure_theta0(trainer: Trainer) -> None:
@@ -246,10 +261,7 @@ def export(
     target = _export_step(run, step, len(records), verified.metrics)
     public = public_stream(cfg.seed.public)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
-    if not cfg.mechanism_type.replayable:  # the checkpointed tensors
-        load_named(loaded.trainable, _first_order_tensors(run, step, target))
-    else:
-        replay(estimator_for(cfg, loaded), records[:target], cfg.zo.directions)
+    _rebuild_fresh(run, cfg, loaded, records, step, target)
     public_cfg = cfg.public_dict()
     info = {
         "run": str(run.path),
@@ -285,6 +297,28 @@ def export(
             raise UserError(f"cannot write the export to {to}: {err.strerror or err}") from None
         raise
     return info
+
+
+def _rebuild_fresh(run: RunDir, cfg, loaded, records, step: str | int, target: int) -> None:
+    """A freshly loaded model (theta_0) brought to step ``target``: a replay of the log, or
+    a first-order run's checkpointed tensors."""
+    if not cfg.mechanism_type.replayable:  # the checkpointed tensors
+        load_named(loaded.trainable, _first_order_tensors(run, step, target))
+    else:
+        replay(estimator_for(cfg, loaded), records[:target], cfg.zo.directions)
+
+
+def released_into(run_path: str | Path, cfg, loaded, name: str = "best") -> None:
+    """A run's released model (``name``: its dev-best or final step) into a freshly loaded
+    one: its tensors file, or a replay of the log when the run wrote none
+    (train.checkpoints none, or deleted)."""
+    run = RunDir(Path(run_path))
+    if run.tensors_step(name) is not None:
+        load_named(loaded.trainable, run.load_tensors(name))
+        return
+    verified = run.verify(private=False)
+    target = _export_step(run, name, len(verified.records), verified.metrics)
+    _rebuild_fresh(run, cfg, loaded, verified.records, name, target)
 
 
 def _staging_prefix(to: Path) -> str:

@@ -13,9 +13,9 @@ from paczero.config import RunConfig, load_config
 from paczero.errors import UserError
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import public_stream
-from paczero.runs import RunDir, new_output_file, notice, read_json, write_jsonl
+from paczero.runs import new_output_file, notice, read_json, write_jsonl
 from paczero.selection import chosen_task
-from paczero.session import build_task_for, load_named
+from paczero.session import build_task_for
 from paczero.tasks import load_splits
 from paczero.tasks.base import row_records
 from paczero.tasks.options import DataConfig
@@ -67,8 +67,10 @@ def load_target(
 
     def weights(loaded: LoadedModel) -> torch.nn.Module:
         if run_config.exists():
+            from paczero.durable import released_into
+
             released = "final" if cfg.train.select == "final" else "best"
-            load_named(loaded.trainable, RunDir(target).load_tensors(released))
+            released_into(target, cfg, loaded, released)
         elif exported.exists() and info["track"] == "lora":
             from peft import PeftModel
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from paczero.config import RunConfig
 from paczero.errors import UserError
 from paczero.mechanisms import UNREPLAYABLE_KINDS
@@ -79,11 +81,20 @@ def replay(
             estimator.replay(seeds, amounts)
 
 
-def rebuild(session: Session, run: RunDir, step: int, records: list[ReleaseRecord]) -> None:
+def rebuild(
+    session: Session,
+    run: RunDir,
+    step: int,
+    records: list[ReleaseRecord],
+    theta0: list[tuple[str, torch.Tensor]] | None = None,
+) -> None:
     """The session's trainable tensors after ``step`` steps: the newest readable checkpoint
-    at or before it (there is always step 0, theta_0), then a replay of the records after it."""
+    at or before it (there is always step 0, theta_0, on disk or, with train.checkpoints
+    none, in memory: ``theta0``), then a replay of the records after it."""
     names = [n for n, _ in session.trainable]
     start, tensors = run.load_checkpoint(at_most=step, names=names)
+    if tensors is None and theta0 is not None:
+        start, tensors = 0, dict(theta0)
     if tensors is None:
         raise UserError(
             f"{run.path} has no readable checkpoint at or before step {step}, "

@@ -161,6 +161,14 @@ class Trainer:
         self._signal: int | None = None
         self.tracker = None  # paczero.tracking, while the loop runs (rank 0, train.report_to)
         self._record: ReleaseRecord | None = None  # the last public release record
+        # train.checkpoints none: theta_0 kept in host memory instead of checkpoints/, so
+        # that the dev-best model is rebuilt by replay at the end (the session is fresh)
+        self.log_only = session.cfg.train.checkpoints == "none"
+        self.theta0 = (
+            [(n, p.detach().to("cpu", copy=True)) for n, p in session.trainable]
+            if self.log_only
+            else None
+        )
 
     # ------------------------------------------------------------ the loop
 
@@ -270,11 +278,15 @@ class Trainer:
         steps_run = self.next_step
         self.final_dev()
         self.save_checkpoint(steps_run)
-        if self.main:
-            run.save_tensors("final", s.trainable, step=steps_run)
-        self.world.barrier()  # every rank reads rank 0's dev-best tensors
-        if not self.private_dev:  # else the final model is the released one
-            load_named(s.trainable, run.load_tensors("best"))
+        if self.log_only:  # the dev-best model: theta_0 and the logged releases up to it
+            if not self.private_dev:  # else the final model (live) is the released one
+                rebuild(s, run, self.best["step"] or 0, run.releases(), theta0=self.theta0)
+        else:
+            if self.main:
+                run.save_tensors("final", s.trainable, step=steps_run)
+            self.world.barrier()  # every rank reads rank 0's dev-best tensors
+            if not self.private_dev:  # else the final model is the released one
+                load_named(s.trainable, run.load_tensors("best"))
         released = self.released_step(steps_run)
         t0 = time.perf_counter()
         with progress_lines.phase("test evaluation"):
@@ -337,8 +349,8 @@ class Trainer:
             return
         if self._note_dev(step, dev_metrics):
             self.best_dev_rows = dev_rows
-            if self.main:
-                self.run_dir.save_tensors("best", s.trainable, step=step)  # before the log line
+            if self.main and not self.log_only:  # before the log line
+                self.run_dir.save_tensors("best", s.trainable, step=step)
         if self.main:
             self.metrics_log.append({"step": step, "split": "dev", **dev_metrics})
         if self.tracker is not None:
@@ -386,7 +398,7 @@ class Trainer:
         write_jsonl(folder / name, records, mode=PRIVATE_FILE_MODE if private else 0o644)
 
     def save_checkpoint(self, step: int) -> None:
-        if not self.main:
+        if not self.main or self.log_only:  # log-only: the logs are the checkpoint
             return
         s = self.s
         state = {
@@ -589,7 +601,7 @@ def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
         )
     key, value = "train.lr", s.cfg.train.lr
     if s.mechanism.replayable:  # a gradient step perturbs nothing: theta_k is live
-        rebuild(s, run, step, run.releases())
+        rebuild(s, run, step, run.releases(), theta0=trainer.theta0)
     trainer.save_checkpoint(step)
     if trainer.main:
         config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()

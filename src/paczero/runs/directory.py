@@ -365,6 +365,7 @@ class RunDir:
         self, name: str, named: list[tuple[str, torch.Tensor]], step: int | None = None
     ) -> Path:
         path = self.path / "checkpoints" / f"{name}.safetensors"
+        path.parent.mkdir(exist_ok=True)
         save_safetensors(path, named, step)
         fsync_dir(path.parent)
         return path
@@ -420,6 +421,7 @@ class RunDir:
         final = folder / f"step-{step:07d}"
         if final.exists():
             return
+        folder.mkdir(exist_ok=True)  # a resumed run whose checkpoints/ was deleted
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".step-"))
         try:
             save_safetensors(tmp / "trainable.safetensors", named, step)
