@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from paczero.errors import Interrupted, UserError
+from paczero.threads import MODEL_COMMANDS, fit_threads_to_load
 
 
 class _Parser(argparse.ArgumentParser):
@@ -518,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", module="transformers|peft|torch")
     try:
         _check_path_options(args)
+        if args.command in MODEL_COMMANDS:
+            fit_threads_to_load()  # a busy machine: fewer threads run faster (threads.py)
         return COMMANDS[args.command](args)
     except UserError as err:
         if args.debug:

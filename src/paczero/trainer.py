@@ -361,11 +361,13 @@ class Trainer:
         return steps_run if self.private_dev else self.best["step"]
 
     def _note_dev(self, step: int, metrics: dict[str, Any]) -> bool:
-        """Add a dev evaluation to the history; True if it is the new dev-best (the first
-        of the task's metrics, higher is better; a tie keeps the earlier step)."""
+        """Add a dev evaluation to the history; True if it is the new dev-best: the first
+        of the task's metrics, higher is better; a tie goes to the lower dev loss (on a
+        small dev set accuracy ties often while the loss says the model improved), and a
+        tie in both keeps the earlier step."""
         metric = self.s.task.metric
         self.history.append({"step": step, **metrics})
-        if self.best["dev"] is None or metrics[metric] > self.best["dev"][metric]:
+        if better_dev(metrics, self.best["dev"], metric):
             self.best.update(step=step, dev=metrics)
             return True
         return False
@@ -540,6 +542,16 @@ class Trainer:
             "versions": _versions(),
             "hardware": _hardware(s.loaded.device),
         }
+
+
+def better_dev(new: dict[str, Any], best: dict[str, Any] | None, metric: str) -> bool:
+    """Whether a dev evaluation beats the dev-best so far (``Trainer._note_dev``)."""
+    if best is None or new[metric] > best[metric]:
+        return True
+    if new[metric] < best[metric]:
+        return False
+    loss, best_loss = new.get("loss"), best.get("loss")
+    return loss is not None and best_loss is not None and loss < best_loss
 
 
 TIMING_FILE = "timing.json"

@@ -180,7 +180,7 @@ class ClassificationTask(TaskBase):
                 )
             return {name: row[name] for name in columns}
 
-        return RowSchema(columns, check)
+        return RowSchema(columns, check, label=spec.label_field)
 
     def _option_ids(self) -> list[list[int]]:
         """Tokenise prompt+word jointly, so merges across the boundary are respected."""

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class RowSchema:
 
     columns: dict[str, str]
     check: Callable[[dict, str], dict]
+    label: str | None = None  # the label column of a classification task
 
 
 @dataclass
@@ -72,6 +74,22 @@ def answer_list(value: Any, where: str | None = None) -> list[str]:
         for i, answer in enumerate(answers):
             cell_text(answer, f"{where} answer {i + 1}")
     return [str(a) for a in answers]
+
+
+def _warn_single_label(rows: list[dict], label: str | None, role: str) -> None:
+    """A carved dev or test split whose rows all share one label measures nothing: the
+    untrained model that always answers it scores 1.0, one that learned may not. The
+    label is not named (a carved split of the pool's source is private)."""
+    if label is None or len(rows) < 2:
+        return
+    if len({str(r.get(label)) for r in rows}) == 1:
+        print(
+            f"paczero: warning: the {role} split carved from your data ({len(rows)} rows) "
+            f"holds a single label: its accuracy cannot tell a model that learned from one "
+            f"that did not; raise data.num_{role} or give a data.{role} file",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
@@ -138,6 +156,8 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
         parts[role] = ([rows[i] for i in idx], idx)
     if public is not None:
         parts.update(_public_parts(files, carved, wanted, schema, data.seed))
+    for role in carved:
+        _warn_single_label(parts[role][0], schema.label, role)
     pool_units = None
     if units is not None:
         sizes = [len(units[u]) for u in taken["pool"]]

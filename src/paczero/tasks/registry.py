@@ -283,7 +283,7 @@ def row_schema(cfg: TaskConfig) -> RowSchema:
             out.update(schema.check(row, where))
         return out
 
-    return RowSchema(columns, check)
+    return RowSchema(columns, check, label=schemas[0].label)
 
 
 def read_splits(task: TaskConfig, data: DataConfig) -> Splits:
