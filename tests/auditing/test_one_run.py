@@ -201,3 +201,19 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], (argv, err)
+
+
+def test_the_audit_covers_the_selection_stage(tmp_path):
+    """A run that chose its prompt (no task.template): the attacker redoes the selection
+    from the base model and the pool (it matches the log), scores the subsets by how they
+    back each decision, and stays at chance: the decisions do not depend on S*."""
+    zpl = ["data.num_train=32", "mechanism.name=paczero-zpl", "mechanism.subsets=8"]
+    zpl += ["train.steps=2", "task.template=null", "seed.secret=4"]
+    report = audit(run(tmp_path, "selected", *zpl), write=False).data
+    names = [a["name"] for a in report["attacks"]]
+    assert names == ["transcript", "model", "selection"]
+    selection = report["attacks"][2]
+    assert report["checks"]["selection"]["ok"] and report["checks"]["selection"]["checked"] == 1
+    assert all(item["ok"] for item in report["checks"].values())  # the chosen prompt replayed
+    assert selection["candidates"] == 8 and 1 <= selection["rank"] <= 8
+    assert selection["epsilon_lower_bound"] == 0.0 and report["verdict"] == "chance"

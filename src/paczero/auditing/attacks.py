@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paczero import selection as selection_stage
 from paczero.auditing.stats import (
     clopper_pearson,
     rank_epsilon_lower_bound,
@@ -26,6 +27,7 @@ from paczero.auditing.stats import (
     snj_epsilon_lower_bound,
 )
 from paczero.config import RunConfig, load_config
+from paczero.distributed import SOLO
 from paczero.errors import UserError
 from paczero.mechanisms.subsets import (
     membership_digest,
@@ -170,6 +172,7 @@ class Rebuilt:
     log_posterior: np.ndarray | None
     checks: dict[str, Any]
     steps: int
+    selection: Any = None  # the selection stage redone (paczero.selection), if the run had one
 
 
 def audit_rows(view: RunView, pool_size: int) -> np.ndarray:
@@ -209,7 +212,10 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     splits = load_splits(cfg.task, cfg.data)
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     model = loaded.model
-    task = build_task_for(cfg, loaded)
+    chosen = selection_stage.chosen_task(cfg.task, view.run.path)  # the prompt it trained with
+    task = build_task_for(cfg.model_copy(update={"task": chosen}), loaded)
+    checks = _Checks()
+    selection = redo_selection(view, splits, loaded, public, checks) if transcript else None
     pool = task.encode([*splits.pool, *view.canaries])
     n = len(pool)
     view.pool_size = n
@@ -218,7 +224,6 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     k_total = cfg.zo.directions
     clip = cfg.mechanism.derivative_clip()  # MeZO clips none
     estimator = estimator_for(cfg, loaded)
-    checks = _Checks()
     base = pool_losses(model, task, pool, rows_audited, micro).double().numpy()
 
     tracker = _Transcript(view, public, n, checks) if transcript else None
@@ -283,7 +288,49 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
         log_posterior=tracker.log_post if tracker is not None else None,
         checks=checks.summary(),
         steps=len(records),
+        selection=selection,
     )
+
+
+def redo_selection(view: RunView, splits, loaded, public, checks: _Checks):
+    """The selection stage again, from the base model and the pool the attacker knows: its
+    decisions must be the logged ones (a check), its subset losses feed ``selection_attack``.
+    None for a run that selected nothing (or not by unanimity)."""
+    from paczero.session import select_prompt
+
+    logged = selection_stage.read(view.run.path)
+    if not logged or logged[-1]["rule"] != "unanimous":
+        return None
+    again = select_prompt(view.cfg, splits, loaded, public, SOLO)
+    chain = ("prev", "sha")
+    same = [{k: v for k, v in r.items() if k not in chain} for r in logged] == again.records
+    checks.count("selection", same)
+    return again
+
+
+def selection_attack(view: RunView, selection, alpha: float) -> dict[str, Any]:
+    """An attacker that reads the selection stage: each candidate subset scored by how
+    strongly its mean losses back what every challenge released (the margin of the
+    released candidate over the other), turned into a distribution over S*. At I = 0 the
+    decisions are the same whichever subset is S*, so S*'s rank stays uniform."""
+    losses = {k: np.asarray(v) for k, v in selection.private["subset_mean_loss"].items()}
+    score = np.zeros(view.subsets or 0)
+    for record in selection.records:
+        other = (
+            record["challenger"]
+            if record["released"] == record["incumbent"]
+            else (record["incumbent"])
+        )
+        score += losses[other] - losses[record["released"]]
+    spread = float(score.std()) or 1.0
+    log_post = score / spread - np.logaddexp.reduce(score / spread)
+    out = transcript_attack(view, log_post, alpha)
+    out.update(
+        name="selection",
+        what="each candidate subset scored by how strongly its losses back every released "
+        "selection decision (the margin of the released candidate)",
+    )
+    return out
 
 
 class _Checks:

@@ -15,6 +15,7 @@ from paczero.auditing.attacks import (
     model_attack_subsets,
     open_view,
     rebuild,
+    selection_attack,
     transcript_attack,
 )
 from paczero.auditing.report import (
@@ -126,11 +127,14 @@ def audit(
     scores = (
         rebuilt.base_losses - rebuilt.final_losses if score == "loss-drop" else rebuilt.alignment
     )
-    alpha = (1.0 - confidence) / (2 if transcript else 1)  # Bonferroni over the attacks
+    n_attacks = (2 + (rebuilt.selection is not None)) if transcript else 1
+    alpha = (1.0 - confidence) / n_attacks  # Bonferroni over the attacks
     attacks = []
     if transcript:
         attacks.append(transcript_attack(view, rebuilt.log_posterior, alpha))
         attacks.append(model_attack_subsets(view, scores, score, alpha))
+        if rebuilt.selection is not None:  # the prompt chosen before training (I = 0)
+            attacks.append(selection_attack(view, rebuilt.selection, alpha))
     else:
         delta = claim["delta"] if claim is not None else 0.0
         attacks.append(model_attack_canaries(view, scores, score, delta, alpha, guesses))
