@@ -32,8 +32,6 @@ Three accountants for the Gaussian steps:
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import threading
 import weakref
@@ -44,38 +42,7 @@ from typing import Any
 import dp_accounting
 from dp_accounting import pld, rdp
 
-
-class _Drop(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-_DROP = _Drop()
-
-
-_QUIET_LOCK = threading.Lock()
-_QUIET_USERS = [0]  # the filter stays while any thread (a schedule filler too) computes
-
-
-@contextlib.contextmanager
-def _accounting_quiet() -> Iterator[None]:
-    """dp-accounting reports series that converge slowly (or not at all, for a target out of
-    reach) through absl at WARNING, hundreds of lines before our one-line answer, which says
-    what they mean: absl records made while it computes for us are dropped, whatever the
-    logging set-up of the program (the record names absl, not dp-accounting, as its source,
-    so a filter by origin cannot tell them apart)."""
-    absl = logging.getLogger("absl")
-    with _QUIET_LOCK:
-        _QUIET_USERS[0] += 1
-        absl.addFilter(_DROP)
-    try:
-        yield
-    finally:
-        with _QUIET_LOCK:
-            _QUIET_USERS[0] -= 1
-            if not _QUIET_USERS[0]:
-                absl.removeFilter(_DROP)
-
+from paczero.quiet import absl_quiet
 
 ACCOUNTANTS = ("pld", "rdp", "opacus-rdp")
 OPACUS = "opacus-rdp"
@@ -218,11 +185,11 @@ def epsilon_spent(
         return _pure_epsilon(noise_multiplier, sample_rate, steps, count_epsilon)
     if accountant == OPACUS:  # the Gaussian steps in RDP, the count by basic composition
         steps_only = dp_event(noise_multiplier, sample_rate, steps, noise=noise)
-        with _accounting_quiet():
+        with absl_quiet():
             spent = _fresh(accountant).compose(steps_only).get_epsilon(delta)
         return float(spent) + count_epsilon
     event = dp_event(noise_multiplier, sample_rate, steps, noise=noise, count_epsilon=count_epsilon)
-    with _accounting_quiet():
+    with absl_quiet():
         return float(_fresh(accountant).compose(event).get_epsilon(delta))
 
 
@@ -314,7 +281,7 @@ def _rdp_schedule(mu, delta, rate, first, steps, accountant, count_epsilon) -> I
     # every t with epsilon_spent)
     orders, base, per_step = step._orders, start._rdp, step._rdp
     for t in range(first, steps + 1):
-        with _accounting_quiet():
+        with absl_quiet():
             yield float(compute_epsilon(orders, base + t * per_step, delta)[0]) + added
 
 
