@@ -126,17 +126,7 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
     from_train = carved if public is None else []
     need = data.num_train + sum(wanted[r] for r in from_train)
     if n_units < need:
-        keys = " + ".join(["data.num_train", *(f"data.num_{r}" for r in from_train)])
-        have = (
-            f"{n_units} rows"
-            if units is None
-            else f"{n_units} units ({len(rows)} rows; a unit is the rows that share "
-            f"data.group_field '{data.group_field}')"
-        )
-        raise UserError(
-            f"{train.name} has {have}, fewer than {keys} = {need}; lower them"
-            + ("" if public is not None else ", or give separate data.dev / data.test files")
-        )
+        _too_few(train.name, data, len(rows), units, need, from_train, public is not None)
     perm = np.random.default_rng(data.seed).permutation(n_units)
     taken = {"pool": np.sort(perm[: data.num_train])}
     start = data.num_train
@@ -158,11 +148,7 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
         parts.update(_public_parts(files, carved, wanted, schema, data.seed))
     for role in carved:
         _warn_single_label(parts[role][0], schema.label, role)
-    pool_units = None
-    if units is not None:
-        sizes = [len(units[u]) for u in taken["pool"]]
-        ends = np.cumsum(sizes)
-        pool_units = [np.arange(e - n, e, dtype=np.int64) for e, n in zip(ends, sizes, strict=True)]
+    pool_units = None if units is None else _pool_units(units, taken["pool"])
     return Splits(
         pool=[rows[i] for i in pool_idx],
         dev=parts["dev"][0],
@@ -177,6 +163,30 @@ def own_splits(data: DataConfig, schema: RowSchema) -> Splits:
         units=pool_units,
         unit_field=data.group_field,
     )
+
+
+def _too_few(name, data: DataConfig, n_rows, units, need, from_train, dev_or_test_given):
+    """The one-line refusal of a file with fewer rows (units) than the splits draw."""
+    keys = " + ".join(["data.num_train", *(f"data.num_{r}" for r in from_train)])
+    n_units = n_rows if units is None else len(units)
+    have = (
+        f"{n_units} rows"
+        if units is None
+        else f"{n_units} units ({n_rows} rows; a unit is the rows that share "
+        f"data.group_field '{data.group_field}')"
+    )
+    raise UserError(
+        f"{name} has {have}, fewer than {keys} = {need}; lower them"
+        + ("" if dev_or_test_given else ", or give separate data.dev / data.test files")
+    )
+
+
+def _pool_units(units: list[np.ndarray], chosen: np.ndarray) -> list[np.ndarray]:
+    """The pool's units as positions in the pool (its rows are the chosen units' rows in
+    order)."""
+    sizes = [len(units[u]) for u in chosen]
+    ends = np.cumsum(sizes)
+    return [np.arange(e - n, e, dtype=np.int64) for e, n in zip(ends, sizes, strict=True)]
 
 
 def same_source(data: DataConfig, role: str, other: str) -> bool:
