@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from paczero.config import ModelConfig
+from paczero.engine.zo import ZOEstimator
 from paczero.mechanisms.subsets import membership_matrix
 from paczero.models import load_model
 from paczero.privacy.randomness import public_stream
 from paczero.session import pool_losses
 from paczero.tasks import DataConfig, TaskConfig, build_task, load_splits
-from paczero.zo import ZOEstimator
 
 
 def derivatives(track: str, dtype: str, args, seeds: list[int]) -> tuple[np.ndarray, float]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, OPTConfig
 
-from paczero.batch_budget import (
+from paczero.engine.batch_budget import (
     CPU_BATCH_TOKENS,
     MIN_TOKENS,
     UNCAPPED_ROWS,

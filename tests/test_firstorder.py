@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from paczero.config import ModelConfig
+from paczero.engine.firstorder import FirstOrderOptimizer, freeze_unsupported
 from paczero.errors import UserError
-from paczero.firstorder import FirstOrderOptimizer, freeze_unsupported
 from paczero.mechanisms import mechanism_config
 from paczero.mechanisms.firstorder import DPSGD, Backprop
 from paczero.models import load_model

@@ -1,14 +1,14 @@
-"""ZOOptimizer (paczero.optim) in a loop of one's own: public minibatches, rows decided
+"""ZOOptimizer (paczero.engine.optim) in a loop of one's own: public minibatches, rows decided
 once per step, the update the mechanism's coefficient says."""
 
 import numpy as np
 import pytest
 import torch
 
+from paczero.engine.optim import ZOOptimizer, public_minibatch
+from paczero.engine.zo import ZOEstimator
 from paczero.mechanisms import MeZO
-from paczero.optim import ZOOptimizer, public_minibatch
 from paczero.privacy.randomness import public_stream
-from paczero.zo import ZOEstimator
 
 
 def test_public_minibatches_are_keyed_by_the_step():

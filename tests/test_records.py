@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from paczero.engine.optim import StepResult
 from paczero.mechanisms import mechanism_class
 from paczero.mechanisms.base import Release
-from paczero.optim import StepResult
 from paczero.records import ReleaseRecord, release_records, says_unanimity, unanimity
 
 LOGGED = {"step": 2, "lr": 0.5, "seeds": [11, 12], "coeffs": [1.0, -1.0],

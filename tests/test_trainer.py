@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from paczero.config import ModelConfig
+from paczero.engine.zo import ZOEstimator, direction_block
 from paczero.evaluation import evaluate
 from paczero.models import load_model
 from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
@@ -18,7 +19,6 @@ from paczero.session import pool_losses
 from paczero.tasks import TaskConfig, build_task
 from paczero.tasks.sst2 import synthetic_sst2
 from paczero.trainer import train
-from paczero.zo import ZOEstimator, direction_block
 
 from sizes import small_run
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from paczero.engine.zo import ZOEstimator, add_direction, direction_block
 from paczero.privacy.randomness import tensor_seed
-from paczero.zo import ZOEstimator, add_direction, direction_block
 
 
 def make_params(seed=0):
@@ -37,7 +37,7 @@ def test_z_is_standard_normal():
 
 def test_parallel_perturbation_is_bit_identical_to_one_thread(monkeypatch):
     """Large CPU models perturb tensors in threads; z must not depend on that."""
-    import paczero.zo as zo
+    import paczero.engine.zo as zo
 
     monkeypatch.setattr(zo, "PARALLEL_MIN_NUMEL", 0)
     monkeypatch.setattr(zo, "Z_BLOCK", 500)  # several blocks per tensor, in any order
@@ -58,7 +58,7 @@ def test_parallel_perturbation_is_bit_identical_to_one_thread(monkeypatch):
 
 def test_large_tensors_are_perturbed_block_by_block(monkeypatch):
     """Blocks bound the z buffer; their union is the tensor's z, and blocks differ."""
-    import paczero.zo as zo
+    import paczero.engine.zo as zo
 
     monkeypatch.setattr(zo, "Z_BLOCK", 1000)
     big = torch.zeros(50, 47)  # 2350 values: blocks of 1000, 1000, 350

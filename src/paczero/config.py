@@ -78,7 +78,7 @@ class ZOConfig(Section):
     micro_batch: Int = Field(32, ge=1)
     # padded tokens per micro-batch at most; auto: 512 on CPU (short sentences are not
     # padded to a long one's length); on CUDA as many as free memory allows, with no row
-    # cap (paczero.batch_budget); no cap on other accelerators
+    # cap (paczero.engine.batch_budget); no cap on other accelerators
     micro_batch_tokens: Int | Literal["auto", "off"] = "auto"
     restore: Literal["auto", "exact", "fused"] = "auto"
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from paczero.config import RunConfig
+from paczero.engine.zo import ZOEstimator
 from paczero.errors import UserError
 from paczero.mechanisms import UNREPLAYABLE_KINDS
 from paczero.models import LoadedModel
 from paczero.records import ReleaseRecord
 from paczero.runs import RunDir
 from paczero.session import Session, load_named, restore_mode
-from paczero.zo import ZOEstimator
 
 # redo(step, record, seeds, amounts) -> whether it redid the step's forward passes
 Redo = Callable[[int, ReleaseRecord, list[int], list[float]], bool]

@@ -16,13 +16,13 @@ import torch
 
 from paczero import progress
 from paczero import selection as selection_stage
-from paczero.batch_budget import auto_tokens
 from paczero.config import RunConfig
 from paczero.distributed import SOLO, RankZeroMechanism, World, shard, unowned
+from paczero.engine.batch_budget import auto_tokens
+from paczero.engine.optim import ZOOptimizer
 from paczero.errors import UserError
 from paczero.mechanisms import Mechanism
 from paczero.models import LoadedModel, load_model
-from paczero.optim import ZOOptimizer
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.selection import Selection
 from paczero.tasks import Splits, Task, TaskConfig, build_task, load_splits
@@ -222,7 +222,7 @@ def select_prompt(
 ) -> Selection:
     """The selection stage over the pool (``paczero.selection``): each candidate's
     per-example losses by the untrained model, batched as training batches them."""
-    from paczero.batch_budget import micro_batch_rows
+    from paczero.engine.batch_budget import micro_batch_rows
 
     units = pool_units(splits, len(splits.pool))
     rows_cap = micro_batch_rows(cfg.zo.micro_batch, cfg.zo.micro_batch_tokens, loaded.device)
@@ -259,8 +259,8 @@ def zo_optimizer(cfg, loaded, mechanism, restore, public, secret, world) -> ZOOp
 
 def first_order_optimizer(cfg, loaded, task, pool, mechanism, public, secret):
     """dp-sgd and backprop: whole-gradient steps over the same pool, task and batching."""
-    from paczero.batch_budget import micro_batch_rows
-    from paczero.firstorder import FirstOrderOptimizer
+    from paczero.engine.batch_budget import micro_batch_rows
+    from paczero.engine.firstorder import FirstOrderOptimizer
 
     rows_cap = micro_batch_rows(cfg.zo.micro_batch, cfg.zo.micro_batch_tokens, loaded.device)
     return FirstOrderOptimizer(

@@ -37,9 +37,9 @@ from paczero.distributed import (
     init_world,
     leave_together,
 )
+from paczero.engine.optim import StepResult
 from paczero.errors import Diverged, Interrupted, UserError
 from paczero.exporting import base_identity, ready_to_share, write_run_card
-from paczero.optim import StepResult
 from paczero.privacy.randomness import secret_stream
 from paczero.records import ReleaseRecord, jsonable
 from paczero.replay import rebuild
@@ -587,7 +587,7 @@ def _plot(run_path: Path) -> None:
 
 
 def _rows_cap(s) -> int:
-    from paczero.batch_budget import micro_batch_rows
+    from paczero.engine.batch_budget import micro_batch_rows
 
     zo = s.cfg.zo
     return micro_batch_rows(zo.micro_batch, zo.micro_batch_tokens, s.loaded.device)

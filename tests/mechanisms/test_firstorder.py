@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from paczero.config import load_config
+from paczero.engine.firstorder import GradientSums
 from paczero.errors import UserError
-from paczero.firstorder import GradientSums
 from paczero.mechanisms import mechanism_config
 from paczero.mechanisms.base import StepContext
 from paczero.mechanisms.firstorder import Backprop, frozen_note

@@ -16,12 +16,12 @@ import torch
 import paczero.session
 from paczero.cli import main
 from paczero.config import ModelConfig, load_config
+from paczero.engine.zo import ZOEstimator
 from paczero.errors import UserError
 from paczero.models import load_model
 from paczero.session import Units, build_session, pool_losses
 from paczero.tasks import build_task, row_schema
 from paczero.tasks.own_data import own_splits
-from paczero.zo import ZOEstimator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 QUICK = ["model.name=tiny-llama", "train.steps=2", "train.eval_at_start=false", "model.device=cpu"]

@@ -196,8 +196,8 @@ def rebuild(view: RunView, *, transcript: bool, alignment: bool, passes: str = "
     ``passes="informative"`` redoes the passes only at steps with an informative release
     kind (the posterior is the same; the log's other steps go unchecked).
     """
+    from paczero.engine.optim import public_minibatch
     from paczero.models import load_model
-    from paczero.optim import public_minibatch
     from paczero.replay import estimator_for, replay
     from paczero.session import build_task_for, load_named, pool_losses
     from paczero.tasks import load_splits

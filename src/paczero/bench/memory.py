@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from paczero.batch_budget import micro_batch_rows
 from paczero.bench.measure import bench_session, sync
+from paczero.engine.batch_budget import micro_batch_rows
 
 
 def phase_argv(args: argparse.Namespace, phase: str) -> list[str]:

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paczero.batch_budget import micro_batch_rows
 from paczero.bench.arguments import check_args, quick_defaults, run_subsets
 from paczero.bench.compute import achieved_compute, check_targets, machine_info
 from paczero.bench.measure import bench_session, timed
 from paczero.bench.memory import finish_memory_phases, memory_phase, start_memory_phases
+from paczero.engine.batch_budget import micro_batch_rows
 
 if TYPE_CHECKING:  # torch loads only when a bench runs: the CLI stays quick
     import numpy as np

@@ -1,7 +1,7 @@
 """The first-order baselines: DP-SGD and plain backpropagation (docs/algorithms.md 7.7).
 
 They release a whole mean gradient per step, not a coefficient of a public direction, so
-they run through ``paczero.firstorder.FirstOrderOptimizer`` instead of the zeroth-order
+they run through ``paczero.engine.firstorder.FirstOrderOptimizer`` instead of the zeroth-order
 estimator; everything else (config, data, splits, evaluation, run directory, report) is
 shared.
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from paczero.distributed import SOLO, World
+from paczero.engine.zo import ZOEstimator
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.privacy.randomness import RandomStream, public_stream, secret_stream
-from paczero.zo import ZOEstimator
 
 RowLosses = Callable[[np.ndarray], torch.Tensor]  # pool rows -> their per-example losses
 
@@ -82,7 +82,7 @@ class ZOOptimizer:
         if mechanism.first_order:
             raise ValueError(
                 f"{mechanism.name} is a first-order mechanism (it releases gradients): use "
-                "paczero.firstorder.FirstOrderOptimizer, not ZOOptimizer"
+                "paczero.engine.firstorder.FirstOrderOptimizer, not ZOOptimizer"
             )
         if directions != mechanism.directions:
             raise ValueError(

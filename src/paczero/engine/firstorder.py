@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from paczero.engine.optim import public_minibatch
 from paczero.errors import Diverged, UserError
 from paczero.mechanisms.base import Release, StepContext
 from paczero.mechanisms.firstorder import MISSING_OPACUS
-from paczero.optim import public_minibatch
 from paczero.privacy.randomness import RandomStream
 from paczero.tasks.batch import differentiable
 
