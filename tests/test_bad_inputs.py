@@ -98,7 +98,45 @@ def files(tmp_path_factory):
     _squad(root / "squad-null-context", context=None)
     _squad(root / "squad-number-answer", NUMBER_ANSWER)
     _squad(root / "squad-no-data", raw=b'{"version": "1.1"}')
+    _own_files(root)
     return root
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROW = '{"text": "I was charged twice.", "team": "billing"}'
+JSONL = {  # issue 36 item 10: each names its line
+    "trailing": f"{ROW}\n{ROW} x\n{ROW}\n",
+    "array-line": f'{ROW}\n["a", "b"]\n{ROW}\n',
+    "duplicate-key": f'{ROW}\n{{"text": "a", "text": "b", "team": "sales"}}\n{ROW}\n',
+    "cut-last-line": f'{ROW}\n{ROW}\n{{"text": "I was ch',
+}
+
+
+def _own_files(root: Path) -> None:
+    """Files of one's own data (issue 36 items 8-10)."""
+    for name, text in JSONL.items():
+        (root / f"{name}.jsonl").write_text(text)
+        (root / f"sst-{name}.jsonl").write_text(text.replace('"text"', '"sentence"'))
+    (root / "mixed").mkdir()
+    (root / "mixed" / "a.jsonl").write_text('{"sentence": "fine"}\n')
+    (root / "mixed" / "b.jsonl").write_text('{"other": [1, 2]}\n')
+    (root / "rows.csv").write_text("sentence\nA fine film.\n")
+    (root / "sentence-label.csv").write_text(
+        "sentence,label\n" + "".join(f"a film {i},{i % 2}\n" for i in range(40))
+    )
+    (root / "empty-task.yaml").write_text("# nothing yet\n")
+    (root / "own-empty-task.yaml").write_text(
+        "model: {name: tiny-llama, device: cpu}\ntask: {file: empty-task.yaml}\n"
+        "data: {train: sentence-label.csv}\n"
+    )
+    (root / "big.yaml").write_text("train: {steps: 2}\n" + "# padding\n" * 200_000)
+    one = "customer,text,team\n" + "".join(f"c1,ticket {i},billing\n" for i in range(12))
+    (root / "one-group.csv").write_text(one)
+    killed = root / "killed"  # what a kill -9 inside RunDir.create leaves
+    for folder in ("checkpoints", "private"):
+        (killed / folder).mkdir(parents=True)
+    (killed / ".lock").write_text("")
+    (killed / ".run.json.ab12cd34").write_text("{")
 
 
 def _snapshot(*folders: Path) -> dict[str, tuple[int, bytes]]:
@@ -111,6 +149,8 @@ def _snapshot(*folders: Path) -> dict[str, tuple[int, bytes]]:
 
 
 T = ["train", "smoke", "--quiet"]
+OWN = ["train", str(EXAMPLES / "tickets.yaml"), "--quiet"]
+OWN += sets("model.name=tiny-llama", "model.device=cpu", "train.steps=1")
 # (id, argv, needle): {run} a finished run, {stopped} an unfinished one, {files} the input
 # files, {tmp} a fresh folder.
 CASES = [
@@ -320,6 +360,50 @@ CASES = [
     ("demo-pool-negative", ["demo", "--pool", "-1", "--quiet"], "'data.num_train'"),
     ("demo-mechanism", ["demo", "--mechanism", "nope", "--quiet"], "unknown mechanism"),
     ("no-command", [], "required: COMMAND"),
+    # ---- issue 36 items 8-13: inputs that passed silently or misled
+    ("set-train-empty", [*T, *sets("train=")], "--set train= is empty"),
+    ("set-mechanism-empty", [*T, *sets("mechanism=")], "--set mechanism= is empty"),
+    ("task-file-empty", ["train", "{files}/own-empty-task.yaml"], "empty-task.yaml is empty"),
+    ("config-too-large", ["train", "{files}/big.yaml"], "big.yaml is 1.9 MB"),
+    *[
+        (f"jsonl-{name}", [*OWN, *sets(f"data.train={{files}}/{name}.jsonl")], f"{name}.jsonl line")
+        for name in JSONL
+    ],
+    *[
+        (
+            f"predict-jsonl-{name}",
+            ["predict", "{run}", "--data", f"{{files}}/sst-{name}.jsonl"],
+            f"sst-{name}.jsonl line",
+        )
+        for name in JSONL
+    ],  # fmt: skip
+    ("predict-data-folder", ["predict", "{run}", "--data", "{files}/mixed"], "same columns"),
+    (
+        "one-group",
+        [*OWN, *sets("data.train={files}/one-group.csv", "data.group_field=customer")],
+        "every row of",
+    ),
+    (
+        "one-group-all",
+        [*OWN, *sets("data.train={files}/one-group.csv", "data.group_field=customer")]
+        + sets("data.num_train=all"),
+        "every row of",
+    ),
+    (
+        "predict-other-model",
+        ["predict", "{run}", "--data", "{files}/rows.csv"] + sets("model.name=tiny-opt"),
+        "model.name is fixed",
+    ),  # fmt: skip
+    ("eval-other-model", ["eval", "{run}", *sets("model.name=tiny-opt")], "model.name is fixed"),
+    ("eval-other-track", ["eval", "{run}", *sets("model.track=lora")], "model.track is fixed"),
+    (
+        "predict-other-template",
+        ["predict", "{run}", "--data", "{files}/rows.csv"] + sets("task.template=review"),
+        "task.template is fixed",
+    ),  # fmt: skip
+    ("predict-unfinished", ["predict", "{stopped}", "--data", "{files}/rows.csv"], "not finished"),
+    ("eval-unfinished", ["eval", "{stopped}"], "not finished"),
+    ("resume-killed-in-create", ["resume", "{files}/killed"], "start it again"),
     ("unknown-command", ["tune"], "invalid choice"),
     ("unknown-option", ["train", "--bogus"], "unrecognized arguments"),
 ]
@@ -535,3 +619,39 @@ def test_a_stopped_export_removes_its_staging_and_the_next_removes_a_killed_ones
     monkeypatch.setattr(paczero.durable, "write_export", real)
     assert main(["export", str(finished_run), "--to", str(out), "--step", "final"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+
+
+def test_train_out_starts_again_in_what_a_kill_inside_create_left(files, tmp_path, capsys):
+    """Issue 36 item 11: the folder that resume calls 'stopped while it was being created' is
+    accepted by train --out (nothing was released there)."""
+    out = tmp_path / "run"
+    shutil.copytree(files / "killed", out)
+    assert main([*T, "--out", str(out), *sets(*SMALL)]) == 0
+    assert (out / "result.json").exists() and not list(out.glob(".run.json.*"))
+
+
+def test_a_run_stopped_in_set_up_says_it_was_removed_not_resume(tmp_path, capsys, monkeypatch):
+    """Issue 36 item 12: a signal during the first dev evaluation (before any release)
+    removes the run; the line must not send the user to resume a folder that is gone."""
+    import signal
+
+    from paczero.errors import Interrupted
+    from paczero.trainer import Trainer
+
+    def stopped(self, step):
+        raise Interrupted(self.run_dir.path, step, signal.SIGINT)
+
+    monkeypatch.setattr(Trainer, "evaluate_dev", stopped)
+    out = tmp_path / "run"
+    assert main([*T, "--out", str(out), *sets(*SMALL)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "resume" not in err and "was removed" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_under_torchrun_a_refusal_is_said_once(capsys, monkeypatch):
+    """Issue 36 item 13: every rank refuses the same input alike; rank 0 says it."""
+    for rank, lines in (("1", 0), ("0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "smok"]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == lines

@@ -525,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         if args.debug:
             raise
-        if _rank() == 0 or not getattr(err, "everywhere", False):  # one line per run
-            print(f"paczero: error: {_ranked(_one_line(str(err)))}", file=sys.stderr)
+        # Under torchrun every rank reads the same input and refuses it alike: rank 0 says
+        # it, once. A failure of a rank's own (a full disk there) is an OSError, below.
+        if _rank() == 0:
+            print(f"paczero: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except BrokenPipeError:  # e.g. `paczero recipes | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -535,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f": {err.filename}" if err.filename else ""
-        print(f"paczero: error: {_one_line(err.strerror or str(err))}{where}", file=sys.stderr)
+        text = f"{_one_line(err.strerror or str(err))}{where}"
+        print(f"paczero: error: {_ranked(text)}", file=sys.stderr)  # this rank's machine
         return 2
     except Interrupted as err:
         if _rank() == 0:

@@ -38,7 +38,7 @@ from paczero.mechanisms import (
 from paczero.tasks import registry
 from paczero.tasks.options import DataConfig, TaskConfig
 from paczero.tasks.own_data import dev_from_private_source, sized_to_own_files
-from paczero.textfiles import parse_yaml, read_text
+from paczero.textfiles import MAX_CONFIG_BYTES, parse_yaml, read_text
 from paczero.values import (
     Bool,
     Device,
@@ -300,7 +300,7 @@ def read_source(source: str | None) -> dict[str, Any]:
             raise UserError(f"config file {source} is a directory, not a YAML file")
         if not path.is_file():
             raise UserError(f"config file not found: {source}")
-        text = read_text(path, "config file")
+        text = read_text(path, "config file", limit=MAX_CONFIG_BYTES)
         if not yaml_mapping(text, source, "sections", "a config"):
             raise UserError(
                 f"config file {source} is empty (no keys, only comments or blank lines): name "
@@ -348,6 +348,12 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise UserError(f"--set {key}: '{part}' is a value, not a section")
         node = child
+    section = key in RunConfig.model_fields and key != "description"
+    if not raw.strip() and (section or isinstance(node.get(parts[-1]), dict)):
+        raise UserError(  # else the whole section would silently fall back to its defaults
+            f"--set {key}= is empty: {key} is a section; set its keys instead "
+            f"(--set {key}.KEY=VALUE)"
+        )
     node[parts[-1]] = value
 
 

@@ -47,15 +47,22 @@ def load_target(
     target = Path(target)
     run_config, exported = target / "config.yaml", target / "paczero_export.json"
     if run_config.exists():
+        if not (target / "result.json").exists():  # its model so far is no released model
+            raise UserError(
+                f"{target} has not finished (no result.json): continue it with paczero resume "
+                f"{target}, or export a logged step (paczero export {target} --step N --to "
+                "DIR) and use that"
+            )
         cfg = load_config(str(run_config), overrides)
-        if not any(o.partition("=")[0].strip().startswith("task.") for o in overrides):
-            # the prompt the run trained with (a selection's choice, paczero.selection)
-            cfg = cfg.model_copy(update={"task": chosen_task(cfg.task, target)})
+        check_fixed(load_config(str(run_config)), cfg, target)  # task.* included
+        # the prompt the run trained with (a selection's choice, paczero.selection)
+        cfg = cfg.model_copy(update={"task": chosen_task(cfg.task, target)})
     elif exported.exists():
         info = read_json(exported, "export description")
         _check_export_weights(target, info)
         schema = rows_schema(rows, overrides)
         cfg = load_config(_export_config(target, info), [*schema, *overrides])
+        check_fixed(load_config(_export_config(target, info), schema), cfg, target)
     elif target.is_dir() and not (target / "config.json").exists():
         raise UserError(
             f"{target} holds no run (config.yaml), export (paczero_export.json) or "
@@ -109,6 +116,35 @@ def _check_export_weights(target: Path, info: dict[str, Any]) -> None:
         raise UserError(
             f"export folder {target} has no {stem}.safetensors (its weights): export the run again"
         )
+
+
+# What a trained model was trained with: another value would score it on another model or
+# with other label words (keys under these sections, except the placement keys below)
+FIXED = ("model.", "task.")
+MOVABLE = ("model.device", "model.dtype", "model.device_map")
+
+
+def check_fixed(trained: RunConfig, asked: RunConfig, target: Path) -> None:
+    """``--set`` may move a trained model (device, dtype) and point it at other data; not
+    change the model or the task it was trained for."""
+    before, after = _flat(trained.public_dict()), _flat(asked.public_dict())
+    for key in sorted(set(before) | set(after)):
+        fixed = key.startswith(FIXED) and not key.startswith(MOVABLE)
+        if fixed and before.get(key) != after.get(key):
+            raise UserError(
+                f"{key} is fixed for {target}: its model was trained with {key} = "
+                f"{before.get(key)!r}; evaluate a base model (zero-shot) or another run instead"
+            )
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def evaluate_config(

@@ -46,8 +46,21 @@ def read_bytes(path: str | Path, what: str = "file") -> bytes:
         raise UserError(f"cannot read {what} {path}: {err.strerror or err}") from None
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """A UTF-8 text file (see ``decode_utf8``)."""
+MAX_CONFIG_BYTES = 1 << 20  # a config or task file is a few kB: a larger one is not one
+
+
+def read_text(path: str | Path, what: str = "file", limit: int | None = None) -> str:
+    """A UTF-8 text file (see ``decode_utf8``), refused above ``limit`` bytes."""
+    if limit is not None:
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            size = 0  # read_bytes says why it cannot be read
+        if size > limit:
+            raise UserError(
+                f"{what} {path} is {size / 2**20:.1f} MB; a {what} is at most "
+                f"{limit / 2**20:g} MB (is it the right file?)"
+            )
     return decode_utf8(read_bytes(path, what), path)
 
 

@@ -276,6 +276,7 @@ def test_a_dev_set_carved_from_the_private_file_is_said_to_be_uncovered(tmp_path
         "data.num_train=6",
         "data.num_dev=2",
         "data.num_test=2",
+        "train.select=dev-best",  # the opt-in; by default such dev rows pick nothing
     )
     data = result["privacy"]["data"]
     assert data["dev_from_pool_source"] and data["test_from_pool_source"]

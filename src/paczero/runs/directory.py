@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from paczero.config import RunConfig
-from paczero.errors import UserError
+from paczero.errors import Interrupted, Stopped, UserError
 from paczero.mechanisms.base import RELEASE_KINDS
 from paczero.privacy.ledger import GENESIS, JsonlLog, read_chain, read_records, repair_jsonl
 from paczero.records import ReleaseRecord, release_records
@@ -55,7 +55,7 @@ from paczero.runs.integrity import (
     first_difference,
     private_ahead,
 )
-from paczero.runs.lock import LOCK_NAME, TEMPORARY, RunLock
+from paczero.runs.lock import LOCK_NAME, TEMPORARY, RunLock, create_leftovers, killed_in_create
 from paczero.runs.tensors import save_safetensors
 from paczero.textfiles import decode_utf8, read_bytes
 
@@ -81,7 +81,8 @@ def check_new_run_dir(path: Path) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"output directory {path} is a file; choose another --out")
-    if path.exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
+    leftovers = path.exists() and any(p.name != LOCK_NAME for p in path.iterdir())
+    if leftovers and not killed_in_create(path):  # a kill inside create: started again
         what = "a run" if (path / "config.yaml").exists() else "files"
         raise UserError(
             f"output directory {path} already holds {what}; choose another --out "
@@ -154,6 +155,10 @@ class RunDir:
         run._created = created if created is not None else path
         run._created_inside = created is None  # a folder the user made: remove its contents only
         try:
+            if create_leftovers(path):  # a process killed in here left them (nothing released)
+                for entry in path.iterdir():
+                    if entry.name != LOCK_NAME:
+                        remove_entry(entry)
             check_new_run_dir(path)  # another process may have filled it before our lock
             (run.path / "checkpoints").mkdir(exist_ok=True)
             run.private_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
@@ -194,6 +199,12 @@ class RunDir:
             if isinstance(err, UserError) and removed:
                 raise UserError(
                     f"{err}; nothing was released, so {self.path} was removed"
+                ) from None
+            if isinstance(err, Interrupted) and removed:  # no checkpoint left to resume
+                raise Stopped(
+                    f"interrupted before the first step; nothing was released, so {self.path} "
+                    "was removed: start the run again",
+                    err.exit_code - 128,
                 ) from None
             raise
         finally:
@@ -554,6 +565,11 @@ def open_run(path: str | Path) -> RunDir:
         raise UserError(f"{path} is a file, not a paczero run directory")
     if not run.path.is_dir():
         raise UserError(f"{path} is not a paczero run directory (no such folder)")
+    if not run.config_path.exists() and killed_in_create(run.path):
+        raise UserError(
+            f"{path} was stopped while it was being created, before its config and anything "
+            f"released: nothing to resume; start it again with paczero train ... --out {path}"
+        )
     if not run.config_path.exists():
         raise UserError(f"{path} is not a paczero run directory (no config.yaml)")
     return run

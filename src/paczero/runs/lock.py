@@ -94,6 +94,11 @@ def killed_in_create(path: Path) -> bool:
     file, run.json, the empty checkpoints/ and private/, an interrupted atomic write) and
     no process holds it: what a process killed inside ``create`` leaves. Nothing was
     released there and no secret was written, so the run may start again."""
+    return create_leftovers(path) and not RunLock(path).held_elsewhere()
+
+
+def create_leftovers(path: Path) -> bool:
+    """Whether ``path`` holds only what ``RunDir.create`` makes before config.yaml."""
     path = Path(path)
     if not path.is_dir() or (path / "config.yaml").exists():
         return False
@@ -103,4 +108,4 @@ def killed_in_create(path: Path) -> bool:
                 return False
         elif entry.name not in (LOCK_NAME, "run.json") and not TEMPORARY.fullmatch(entry.name):
             return False
-    return not RunLock(path).held_elsewhere()
+    return True

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from paczero.errors import UserError
-from paczero.textfiles import read_text
+from paczero.textfiles import MAX_CONFIG_BYTES, read_text
 from paczero.values import Bool, Int, Section, Seed, Text, label_key, yaml_mapping
 
 DEFAULT_TEMPLATE = "mezo"  # task.template: a preset's prompt (a task of one's own has none)
@@ -124,7 +124,13 @@ class TaskConfig(Section):
 
 def read_task_file(path: Path) -> dict[str, Any]:
     """The keys of a task YAML file (lm-evaluation-harness style: type, prompt, label words)."""
-    data = yaml_mapping(read_text(path, "task file"), f"task file {path}", "task keys")
+    text = read_text(path, "task file", limit=MAX_CONFIG_BYTES)
+    data = yaml_mapping(text, f"task file {path}", "task keys")
+    if not data:  # else the preset's defaults would run in its place (SST-2's template)
+        raise UserError(
+            f"task file {path} is empty: give its type, prompt and label words (see "
+            "examples/tickets-task.yaml)"
+        )
     if "file" in data:
         raise UserError(f"task file {path}: a task file cannot name another (drop its 'file')")
     return data

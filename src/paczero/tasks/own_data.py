@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -292,7 +293,10 @@ def _count_units(table: Table, group_field: Any) -> int:
     data checks say so later, in one line)."""
     if not isinstance(group_field, str) or group_field not in table.columns:
         return len(table.rows)
-    return len({label_key(row[group_field]) for row in table.rows})
+    groups = {label_key(row[group_field]) for row in table.rows}
+    if len(groups) == 1:  # said before a size built from it (M larger than 1 unit) is refused
+        raise one_group(group_field, table.name, next(iter(groups)))
+    return len(groups)
 
 
 def _public_parts(
@@ -344,12 +348,16 @@ def _group_units(table: Table, name: str) -> list[np.ndarray]:
             )
         groups.setdefault(key, []).append(i)
     if len(groups) == 1:
-        raise UserError(
-            f"data.group_field '{name}': every row of {table.name} has the same value "
-            f"({next(iter(groups))!r}), so the pool would be one privacy unit; choose a column "
-            "that names the user (or patient) of each row, or drop data.group_field"
-        )
+        raise one_group(name, table.name, next(iter(groups)))
     return [np.asarray(rows, dtype=np.int64) for rows in groups.values()]
+
+
+def one_group(name: str, table: str, value: Any) -> UserError:
+    return UserError(
+        f"data.group_field '{name}': every row of {table} has the same value ({value!r}), so "
+        "the pool would be one privacy unit; choose a column that names the user (or "
+        "patient) of each row, or drop data.group_field"
+    )
 
 
 def read_table(source: str, role: str, data: DataConfig, key: str | None = None) -> Table:
@@ -403,6 +411,12 @@ def _read_files(path: Path, key: str) -> Table:
                 **options,
             )
         except Exception as err:  # noqa: BLE001 - the library's many parse errors, one line
+            if len(files) > 1 and "cast" in _cause(err).lower():
+                raise UserError(
+                    f"cannot read {key} {name}: its files do not all have the same columns "
+                    f"({', '.join(f.name for f in files[:4])}); give one file, or a folder of "
+                    "files with the same columns"
+                ) from None
             raise UserError(f"cannot read {key} {name}: {_cause(err)}") from None
         return Table(loaded.to_list(), list(loaded.column_names), name)
 
@@ -422,6 +436,7 @@ def _check_text_table(file: Path, kind: str, text: str) -> None:
     if not text.strip():
         raise UserError(f"{file} is empty: no rows")
     if kind == "json":
+        _check_json(file, text)
         return
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if kind == "tsv" else {}
     reader = csv.reader(io.StringIO(text, newline=""), **options)
@@ -444,6 +459,51 @@ def _check_text_table(file: Path, kind: str, text: str) -> None:
         raise UserError(f"{file} line {reader.line_num}: {err}") from None
     if not rows:
         raise UserError(f"{file} has a header but no rows")
+
+
+class _TwiceError(ValueError):
+    """A JSON object names a key twice (the parser would keep the last value)."""
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise _TwiceError(key)
+    return dict(pairs)
+
+
+def _check_json(file: Path, text: str) -> None:
+    """A JSON document, or JSON Lines with an object on each line and each key once: the
+    error names the file's line (the reader's says "Trailing data at position 79")."""
+    if file.suffix.lower() == ".json":
+        try:
+            json.loads(text, object_pairs_hook=_once)
+            return
+        except _TwiceError as err:
+            raise UserError(f"{file}: an object names key '{err}' twice") from None
+        except json.JSONDecodeError as err:
+            if err.msg != "Extra data":  # else JSON Lines in a .json file: line by line
+                raise UserError(
+                    f"{file} line {err.lineno}: not valid JSON ({err.msg}, column {err.colno})"
+                ) from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, object_pairs_hook=_once)
+        except _TwiceError as err:
+            raise UserError(f"{file} line {number}: key '{err}' appears twice") from None
+        except json.JSONDecodeError as err:
+            raise UserError(
+                f"{file} line {number}: not valid JSON ({err.msg}, column {err.colno}); JSON "
+                "Lines hold one object per line"
+            ) from None
+        if not isinstance(value, dict):
+            raise UserError(
+                f'{file} line {number}: a row must be a JSON object ({{"column": value}}), '
+                f"not a {type(value).__name__}"
+            )
 
 
 PARQUET_MAGIC = b"PAR1"
