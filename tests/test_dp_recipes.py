@@ -65,6 +65,6 @@ def test_only_the_dpzero_paper_recipes_carry_its_replace_one_noise(name):
         cfg.mechanism, pool_size=cfg.data.num_train, steps=cfg.train.steps, directions=1
     )
     assert mech.noise_scale == 2 * mech.accountant.noise_multiplier * cfg.mechanism.clip
-    relation = mech.privacy_report()["neighbouring_relation"]
+    relation = mech.privacy_report().to_json()["neighbouring_relation"]
     assert relation.startswith("replace-one; sensitivity 2C = 600 of the clipped sum")
     assert "replace-one noise std 2*mu*C" in cfg.description

@@ -4,18 +4,21 @@ fields only, the guarantee worded by the run's family."""
 import yaml
 
 from paczero.config import load_config
-from paczero.guarantee import GUARANTEE_DP, GUARANTEE_NONE
 from paczero.modelcard import is_hub_id, metadata, render
+from paczero.privacy.reports import DPReport, NoGuaranteeReport, PrivacyReport
 
 DP = {"mechanism": "dpzero", "framework": "dp", "spent": {"epsilon": 2.0, "delta": 1e-5},
       "budget": {"epsilon": 2.0, "delta": 1e-5}, "posterior_bound": 0.88, "matched_mi": 0.34,
       "neighbouring_relation": "add-or-remove-one", "accountant": "rdp", "noise_multiplier": 1.1,
       "expected_batch": 4, "sample_rate": 0.125,
-      "guarantee": GUARANTEE_DP, "unanimity_fraction": None, "release_kinds": {"dp": 4},
+      "guarantee": DPReport.GUARANTEE.format(one="example"), "unanimity_fraction": None,
+      "release_kinds": {"dp": 4},
       "steps": 4, "releases": 4, "secret_source": "os-entropy"}  # fmt: skip
-NONE = {"mechanism": "mezo", "framework": "none", "guarantee": GUARANTEE_NONE,
+DP = PrivacyReport.from_json(DP)
+NONE = {"mechanism": "mezo", "framework": "none", "guarantee": NoGuaranteeReport.GUARANTEE,
         "unanimity_fraction": None, "release_kinds": {"nonprivate": 4}, "steps": 4,
         "releases": 4, "secret_source": "os-entropy"}  # fmt: skip
+NONE = PrivacyReport.from_json(NONE)
 INFO = {"step": 4, "track": "full", "base_model": "tiny-llama",
         "base": {"kind": "seed-built", "id": "tiny-llama", "hub_id": None},
         "release_log": {"sha256": "ab", "records": 4, "prefix_sha256": "cd"}}  # fmt: skip

@@ -48,8 +48,8 @@ def _log(run):
     return release_records(json.loads(x) for x in (run.run_dir / "releases.jsonl").open())
 
 
-def _config(run):
-    return run.data["config"]
+def _path(run):
+    return run.run_dir
 
 
 def test_every_run_draws_training_png(runs):
@@ -59,16 +59,16 @@ def test_every_run_draws_training_png(runs):
 
 
 def test_privacy_spent_against_steps_comes_from_the_public_log(runs):
-    mi = privacy_curve(_config(runs["mi"]), _log(runs["mi"]))
+    mi = privacy_curve(_path(runs["mi"]), _log(runs["mi"]))
     assert mi["kind"] == "mi" and mi["limit"] == 0.3  # the budget: the guarantee
     assert mi["values"] == [r.cumulative for r in _log(runs["mi"])]
-    zpl = privacy_curve(_config(runs["zpl"]), _log(runs["zpl"]))
+    zpl = privacy_curve(_path(runs["zpl"]), _log(runs["zpl"]))
     assert zpl["values"] == [0.0] * 4 and zpl["limit"] == 0.0
-    dp = privacy_curve(_config(runs["dp"]), _log(runs["dp"]))
+    dp = privacy_curve(_path(runs["dp"]), _log(runs["dp"]))
     assert dp["kind"] == "epsilon" and dp["limit"] == 2.0
     assert dp["values"] == [r.epsilon for r in _log(runs["dp"])]
     assert dp["values"] == sorted(dp["values"]) and dp["values"][-1] <= 2.0 + 1e-9
-    assert privacy_curve(_config(runs["mezo"]), _log(runs["mezo"])) is None
+    assert privacy_curve(_path(runs["mezo"]), _log(runs["mezo"])) is None
 
 
 def test_plot_one_run_and_several_side_by_side(runs, tmp_path, drawn, capsys):

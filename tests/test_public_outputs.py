@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from paczero import ZOOptimizer
 from paczero.durable import resume
 from paczero.errors import UserError
-from paczero.guarantee import describe_privacy
 from paczero.mechanisms import build_mechanism, mechanism_config
 from paczero.mechanisms.dp import _DPMechanism, poisson_sample
+from paczero.privacy.reports import PrivacyReport
 from paczero.records import ReleaseRecord
 from paczero.trainer import train
 
@@ -199,7 +199,7 @@ def test_mi_report_states_the_budget_as_the_guarantee_and_the_charges_apart(tmp_
     privacy = result.privacy
     charged = privacy["spent"]["charged"]
     assert 0 < charged <= 0.05 and privacy["mi_bound"] == 0.05
-    text = describe_privacy(privacy)
+    text = PrivacyReport.from_json(privacy).describe()
     assert "I(S*; releases) <= 0.05 nats" in text
     assert f"charges summed on this run's path: {charged:.4g} nats" in text
     assert "not the mutual information" in text
@@ -336,10 +336,10 @@ def test_public_adapter_config_lists_its_modules_sorted(tmp_path):
 def test_a_noisy_count_denominator_says_what_it_buys():
     """The noisy count spends epsilon to hide N, which the report states anyway: the
     report says so (it is kept to reproduce the DP-AggZO paper's noise)."""
-    from paczero.guarantee import dp_denominator_text
-
-    privacy = {"denominator": "noisy-count", "count_epsilon": 0.1, "expected_batch": 64}
-    text = dp_denominator_text(privacy)
+    privacy = {"framework": "dp", "denominator": "noisy-count", "count_epsilon": 0.1}
+    privacy["expected_batch"] = 64
+    text = PrivacyReport.from_json(privacy).denominator_text()
     assert "spends epsilon 0.1" in text and "states anyway" in text and "paper" in text
     privacy["denominator"] = "expected"
-    assert dp_denominator_text(privacy) == "the expected batch q N = 64 (public; costs no epsilon)"
+    expected = PrivacyReport.from_json(privacy).denominator_text()
+    assert expected == "the expected batch q N = 64 (public; costs no epsilon)"

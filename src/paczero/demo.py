@@ -20,6 +20,10 @@ from paczero.runs import default_run_dir
 RECIPE = "demo"
 
 
+# The keys the demo sets for a mechanism that needs more than its name (a budget).
+DEMO_KEYS = {"paczero-mi": ["mechanism.budget=0.33"]}
+
+
 def demo_config(
     steps: int | None = None,
     mechanism: str | None = None,
@@ -32,8 +36,7 @@ def demo_config(
         options.append(f"train.steps={steps}")
     if mechanism is not None:
         options.append(f"mechanism.name={mechanism}")
-        if mechanism == "paczero-mi":
-            options.append("mechanism.budget=0.33")
+        options += DEMO_KEYS.get(mechanism, [])
     if model is not None:
         options.append(f"model.name={model}")
     if pool is not None:
@@ -59,7 +62,7 @@ def run_demo(
 
 
 def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
-    from paczero.guarantee import describe_privacy
+    from paczero.privacy.reports import PrivacyReport
     from paczero.selection import describe
 
     history = result["metrics"]["dev_history"]
@@ -82,26 +85,9 @@ def summary(result: dict[str, Any], run_dir: Path, plot: Path) -> str:
         lines.append(
             f"Time: {timing['total_s']:.0f} s in all, {timing['step_s_median']:.2f} s per step"
         )
-    lines += ["", describe_privacy(privacy)]
-    bound = privacy.get("mi_bound")
-    if bound == 0.0:
-        lines += [
-            "",
-            "In plain words: the pool was split at random into candidate halves and one half",
-            "was secretly chosen for training. The model's updates are exactly as likely",
-            "whichever half was chosen, so nobody (even knowing every pool sentence and every",
-            "candidate half) can tell better than a coin flip whether a sentence was in the",
-            "training half. It does not hide that the pool as a whole shaped the model.",
-        ]
-    elif bound:
-        lines += [
-            "",
-            "In plain words: the pool was split at random into candidate halves and one half",
-            f"was secretly chosen for training. The updates reveal at most {bound:g} nats about",
-            "which half it was (the budget, whatever path the run took), so nobody can tell",
-            "whether a sentence was in the training half with probability above "
-            f"{privacy['posterior_bound']:.3f}",
-            "(a coin flip is 0.5). It does not hide that the pool as a whole shaped the model.",
-        ]
+    report = PrivacyReport.from_json(privacy)
+    lines += ["", report.describe()]
+    words = report.demo_words()
+    lines += ["", *words] if words else []
     lines += ["", f"Plot: {plot}", f"Run directory: {run_dir}"]
     return "\n".join(lines)

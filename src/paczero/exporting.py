@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
-from paczero.records import ReleaseRecord, unanimity
+from paczero.privacy.reports import PrivacyReport
+from paczero.records import ReleaseRecord
+from paczero.report import run_privacy
 
 EXPORT_INFO = "paczero_export.json"
 CARD = "README.md"
@@ -277,51 +279,6 @@ def _base_of(model: Any) -> Any:
     return get() if callable(get) else None
 
 
-def run_privacy(
-    run_path: Path, cfg: Any, records: list[ReleaseRecord]
-) -> tuple[dict | None, dict, str]:
-    """(result.json or None, the privacy report, a note when the run is unfinished)."""
-    result_path = run_path / "result.json"
-    if result_path.exists():
-        try:
-            result = json.loads(result_path.read_text())
-            return result, result["privacy"], ""
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    # Unfinished: the guarantee the configured mechanism proves for the whole run (which
-    # covers any prefix of it), with the spend logged so far.
-    from collections import Counter
-
-    mechanism = cfg.mechanism_type(
-        cfg.mechanism,
-        pool_size=cfg.data.num_train,
-        steps=cfg.train.steps,
-        directions=cfg.zo.directions,
-    )
-    report = mechanism.privacy_report()
-    kinds: Counter[str] = Counter(k for r in records for k in r.kinds)
-    flags = unanimity(records)
-    report.update(
-        mechanism=cfg.mechanism.name,
-        private=bool(mechanism.private),
-        prior=0.5,
-        unanimity_fraction=(sum(flags) / len(flags)) if flags else None,
-        release_kinds=dict(sorted(kinds.items())),
-        releases=sum(kinds.values()),
-        steps=len(records),
-        secret_source="see the run's result.json when it finishes",
-    )
-    if records and mechanism.family == "dp" and records[-1].epsilon is not None:
-        report["spent"] = {**(report.get("spent") or {}), "epsilon": records[-1].epsilon}
-    elif records and mechanism.family == "pac":
-        report["spent"] = {**(report.get("spent") or {}), "charged": records[-1].cumulative}
-    note = (
-        f"The run had not finished at export ({len(records)} of {cfg.train.steps} steps "
-        "logged): the guarantee is the one its mechanism proves for the whole planned run."
-    )
-    return None, report, note
-
-
 def write_export(
     folder: Path,
     loaded: Any,
@@ -376,15 +333,16 @@ def write_export(
             for name in ("paczero", "torch", "transformers", "peft")
         },
     )
-    result, privacy, note = run_privacy(run.path, cfg, records)
+    result, report, note = run_privacy(run.path, cfg, records)
     if note:
         info["privacy_note"] = note
     portable = portability_note(base, lora, merge)
     if portable:
         info["portability"] = portable
+    privacy = report.to_json()
     info["privacy"] = {key: privacy[key] for key in SUMMARY_KEYS if key in privacy}
     (folder / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    (folder / CARD).write_text(render(info, public_cfg, result, privacy))
+    (folder / CARD).write_text(render(info, public_cfg, result, report))
     return info
 
 
@@ -418,7 +376,8 @@ def write_run_card(
         "release_log": release_log_hashes(run_path / "releases.jsonl", step, []),
         **chosen_prompt(cfg, run_path),
     }
-    text = render(info, cfg.public_dict(), result, result["privacy"])
+    report = PrivacyReport.from_json(result["privacy"])
+    text = render(info, cfg.public_dict(), result, report)
     (model_dir / CARD).write_text(text)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from paczero.guarantee import TAGS, covers, describe_privacy, family, fmt, plain_words, privacy_rows
+from paczero.guarantee import fmt
+from paczero.privacy.reports import PrivacyReport
 
 TASK_DATASETS = {"sst2": "nyu-mll/glue", "squad": "rajpurkar/squad"}
 TASK_WORDS = {"sst2": "SST-2 sentiment classification", "squad": "SQuAD v1.1 question answering"}
@@ -30,13 +31,13 @@ def is_hub_id(name: str | None) -> bool:
 def metadata(
     info: dict[str, Any],
     cfg: dict[str, Any],
-    privacy: dict[str, Any],
+    report: PrivacyReport,
     result: dict[str, Any] | None = None,
 ) -> dict:
     """The card's YAML header (Hub model-card metadata): the base's license where known,
     and the test figures as ``model-index`` results."""
     base = info.get("base", {})
-    tags = ["paczero", "zeroth-order", "private-fine-tuning", *TAGS[family(privacy)]]
+    tags = ["paczero", "zeroth-order", "private-fine-tuning", *report.TAGS]
     if info.get("trained_track") == "lora":
         tags.append("lora")
     task = cfg["task"]["name"]
@@ -133,11 +134,11 @@ def render(
     info: dict[str, Any],
     cfg: dict[str, Any],
     result: dict[str, Any] | None,
-    privacy: dict[str, Any],
+    report: PrivacyReport,
 ) -> str:
-    """README.md: YAML metadata, then the privacy section, evaluation, training, use and
-    verification."""
-    meta = metadata(info, cfg, privacy, result)
+    """README.md: YAML metadata, then the privacy section (every word of it the run's
+    privacy ``report``'s), evaluation, training, use and verification."""
+    meta = metadata(info, cfg, report, result)
     base = info.get("base", {})
     task = cfg["task"]["name"]
     metrics = (result or {}).get("metrics", {})
@@ -166,11 +167,11 @@ def render(
         "",
         "## Privacy",
         "",
-        plain_words(privacy, pool),
+        report.plain_words(pool),
         "",
-        f"**What it covers.** {covers(privacy, splits)}",
+        f"**What it covers.** {report.covers(splits)}",
         "",
-        *_table(privacy_rows(privacy)),
+        *_table(report.card_rows()),
         "",
     ]
     if info.get("privacy_note"):
@@ -179,7 +180,7 @@ def render(
         "The report as paczero prints it:",
         "",
         "```text",
-        describe_privacy(privacy),
+        report.describe(),
         "```",
         "",
         "## Evaluation",
@@ -239,9 +240,7 @@ def render(
                 ("learning rate", f"{train['lr']:g} ({train['schedule']})"),
                 (
                     "batch size",
-                    f"Poisson, expected {privacy['expected_batch']}"
-                    if family(privacy) == "dp" and privacy.get("expected_batch")
-                    else train["batch_size"],
+                    report.batch_text() or train["batch_size"],
                 ),
                 ("SPSA eps / directions", f"{zo['eps']:g} / {zo['directions']}"),
                 ("seed.public", cfg["seed"]["public"]),

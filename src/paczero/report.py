@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.config import RunConfig
-from paczero.guarantee import coverage_note, describe_privacy, guarantee_line
-from paczero.mechanisms import family_of
+from paczero.privacy.reports import PrivacyReport
 from paczero.records import ReleaseRecord, says_unanimity
 
 
@@ -20,11 +19,12 @@ def privacy_report(
     secret_source: str,
     steps_run: int,
     data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``result.json["privacy"]``: the run's bookkeeping plus the mechanism's own section
-    (its guarantee, budget and cost; ``Mechanism.privacy_report``) and, given the splits'
-    ``coverage``, which data the guarantee covers (``data``)."""
-    report: dict[str, Any] = {
+) -> PrivacyReport:
+    """The run's privacy report (``result.json["privacy"]`` is its ``to_json``): the run's
+    bookkeeping plus the mechanism's own section (its guarantee, budget and cost;
+    ``Mechanism.privacy_report``) and, given the splits' coverage (``data``), which data
+    the guarantee covers."""
+    bookkeeping: dict[str, Any] = {
         "mechanism": cfg.mechanism.name,
         "private": bool(mechanism.private),
         "prior": 0.5,
@@ -34,11 +34,54 @@ def privacy_report(
         "steps": steps_run,
         "secret_source": secret_source,
     }
-    report.update(mechanism.privacy_report())
-    if data is not None:
-        report["data"] = {**data, "note": coverage_note(data)}
-        report["guarantee"] = guarantee_line(report["guarantee"], data)
-    return report
+    return mechanism.privacy_report().with_run(bookkeeping, data)
+
+
+def run_privacy(
+    run_path: Path, cfg: RunConfig | None, records: list[ReleaseRecord]
+) -> tuple[dict[str, Any] | None, PrivacyReport, str]:
+    """(result.json or None, the run's privacy report, a note when the run is unfinished).
+
+    An unfinished run's report is the guarantee its configured mechanism proves for the
+    whole planned run (which covers any prefix of it), with the spend logged so far
+    (``cfg``: the run's config, read from its config.yaml when not given)."""
+    import json
+
+    from paczero.config import load_config
+    from paczero.records import unanimity
+
+    result_path = Path(run_path) / "result.json"
+    if result_path.exists():
+        try:
+            result = json.loads(result_path.read_text())
+            return result, PrivacyReport.from_json(result["privacy"]), ""
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    cfg = cfg if cfg is not None else load_config(str(Path(run_path) / "config.yaml"))
+    mechanism = cfg.mechanism_type(
+        cfg.mechanism,
+        pool_size=cfg.data.num_train,
+        steps=cfg.train.steps,
+        directions=cfg.zo.directions,
+    )
+    kinds: Counter[str] = Counter(k for r in records for k in r.kinds)
+    flags = unanimity(records)
+    bookkeeping = {
+        "mechanism": cfg.mechanism.name,
+        "private": bool(mechanism.private),
+        "prior": 0.5,
+        "unanimity_fraction": (sum(flags) / len(flags)) if flags else None,
+        "release_kinds": dict(sorted(kinds.items())),
+        "releases": sum(kinds.values()),
+        "steps": len(records),
+        "secret_source": "see the run's result.json when it finishes",
+    }
+    report = mechanism.privacy_report().with_run(bookkeeping, None).spent_on(records)
+    note = (
+        f"The run had not finished at export ({len(records)} of {cfg.train.steps} steps "
+        "logged): the guarantee is the one its mechanism proves for the whole planned run."
+    )
+    return None, report, note
 
 
 UNTRAINED_WARNING = (
@@ -81,7 +124,7 @@ def describe_result(result: dict[str, Any], run_dir: Path | None = None) -> str:
             f"time: {timing['total_s']:.1f} s total, {per_step}; "
             f"peak memory {result['memory']['peak_rss_mb']:.0f} MB RSS"
         )
-    lines.append(describe_privacy(result["privacy"]))
+    lines.append(PrivacyReport.from_json(result["privacy"]).describe())
     if run_dir is not None:
         lines.append(f"run directory: {run_dir}")
     return "\n".join(lines)
@@ -112,7 +155,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     steps = [r.step + 1 for r in records]
     dev = [m for m in run.metrics() if m["split"] == "dev"]
     unanimity = says_unanimity(records)
-    spent = privacy_curve(cfg, records)
+    spent = privacy_curve(run.path, records)
     panels = ["loss"] + (["unanimity"] if unanimity else []) + (["privacy"] if spent else [])
     panels += ["dev"] if dev else []
     fig, axes = plt.subplots(
@@ -180,31 +223,10 @@ def running_mean(values: list[float]) -> tuple[int, list[float]]:
     return window, smooth
 
 
-def privacy_curve(cfg: dict[str, Any], records: list[ReleaseRecord]) -> dict[str, Any] | None:
-    """The privacy spent after each step, from the public log: DP's epsilon (with the
-    target), PACZero's MI charged on the path (with the budget, which is the guarantee;
-    PACZero-ZPL: 0). None for a mechanism without a guarantee."""
+def privacy_curve(run_path: Path, records: list[ReleaseRecord]) -> dict[str, Any] | None:
+    """The privacy spent after each step, from the public log, and the line the run's
+    guarantee keeps it below (``PrivacyReport.curve``: DP's epsilon and its target,
+    PACZero's MI charged on the path and the bound). None for a run without a guarantee."""
     if not records:
         return None
-    mech = cfg["mechanism"]
-    if all(r.epsilon is not None for r in records):
-        target = mech.get("epsilon")
-        return {
-            "kind": "epsilon",
-            "values": [float(r.epsilon) for r in records],
-            "label": "epsilon spent",
-            "axis": "DP epsilon",
-            "limit": float(target) if target is not None else None,
-            "limit_label": f"target epsilon {target}",
-        }
-    if family_of(mech.get("name")) == "none":
-        return None
-    budget = mech.get("budget") if mech["name"] == "paczero-mi" else 0.0
-    return {
-        "kind": "mi",
-        "values": [float(r.cumulative) for r in records],
-        "label": "MI charged on this path (not the MI)",
-        "axis": "MI, nats",
-        "limit": float(budget) if budget is not None else None,
-        "limit_label": "I = 0 (ZPL)" if not budget else f"budget {budget:g} nats = the bound",
-    }
+    return run_privacy(run_path, None, records)[1].curve(records)

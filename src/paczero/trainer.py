@@ -520,7 +520,7 @@ class Trainer:
                 s.secret_source,
                 steps_run,
                 data=s.coverage,
-            ),  # fmt: skip
+            ).to_json(),  # fmt: skip
             "training": {
                 "steps_run": steps_run,
                 "steps_planned": cfg.train.steps,

@@ -2,15 +2,17 @@
 
 import pytest
 
-from paczero.auditing.report import (
-    VERDICT_TEXT,
-    describe_claim,
-    dp_claim,
-    pac_claim,
-    plain_words,
-    public_words,
-    verdict,
-)
+from paczero.auditing.report import VERDICT_TEXT, plain_words, public_words, verdict
+from paczero.privacy.reports import DPReport, PACReport, claim_words
+
+
+def pac_claim(mi, subsets):
+    return PACReport.bound(mi, charged=0.0, subsets=subsets).claim()
+
+
+def dp_claim(epsilon, delta):
+    budget = DPReport.target(epsilon=epsilon, delta=delta, match_mi=None)
+    return DPReport.spending(epsilon=epsilon, delta=delta, budget=budget).claim()
 
 
 def test_a_pac_claim_weakens_with_the_budget_and_bounds_naming_s_star():
@@ -31,9 +33,9 @@ def test_the_verdict_against_a_claim():
 
 def test_the_claim_and_the_verdict_in_words():
     claim = dp_claim(2.0, 1e-5)
-    assert describe_claim(None, "secret-mean") == "Claim: none (secret-mean is not private)"
-    assert describe_claim(claim, "dpzero").startswith("Claim: (2, 1e-05)-DP")
-    assert "nats" in describe_claim(pac_claim(0.1, 8), "paczero-mi")
+    assert claim_words(None, "secret-mean") == "Claim: none (secret-mean is not private)"
+    assert claim_words(claim, "dpzero").startswith("Claim: (2, 1e-05)-DP")
+    assert "nats" in claim_words(pac_claim(0.1, 8), "paczero-mi")
     data = {"verdict": "within", "claim": claim, "epsilon_lower_bound": 0.81234}
     data |= {"confidence": 0.95, "attacks": [{"name": "model", "identified": False}]}
     line = plain_words(data)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from paczero.errors import UserError
-from paczero.guarantee import GUARANTEE_NONE
 from paczero.mechanisms.base import RELEASE_KINDS, Mechanism, Release, StepContext
 from paczero.privacy.randomness import RandomStream
+from paczero.privacy.reports import NoGuaranteeReport
 
 
 class Echo(Mechanism):
@@ -39,8 +39,10 @@ def test_a_step_releases_each_direction_in_order():
 def test_the_defaults_promise_nothing_and_keep_no_state():
     mech = Echo(pool_size=4, steps=2)
     report = mech.privacy_report()
-    assert report["framework"] == "none" and report["guarantee"] == GUARANTEE_NONE
-    assert report["budget"] is None and report["spent"] is None
+    assert isinstance(report, NoGuaranteeReport) and report.claim() is None
+    section = report.to_json()
+    assert section["framework"] == "none" and section["guarantee"] == report.GUARANTEE
+    assert section["budget"] is None and section["spent"] is None
     assert not mech.private and not mech.exhausted and mech.batch(0) is None
     assert mech.spent() == {} and mech.state_dict() == {} and mech.private_state_dict() == {}
 

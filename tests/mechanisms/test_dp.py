@@ -84,14 +84,14 @@ def test_clipping_normalisation_and_gaussian_noise_scale(dpzero):
     std = mech.accountant.noise_multiplier * CLIP / BATCH
     assert coeffs.mean() == pytest.approx(clean, abs=4 * std / np.sqrt(4000))
     assert coeffs.std() == pytest.approx(std, rel=0.05)
-    assert mech.privacy_report()["noise_std_of_coefficient"] == pytest.approx(std)
+    assert mech.privacy_report().to_json()["noise_std_of_coefficient"] == pytest.approx(std)
     rel = mech.release(g, ctx(pub, sec, 0, idx))
     assert rel.private["clipped"] == 2 and rel.private["clean"] == pytest.approx(clean)
 
 
 def test_dpzo_laplace_noise_is_pure_dp_with_the_right_scale(make):
     mech, pub, sec = make("dpzo", noise="laplace", delta=0.0, epsilon=2.0)
-    assert mech.privacy_report()["accountant"] == "pure-dp"
+    assert mech.privacy_report().to_json()["accountant"] == "pure-dp"
     g = np.zeros(3)
     coeffs = np.array([mech.release(g, ctx(pub, sec, t, np.arange(3))).coeff for t in range(4000)])
     scale = mech.accountant.noise_multiplier * CLIP / BATCH
@@ -125,7 +125,7 @@ def test_spent_follows_the_steps_run_and_meets_the_target(make):
     assert "mi" not in spent and spent.get("mi", 0.0) == 0.0  # what the trainer reads per step
     assert 0.99 <= spent["epsilon"] <= 1.0 and spent["delta"] == 1e-5
     assert mech.exhausted
-    report = mech.privacy_report()
+    report = mech.privacy_report().to_json()
     assert report["neighbouring_relation"].startswith("add-or-remove-one")
     assert report["accountant"] == "rdp" and report["denominator"] == "expected"
     assert report["budget"]["matched_mi"] == pytest.approx(epsilon_to_mi(1.0, 1e-5))
@@ -153,7 +153,7 @@ def test_replace_one_doubles_the_noise_at_the_same_multiplier(make, name, keys):
             assert r.private["clean"] == a.private["clean"]
     assert replace.accountant.noise_multiplier == add.accountant.noise_multiplier
     assert replace.noise_scale == 2 * add.noise_scale
-    ra, rr = add.privacy_report(), replace.privacy_report()
+    ra, rr = add.privacy_report().to_json(), replace.privacy_report().to_json()
     assert rr["noise_std_of_coefficient"] == 2 * ra["noise_std_of_coefficient"]
     assert rr["spent"] == ra["spent"] and rr["noise_multiplier"] == ra["noise_multiplier"]
     added, replaced = ra["neighbouring_relation"], rr["neighbouring_relation"]
@@ -170,7 +170,7 @@ def test_noisy_count_denominator_spends_part_of_epsilon(make):
     assert mech.accountant.count_epsilon == pytest.approx(0.05)
     assert abs(mech.divisor - BATCH) < 0.2 * 60  # q (N + Lap(1/0.05)): a few Laplace scales
     assert mech.private_state_dict()["noisy_count"] == pytest.approx(mech.divisor / 0.2)
-    assert mech.privacy_report()["count_epsilon"] == pytest.approx(0.05)
+    assert mech.privacy_report().to_json()["count_epsilon"] == pytest.approx(0.05)
     again = make("dpaggzo", directions=2, denominator="noisy-count", secret=5)[0]
     assert again.divisor != mech.divisor
 
@@ -179,7 +179,7 @@ def test_match_mi_sets_the_target_epsilon(make):
     mech = make("dpzero", epsilon=None, match_mi=0.33)[0]
     target = mi_to_epsilon(0.33, 1e-5)
     assert target == pytest.approx(2.01, abs=0.01)
-    budget = mech.privacy_report()["budget"]
+    budget = mech.privacy_report().to_json()["budget"]
     assert budget["epsilon"] == target and budget["match_mi"] == 0.33
     assert budget["matched_mi"] == pytest.approx(0.33, rel=1e-6)
 

@@ -91,7 +91,7 @@ def test_dpsgd_noise_is_keyed_by_step_and_secret_and_divided_by_the_expected_bat
 def test_dpsgd_reports_released_gradients_and_frozen_layers(make_mechanism):
     mech, _, _ = make_mechanism("dp-sgd", pool=16, steps=3, **DP)
     mech.frozen = ("a.norm", "b.norm", "c.norm", "d.norm")
-    report = mech.privacy_report()
+    report = mech.privacy_report().to_json()
     assert report["released"] == "gradients" and "noise_std_of_gradient" in report
     assert report["frozen_layers"] == list(mech.frozen)
     assert (

@@ -60,7 +60,7 @@ def test_every_registered_mechanism_describes_itself():
         mech = build_mechanism(mechanism_config(name, **fields), pool_size=8, steps=3, directions=2)
         assert cls.name == mech.name == name and mech.directions == 2 and mech.steps == 3
         assert mech.private == (name in PRIVATE)
-        section = mech.privacy_report()
+        section = mech.privacy_report().to_json()
         assert section["framework"] == (
             "dp" if name in DP else "pac" if name in PRIVATE else "none"
         )

@@ -369,7 +369,7 @@ class _Transcript:
         view.membership = a
         self.weights = a.astype(np.float64)
         self.n = n
-        self.name = cfg.name
+        self.reveals = view.cfg.mechanism_type.reveals
         self.skip_all_zero = bool(cfg.skip_all_zero)
         self.log_post = uniform_log_posterior(cfg.subsets)
         self.checks = checks
@@ -412,9 +412,9 @@ class _Transcript:
             alive = np.isfinite(post)
             self.checks.count("free releases", bool(np.all(signs[alive] == y)))
             return
-        elif kind == "nonprivate" and self.name == "secret-sign":
+        elif kind == "nonprivate" and self.reveals == "sign":
             new = exact_update(post, signs, y)
-        elif kind == "nonprivate" and self.name == "secret-mean":
+        elif kind == "nonprivate" and self.reveals == "mean":
             # The released coefficient is S*'s subset mean itself: the candidates whose
             # recomputed mean equals it stay.
             match = np.abs(means - coeff) <= TOL * max(1.0, abs(coeff))

@@ -19,11 +19,9 @@ from paczero.auditing.attacks import (
     transcript_attack,
 )
 from paczero.auditing.report import (
-    dp_claim,
     format_private_report,
     format_report,
     format_trials,
-    pac_claim,
     plain_words,
     plot_audit,
     verdict,
@@ -63,22 +61,12 @@ class AuditReport:
 
 
 def claim_of(view: RunView) -> dict[str, Any] | None:
-    """The run's guarantee as the audit compares with it (None for non-private runs)."""
-    if not view.private:
-        return None
-    cfg, result = view.cfg, view.result
-    privacy = result["privacy"] if result else {}
-    if view.uses_subsets:
-        mi = privacy.get("mi_bound")
-        if mi is None:
-            mi = cfg.mechanism.mi_budget() or 0.0  # PACZero-ZPL: none, I = 0
-        return pac_claim(float(mi), cfg.mechanism.subsets)
-    spent = privacy.get("spent") or {}
-    epsilon = spent.get("epsilon", view.records[-1].epsilon)
-    if epsilon is None:
-        raise UserError(f"{view.run.path}: no epsilon in result.json or the release log")
-    delta = float(spent.get("delta", cfg.mechanism.delta))
-    return dp_claim(float(epsilon), delta)
+    """The run's guarantee as the audit holds the attack against it (``PrivacyReport.claim``;
+    None for a run without one): result.json's report, or for an unfinished run the one
+    its mechanism proves for the planned run with the spend logged so far."""
+    from paczero.report import run_privacy
+
+    return run_privacy(view.run.path, view.cfg, view.records)[1].claim()
 
 
 def _check_options(score: str, confidence: float) -> None:

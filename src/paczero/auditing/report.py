@@ -7,8 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from paczero.auditing.stats import fano_bound, identification_bound
-from paczero.privacy.bounds import epsilon_to_posterior_bound, mi_to_epsilon, mi_to_posterior_bound
+from paczero.privacy.reports import claim_words, claimed_epsilon_words, epsilon_kind_word
 
 VERDICT_TEXT = {
     "chance": "the attack did no better than chance",
@@ -16,30 +15,6 @@ VERDICT_TEXT = {
     "violation": "the attack found more than the bound allows: report this",
     "leak": "the attack found a leak; this mechanism claims no privacy",
 }
-
-
-def pac_claim(mi: float, subsets: int) -> dict[str, Any]:
-    """What I(S*; releases) <= mi promises an attacker facing M = ``subsets`` candidates."""
-    return {
-        "framework": "pac",
-        "mi_bound": mi,
-        "posterior_bound": mi_to_posterior_bound(mi),
-        "epsilon": mi_to_epsilon(mi),  # the matched epsilon
-        "epsilon_kind": "matched",
-        "identify_bound": identification_bound(mi, subsets),
-        "fano_bound": fano_bound(mi, subsets),
-        "candidates": subsets,
-    }
-
-
-def dp_claim(epsilon: float, delta: float) -> dict[str, Any]:
-    return {
-        "framework": "dp",
-        "epsilon": epsilon,
-        "delta": delta,
-        "epsilon_kind": "dp",
-        "posterior_bound": epsilon_to_posterior_bound(epsilon, delta),
-    }
 
 
 def verdict(claim: dict[str, Any] | None, epsilon_lower_bound: float) -> str:
@@ -73,17 +48,11 @@ def plain_words(data: dict[str, Any]) -> str:
         op = ">" if kind == "violation" else "<="
         line += (
             f" (empirical epsilon >= {lb:.3g} at {confidence} confidence {op} "
-            f"{_claimed_text(claim)})"
+            f"{claimed_epsilon_words(claim)})"
         )
     else:
         line += f" (empirical epsilon >= {lb:.3g} at {confidence} confidence)"
     return line
-
-
-def _claimed_text(claim: dict[str, Any]) -> str:
-    if claim["framework"] == "pac":
-        return f"the matched epsilon {claim['epsilon']:.3g} of I <= {claim['mi_bound']:g} nats"
-    return f"the claimed epsilon {claim['epsilon']:.3g}"
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -94,27 +63,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def describe_claim(claim: dict[str, Any] | None, mechanism: str) -> str:
-    if claim is None:
-        return f"Claim: none ({mechanism} is not private)"
-    if claim["framework"] == "pac":
-        return (
-            f"Claim: I(S*; releases) <= {claim['mi_bound']:g} nats: membership success <= "
-            f"{claim['posterior_bound']:.4f}, matched epsilon {claim['epsilon']:.3g}; naming S* "
-            f"among {claim['candidates']} <= {claim['identify_bound']:.3f} "
-            f"(Fano: {claim['fano_bound']:.3f})"
-        )
-    return (
-        f"Claim: ({claim['epsilon']:.3g}, {claim['delta']:g})-DP: membership success <= "
-        f"{claim['posterior_bound']:.4f}"
-    )
-
-
 def public_words(data: dict[str, Any]) -> str:
     """The verdict against the claim, and nothing computed from the guesses' success."""
     line = VERDICT_TEXT[data["verdict"]] + f" ({100 * data['confidence']:g}% confidence"
     if data["claim"] is not None:
-        line += f"; {_claimed_text(data['claim'])}"
+        line += f"; {claimed_epsilon_words(data['claim'])}"
     return line + ")"
 
 
@@ -123,7 +76,7 @@ def _head(data: dict[str, Any]) -> list[str]:
         f"Audit of {data['run']} ({data['mechanism']}, pool {data['pool']}, {data['steps']} steps"
     )
     head += f", M {data['subsets']})" if data.get("subsets") else ")"
-    return [head, describe_claim(data["claim"], data["mechanism"])]
+    return [head, claim_words(data["claim"], data["mechanism"])]
 
 
 def format_report(data: dict[str, Any]) -> str:
@@ -189,8 +142,7 @@ def format_private_report(data: dict[str, Any]) -> str:
         f"Empirical epsilon lower bound: {_fmt(data['epsilon_lower_bound'])} "
         f"({100 * data['confidence']:g}% confidence, all attacks together); "
         + (
-            f"{'matched' if data['claim']['framework'] == 'pac' else 'claimed'} epsilon "
-            f"{_fmt(data['claim']['epsilon'])}"
+            f"{epsilon_kind_word(data['claim'])} epsilon {_fmt(data['claim']['epsilon'])}"
             if data["claim"]
             else "no claim"
         )
@@ -257,7 +209,7 @@ def format_trials(data: dict[str, Any]) -> str:
     lines = [
         f"Audit over {data['trials']} runs of {data.get('target', '?')} with fresh secrets "
         f"({data['mechanism']}, pool {data['pool']}, {data['steps']} steps)",
-        describe_claim(data["claim"], data["mechanism"]),
+        claim_words(data["claim"], data["mechanism"]),
         "",
     ]
     for a in data["attacks"]:

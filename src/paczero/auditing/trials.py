@@ -32,6 +32,7 @@ from paczero.config import load_config
 from paczero.errors import UserError
 from paczero.privacy.bounds import mi_to_epsilon
 from paczero.privacy.channels import kl_bernoulli
+from paczero.privacy.reports import epsilon_kind_word
 
 
 def trial_config(target: str | Path, overrides=()):
@@ -224,6 +225,5 @@ def _trials_words(data: dict[str, Any]) -> str:
         tail += f", I(S*; output) >= {mi:.3g} nats"
     tail += f" at {conf} confidence"
     if claim is not None:
-        kind = "matched" if claim["framework"] == "pac" else "claimed"
-        tail += f"; {kind} epsilon {claim['epsilon']:.3g}"
+        tail += f"; {epsilon_kind_word(claim)} epsilon {claim['epsilon']:.3g}"
     return f"over {data['trials']} runs, {VERDICT_TEXT[data['verdict']]} ({tail})"

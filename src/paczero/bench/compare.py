@@ -21,14 +21,15 @@ MiB = 2**20
 def first_order_keys(name: str, pool: int) -> list[str]:
     """Config keys the baseline needs; DP-SGD's are a plausible private step (epsilon 2 over
     the bench's 1000 planned steps), which does not change its cost."""
-    if name == "dp-sgd":
-        return [
+    keys = {
+        "dp-sgd": [
             "mechanism.epsilon=2",
             "mechanism.clip=1",
             f"mechanism.expected_batch={max(1, pool // 4)}",
             "mechanism.accountant=rdp",
         ]
-    return []
+    }
+    return keys.get(name, [])
 
 
 def compare_argv(args: argparse.Namespace) -> dict[str, list[str]]:

@@ -78,13 +78,6 @@ def mechanism_class(name: str) -> type[Mechanism]:
         raise ValueError(f"unknown mechanism '{name}'; choose one of {choices}") from None
 
 
-def family_of(name: Any) -> str:
-    """The privacy family (pac, dp, none) of a mechanism named in a run's files, asked of
-    the mechanism (none for a name this version does not know)."""
-    cls = REGISTRY.get(name) if isinstance(name, str) else None
-    return cls.family if cls is not None else "none"
-
-
 def section_type() -> Any:
     """The ``mechanism`` section of a run: one ``Config`` per registered mechanism, picked
     by ``name`` (pydantic's discriminated union; an unknown key of that mechanism is
@@ -148,7 +141,6 @@ __all__ = [
     "UNREPLAYABLE_KINDS",
     "build_mechanism",
     "default_subsets",
-    "family_of",
     "mechanism_class",
     "mechanism_config",
     "mechanism_keys",

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from paczero.errors import UserError
-from paczero.guarantee import GUARANTEE_NONE
 from paczero.privacy.randomness import RandomStream
+from paczero.privacy.reports import NoGuaranteeReport, PrivacyReport
 from paczero.values import Section
 
 # What a release can be. "free": the posterior already knew the sign (charge 0);
@@ -113,6 +113,10 @@ class Mechanism:
     # Why the guarantee depends on the planned number of steps (``train.steps``), or None
     # where it holds for any number (``resume --set train.steps`` may then change it).
     counts_steps: ClassVar[str | None] = None
+    # What a "nonprivate" release states about S* (the transcript audit's posterior update):
+    # "sign", S*'s subset sign (secret-sign); "mean", S*'s subset mean (secret-mean); None,
+    # nothing about S* (a function of the whole batch, or no such release).
+    reveals: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -180,17 +184,11 @@ class Mechanism:
         public minibatch."""
         return None
 
-    def privacy_report(self) -> dict[str, Any]:
-        """This mechanism's section of ``result.json["privacy"]``: the guarantee it proves
-        (from the configured budget, never from one run's realised path), what it cost."""
-        return {
-            "framework": self.family,
-            "budget": None,
-            "spent": None,
-            "posterior_bound": None,
-            "matched_epsilon": None,
-            "guarantee": GUARANTEE_NONE,
-        }
+    def privacy_report(self) -> PrivacyReport:
+        """This mechanism's section of the privacy report, as its family's report class
+        (``paczero.privacy.reports``; ``family`` names it): the guarantee it proves (from
+        the configured budget, never from one run's realised path) and what it cost."""
+        return NoGuaranteeReport.section()
 
     @property
     def exhausted(self) -> bool:

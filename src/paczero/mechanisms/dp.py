@@ -22,16 +22,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from paczero.errors import UserError
-from paczero.guarantee import GUARANTEE_DP
 from paczero.mechanisms.base import Mechanism, MechanismSection, Release, StepContext
 from paczero.privacy.accounting import NEIGHBOURING, DPAccountant
 from paczero.privacy.bounds import (
-    epsilon_to_mi,
-    epsilon_to_posterior_bound,
     mi_to_epsilon,
-    posterior_bound_to_mi,
 )
 from paczero.privacy.randomness import RandomStream
+from paczero.privacy.reports import DPReport, PrivacyReport
 from paczero.progress import waiting
 from paczero.values import LOG2, Float, Int
 
@@ -253,42 +250,31 @@ class _DPMechanism(Mechanism):
     def spent(self) -> Mapping[str, float]:
         return _LazySpent(self.accountant, self.steps_done)
 
-    def privacy_report(self) -> dict[str, Any]:
+    def privacy_report(self) -> PrivacyReport:
         acc = self.accountant
-        target, delta = acc.target_epsilon, acc.delta
-        epsilon = float(self.spent()["epsilon"])
-        bound = epsilon_to_posterior_bound(epsilon, delta)
-        method = acc.method
-        return {
-            "framework": "dp",
-            "budget": {
-                "epsilon": target,
-                "delta": delta,
-                "match_mi": self.cfg.match_mi,
-                "posterior_bound": epsilon_to_posterior_bound(target, delta),
-                "matched_mi": epsilon_to_mi(target, delta),
-            },
-            "spent": {"epsilon": epsilon, "delta": delta},
-            "posterior_bound": bound,
-            "matched_epsilon": None,
-            "matched_mi": posterior_bound_to_mi(bound),
-            "guarantee": GUARANTEE_DP,
-            "accountant": method,
-            "accountant_note": _ACCOUNTANT_NOTES[method],
-            "neighbouring_relation": (
+        delta, method = acc.delta, acc.method
+        return DPReport.spending(
+            epsilon=float(self.spent()["epsilon"]),
+            delta=delta,
+            budget=DPReport.target(
+                epsilon=acc.target_epsilon, delta=delta, match_mi=self.cfg.match_mi
+            ),
+            accountant=method,
+            accountant_note=_ACCOUNTANT_NOTES[method],
+            neighbouring_relation=(
                 f"{self.relation}; sensitivity {self._sensitivity_text()}{self._relation_note}"
             ),
-            "noise": self.noise,
-            "noise_multiplier": acc.noise_multiplier,
-            "noise_std_of_coefficient": self._coefficient_std(),
-            "sample_rate": self.sample_rate,
-            "sampling": "Poisson, from the secret stream",
-            "expected_batch": self.expected_batch,
-            "clip": self.clip,
-            "denominator": self.denominator,
-            "count_epsilon": acc.count_epsilon,
-            "steps_planned": self.steps,
-        }
+            noise=self.noise,
+            noise_multiplier=acc.noise_multiplier,
+            noise_std_of_coefficient=self._coefficient_std(),
+            sample_rate=self.sample_rate,
+            sampling="Poisson, from the secret stream",
+            expected_batch=self.expected_batch,
+            clip=self.clip,
+            denominator=self.denominator,
+            count_epsilon=acc.count_epsilon,
+            steps_planned=self.steps,
+        )
 
     def _sensitivity_text(self) -> str:
         k = self.directions

@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 
 from paczero.mechanisms.base import Mechanism, MechanismSection, StepContext
 from paczero.mechanisms.dp import _DPMechanism
+from paczero.privacy.reports import PrivacyReport
 from paczero.values import LOG2, Float, Int
 
 MISSING_OPACUS = "dp-sgd needs Opacus, an optional extra: pip install paczero[dpsgd]"
@@ -120,8 +121,8 @@ class Backprop(_FirstOrder):
         n = max(sums.count, 1)
         return GradientRelease([s / n for s in sums.sums], "backprop")
 
-    def privacy_report(self) -> dict[str, Any]:
-        return {**super().privacy_report(), "released": "gradients"}
+    def privacy_report(self) -> PrivacyReport:
+        return super().privacy_report().updated(released="gradients")
 
 
 class DPSGD(_FirstOrder, _DPMechanism):
@@ -178,14 +179,14 @@ class DPSGD(_FirstOrder, _DPMechanism):
         }
         return GradientRelease(noisy, "dp-sgd", public={}, private=private)
 
-    def privacy_report(self) -> dict[str, Any]:
-        report = super().privacy_report()
+    def privacy_report(self) -> PrivacyReport:
+        report = super().privacy_report().to_json()
         report["released"] = "gradients"
         report["release_note"] = WHOLE_GRADIENTS
         report["noise_std_of_gradient"] = report.pop("noise_std_of_coefficient")
         report["frozen_layers"] = list(self.frozen)
         report["frozen_note"] = frozen_note(self.frozen)
-        return report
+        return PrivacyReport.from_json(report)
 
 
 def frozen_note(frozen: tuple[str, ...] | list[str]) -> str | None:

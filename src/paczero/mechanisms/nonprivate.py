@@ -146,6 +146,7 @@ class SecretMean(_SecretSubset):
     """Mean of the clipped g over S*'s subset: the half-size data without quantisation."""
 
     name = "secret-mean"
+    reveals = "mean"
 
     def _coeff(self, secret_mean: float) -> float:
         return secret_mean
@@ -155,6 +156,7 @@ class SecretSign(_SecretSubset):
     """s_{S*} released as is: PACZero's release with the privacy removed."""
 
     name = "secret-sign"
+    reveals = "sign"
 
     def _coeff(self, secret_mean: float) -> float:
         return _sign(secret_mean)

@@ -15,7 +15,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from paczero.guarantee import GUARANTEE_PAC
 from paczero.mechanisms.base import Release, StepContext
 from paczero.mechanisms.subsets import (
     SubsetKeys,
@@ -24,7 +23,6 @@ from paczero.mechanisms.subsets import (
     subset_signs,
     subset_summary,
 )
-from paczero.privacy.bounds import mi_to_epsilon, mi_to_posterior_bound
 from paczero.privacy.channels import (
     biawgn_mi,
     binary_entropy,
@@ -39,6 +37,7 @@ from paczero.privacy.posterior import (
     sign_log_masses,
     uniform_log_posterior,
 )
+from paczero.privacy.reports import PACReport, PrivacyReport
 from paczero.values import Bool, Float
 
 EXHAUSTED_RTOL = 1e-12  # budget left below B * this counts as spent
@@ -153,22 +152,8 @@ class PACZeroZPL(_SubsetRelease):
     def spent(self) -> dict[str, Any]:
         return {"charged": 0.0}
 
-    def privacy_report(self) -> dict[str, Any]:
-        return _pac_report(0.0, charged=0.0, subsets=self.subsets)
-
-
-def _pac_report(mi_bound: float, *, charged: float, subsets: int) -> dict[str, Any]:
-    """The PAC section of the report: the bound is I(S*; releases) <= ``mi_bound``."""
-    return {
-        "framework": "pac",
-        "budget": mi_bound,
-        "mi_bound": mi_bound,
-        "spent": {"mi_bound": mi_bound, "charged": charged},
-        "posterior_bound": mi_to_posterior_bound(mi_bound),
-        "matched_epsilon": mi_to_epsilon(mi_bound),
-        "subsets": subsets,
-        "guarantee": GUARANTEE_PAC,
-    }
+    def privacy_report(self) -> PrivacyReport:
+        return PACReport.bound(0.0, charged=0.0, subsets=self.subsets)
 
 
 def _check_leak(leak: float, charge: float) -> None:
@@ -226,13 +211,17 @@ class PACZeroMI(_SubsetRelease):
     def spent(self) -> dict[str, Any]:
         return {"charged": self.used, "budget": self.budget}
 
-    def privacy_report(self) -> dict[str, Any]:
+    def privacy_report(self) -> PrivacyReport:
         # The guarantee is the budget: I(S*; releases) = E[sum of charges] <= B because every
         # path's charges sum to at most B. This run's own sum depends on its path (adaptive
         # budgets, noiseless charges), so it is shown as what it is, never as the MI.
-        report = _pac_report(self.budget, charged=self.used, subsets=self.subsets)
-        report.update(allocation=self.allocation, release=self.channel)
-        return report
+        return PACReport.bound(
+            self.budget,
+            charged=self.used,
+            subsets=self.subsets,
+            allocation=self.allocation,
+            release=self.channel,
+        )
 
     def _step_allocation(self, ctx: StepContext) -> float:
         """beta_t, fixed at direction 0 of each step and shared by its K releases."""

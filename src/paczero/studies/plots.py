@@ -11,7 +11,6 @@ from typing import Any
 from paczero.errors import UserError
 from paczero.runs import dev_history, evaluation_exists, is_training_run
 from paczero.studies.spec import SWEEP_FILE
-from paczero.textfiles import load_yaml, read_text
 
 X_AXES = {
     "bound": ("mia_bound", "membership-inference success bound (prior 0.5)"),
@@ -285,8 +284,7 @@ def plot_runs(paths: list[Path], out: str | Path | None = None) -> Path:
     for path, label in zip(paths, _labels(paths), strict=True):
         records = release_records(read_jsonl(path / "releases.jsonl"))
         dev = [m for m in read_jsonl(path / "metrics.jsonl") if m.get("split") == "dev"]
-        cfg = load_yaml(read_text(path / "config.yaml"), path / "config.yaml")
-        runs.append((label, records, dev, privacy_curve(cfg, records)))
+        runs.append((label, records, dev, privacy_curve(path, records)))
     metric = next(("f1" if "f1" in d[0] else "accuracy" for _, _, d, _ in runs if d), "accuracy")
     unanimity = any(says_unanimity(rec) for _, rec, _, _ in runs)
     kinds = {curve["kind"] for *_, curve in runs if curve}

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from paczero.errors import UserError
-from paczero.guarantee import headline
 from paczero.mechanisms import DEFAULT_MECHANISM
+from paczero.privacy.reports import PrivacyReport
 from paczero.runs import evaluation, finished_result
 from paczero.studies.folder import open_sweep
 from paczero.studies.spec import Cell, Sweep
@@ -82,7 +82,7 @@ def run_values(result: dict[str, Any]) -> dict[str, float | None]:
     """The table's quantities of one finished run (its result.json)."""
     metrics, privacy = result["metrics"], result["privacy"]
     metric = metrics["metric"]
-    mi, epsilon = headline(privacy)
+    mi, epsilon = PrivacyReport.from_json(privacy).headline()
     dev_best = metrics.get("dev_best") or {}
     return {
         "test": metrics["test"].get(metric),
