@@ -154,8 +154,8 @@ def test_the_docs_do_not_call_the_released_noisy_count_private():
 
 
 def branches_on_a_name_or_family(text: str) -> list[int]:
-    """Lines of ``text`` that compare with a mechanism's name, compare a family or framework
-    with a family's name, or read ``.family``."""
+    """Lines of ``text`` that compare a mechanism (or a name) with a mechanism's name,
+    compare a family or framework with a family's name, or read ``.family``."""
     from paczero.mechanisms.base import FAMILIES
 
     names = set(REGISTRY)
@@ -167,8 +167,9 @@ def branches_on_a_name_or_family(text: str) -> list[int]:
         for group in re.findall(r"\bin\s*[(\[{]([^)\]}]*)[)\]}]", code):
             compared += re.findall(r"""["']([\w.-]+)["']""", group)
         family = re.search(r"family|framework", code) is not None
+        named = re.search(r"mech|name|method", code) is not None  # not a template "mezo"
         if (
-            names.intersection(compared)
+            (named and names.intersection(compared))
             or (family and set(FAMILIES).intersection(compared))
             or re.search(r"\.family\b", code)
         ):
@@ -195,3 +196,4 @@ def test_no_module_outside_the_mechanisms_and_the_reports_branches_on_a_name_or_
     assert branches_on_a_name_or_family('if privacy["framework"] == "pac":') == [1]
     assert branches_on_a_name_or_family("tags = TAGS[mechanism.family]") == [1]
     assert branches_on_a_name_or_family('if value == "none":  # a config value') == []
+    assert branches_on_a_name_or_family('if cfg.template == "mezo":') == []  # a prompt
