@@ -76,6 +76,28 @@ def _check_options(score: str, confidence: float) -> None:
         raise UserError(f"--confidence must be in [0.5, 1), got {confidence}")
 
 
+def _attacks(view: RunView, rebuilt, score: str, claim, confidence: float, guesses):
+    """The attacks on the rebuilt run, each at its share of ``1 - confidence`` (Bonferroni):
+    with candidate subsets the transcript, the model (and the prompt selection's) attacks;
+    otherwise the canary attack. Returns them and their alpha."""
+    scores = (
+        rebuilt.base_losses - rebuilt.final_losses if score == "loss-drop" else rebuilt.alignment
+    )
+    transcript = view.uses_subsets
+    n_attacks = (2 + (rebuilt.selection is not None)) if transcript else 1
+    alpha = (1.0 - confidence) / n_attacks  # Bonferroni over the attacks
+    attacks = []
+    if transcript:
+        attacks.append(transcript_attack(view, rebuilt.log_posterior, alpha))
+        attacks.append(model_attack_subsets(view, scores, score, alpha))
+        if rebuilt.selection is not None:  # the prompt chosen before training (I = 0)
+            attacks.append(selection_attack(view, rebuilt.selection, alpha))
+    else:
+        delta = claim["delta"] if claim is not None else 0.0
+        attacks.append(model_attack_canaries(view, scores, score, delta, alpha, guesses))
+    return attacks, alpha
+
+
 def audit(
     run_dir: str | Path,
     *,
@@ -112,20 +134,7 @@ def audit(
     if passes not in PASSES:
         raise UserError(f"unknown --passes '{passes}'; use one of {', '.join(PASSES)}")
     rebuilt = rebuild(view, transcript=transcript, alignment=score == "alignment", passes=passes)
-    scores = (
-        rebuilt.base_losses - rebuilt.final_losses if score == "loss-drop" else rebuilt.alignment
-    )
-    n_attacks = (2 + (rebuilt.selection is not None)) if transcript else 1
-    alpha = (1.0 - confidence) / n_attacks  # Bonferroni over the attacks
-    attacks = []
-    if transcript:
-        attacks.append(transcript_attack(view, rebuilt.log_posterior, alpha))
-        attacks.append(model_attack_subsets(view, scores, score, alpha))
-        if rebuilt.selection is not None:  # the prompt chosen before training (I = 0)
-            attacks.append(selection_attack(view, rebuilt.selection, alpha))
-    else:
-        delta = claim["delta"] if claim is not None else 0.0
-        attacks.append(model_attack_canaries(view, scores, score, delta, alpha, guesses))
+    attacks, alpha = _attacks(view, rebuilt, score, claim, confidence, guesses)
     lower = max(a["epsilon_lower_bound"] for a in attacks)
     data: dict[str, Any] = {
         "run": str(view.run.path),
