@@ -148,22 +148,8 @@ def render(
         "test": cfg["data"]["num_test"],
     }
     pool = splits.get("pool")
-    mech = cfg["mechanism"]["name"]
-    base_name = base.get("hub_id") or _shown_base(base, info)
-    track = "LoRA adapter" if info["track"] == "lora" else "full model"
-    if info.get("merged"):
-        track = "full model (LoRA merged into the base)"
     lines = [
-        "---",
-        yaml.safe_dump(meta, sort_keys=False).rstrip(),
-        "---",
-        "",
-        f"# {mech} fine-tune of {base_name} on {TASK_WORDS.get(task, task)}",
-        "",
-        f"A {track} trained by paczero with zeroth-order SGD (two forward "
-        f"passes per step, no backpropagation), every update released through the "
-        f"`{mech}` mechanism. Exported at step {info['step']} of the run, rebuilt from the "
-        "base model and the release log alone.",
+        *_heading(info, cfg, meta),
         "",
         "## Privacy",
         "",
@@ -186,6 +172,66 @@ def render(
         "## Evaluation",
         "",
     ]
+    lines += _evaluation(metrics, splits, info)
+    train, zo = cfg["train"], cfg["zo"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        *_table(
+            [
+                ("base model", _base_row(base, info)),
+                ("base identity", _base_identity(base)),
+                ("track", info.get("trained_track", info["track"])),
+                (
+                    "task",
+                    f"{task} ({_prompt_of(info.get('task') or cfg['task'])}, objective "
+                    f"`{cfg['task']['objective']}`)",
+                ),
+                ("prompt selection", _selection_row(info, result)),
+                ("data", _data_row(cfg["data"], task)),
+                ("pool / dev / test", f"{pool} / {splits.get('dev')} / {splits.get('test')}"),
+                ("steps", f"{info['step']} exported of {train['steps']} planned"),
+                ("learning rate", f"{train['lr']:g} ({train['schedule']})"),
+                (
+                    "batch size",
+                    report.batch_text() or train["batch_size"],
+                ),
+                ("SPSA eps / directions", f"{zo['eps']:g} / {zo['directions']}"),
+                ("seed.public", cfg["seed"]["public"]),
+            ]
+        ),
+        "",
+        *_use_and_verify(info, base),
+    ]
+    return "\n".join(lines)
+
+
+def _data_row(data: dict[str, Any], task: str) -> str | None:
+    if data.get("source") == "synthetic":
+        return "synthetic"
+    return _own_data(data) or TASK_DATASETS.get(task)
+
+
+def _use_and_verify(info: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    return [
+        "## How to use",
+        "",
+        "```python",
+        *_usage(info, base),
+        "```",
+        "",
+        "## How to verify",
+        "",
+        *_verify(info),
+        "",
+    ]
+
+
+def _evaluation(metrics: dict[str, Any], splits: dict[str, Any], info: dict[str, Any]):
+    """The card's evaluation table: the test figures of the dev-best step, and the dev
+    figures of that step and of the exported one."""
+    lines: list[str] = []
     metric = metrics.get("metric")
     test = metrics.get("test")
     if test and metric:
@@ -213,52 +259,29 @@ def render(
             ]
     else:
         lines.append("The run had not finished when this model was exported: no test figures.")
-    train, zo = cfg["train"], cfg["zo"]
-    lines += [
+    return lines
+
+
+def _heading(info: dict[str, Any], cfg: dict[str, Any], meta: dict) -> list[str]:
+    """The YAML metadata, the title and what the model is."""
+    base = info.get("base", {})
+    task, mech = cfg["task"]["name"], cfg["mechanism"]["name"]
+    base_name = base.get("hub_id") or _shown_base(base, info)
+    track = "LoRA adapter" if info["track"] == "lora" else "full model"
+    if info.get("merged"):
+        track = "full model (LoRA merged into the base)"
+    return [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).rstrip(),
+        "---",
         "",
-        "## Training",
+        f"# {mech} fine-tune of {base_name} on {TASK_WORDS.get(task, task)}",
         "",
-        *_table(
-            [
-                ("base model", _base_row(base, info)),
-                ("base identity", _base_identity(base)),
-                ("track", info.get("trained_track", info["track"])),
-                (
-                    "task",
-                    f"{task} ({_prompt_of(info.get('task') or cfg['task'])}, objective "
-                    f"`{cfg['task']['objective']}`)",
-                ),
-                ("prompt selection", _selection_row(info, result)),
-                (
-                    "data",
-                    "synthetic"
-                    if cfg["data"].get("source") == "synthetic"
-                    else _own_data(cfg["data"]) or TASK_DATASETS.get(task),
-                ),
-                ("pool / dev / test", f"{pool} / {splits.get('dev')} / {splits.get('test')}"),
-                ("steps", f"{info['step']} exported of {train['steps']} planned"),
-                ("learning rate", f"{train['lr']:g} ({train['schedule']})"),
-                (
-                    "batch size",
-                    report.batch_text() or train["batch_size"],
-                ),
-                ("SPSA eps / directions", f"{zo['eps']:g} / {zo['directions']}"),
-                ("seed.public", cfg["seed"]["public"]),
-            ]
-        ),
-        "",
-        "## How to use",
-        "",
-        "```python",
-        *_usage(info, base),
-        "```",
-        "",
-        "## How to verify",
-        "",
-        *_verify(info),
-        "",
+        f"A {track} trained by paczero with zeroth-order SGD (two forward "
+        f"passes per step, no backpropagation), every update released through the "
+        f"`{mech}` mechanism. Exported at step {info['step']} of the run, rebuilt from the "
+        "base model and the release log alone.",
     ]
-    return "\n".join(lines)
 
 
 def _shown_base(base: dict[str, Any], info: dict[str, Any]) -> str:
