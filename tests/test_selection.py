@@ -183,6 +183,9 @@ def test_an_own_task_with_candidate_prompts_selects_at_i0_and_says_so(tmp_path, 
     assert result["privacy"]["mi_bound"] == 0.0
     chosen = selection["chosen"]
     assert f"prompt '{chosen}' chosen privately" in out  # the summary
+    # the privacy report states the selection's claim and cost
+    assert result["privacy"]["selection"]["cost"] == {"mi_nats": 0.0}
+    assert f"prompt selection: '{chosen}' chosen among 3 candidates" in out and "I = 0" in out
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert f"prompt '{chosen}' chosen privately" in card
     rows = tmp_path / "rows.csv"

@@ -19,11 +19,12 @@ def privacy_report(
     secret_source: str,
     steps_run: int,
     data: dict[str, Any] | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> PrivacyReport:
     """The run's privacy report (``result.json["privacy"]`` is its ``to_json``): the run's
     bookkeeping plus the mechanism's own section (its guarantee, budget and cost;
-    ``Mechanism.privacy_report``) and, given the splits' coverage (``data``), which data
-    the guarantee covers."""
+    ``Mechanism.privacy_report``), given the splits' coverage (``data``), which data the
+    guarantee covers, and the prompt selection's claim and cost (``selection``)."""
     bookkeeping: dict[str, Any] = {
         "mechanism": cfg.mechanism.name,
         "private": bool(mechanism.private),
@@ -34,7 +35,11 @@ def privacy_report(
         "steps": steps_run,
         "secret_source": secret_source,
     }
-    return mechanism.privacy_report().with_run(bookkeeping, data)
+    report = mechanism.privacy_report().with_run(bookkeeping, data)
+    if selection is None:
+        return report
+    keys = ("chosen", "rule", "candidates", "cost")
+    return report.updated(selection={k: selection[k] for k in keys})
 
 
 def run_privacy(

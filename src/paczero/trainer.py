@@ -520,6 +520,7 @@ class Trainer:
                 s.secret_source,
                 steps_run,
                 data=s.coverage,
+                selection=selected.get("selection"),
             ).to_json(),  # fmt: skip
             "training": {
                 "steps_run": steps_run,

@@ -64,6 +64,8 @@ class PrivacyReport(BaseModel):
     # the guarantee in one line, and which data it covers (``coverage``)
     guarantee: str = ""
     data: dict[str, Any] | None = None
+    # the prompt chosen before training (paczero.selection): chosen, rule, candidates, cost
+    selection: dict[str, Any] | None = None
 
     _order: list[str] = PrivateAttr(default_factory=list)
 
@@ -126,7 +128,25 @@ class PrivacyReport(BaseModel):
             lines.append(f"  unanimous releases: {100 * self.unanimity_fraction:.1f}%")
         kinds = ", ".join(f"{k} {v}" for k, v in self.release_kinds.items())
         lines.append(f"  releases: {kinds} over {self.steps} steps")
+        if self.selection:
+            lines.append(f"  prompt selection: {self._selection_words()}")
         return "\n".join(lines)
+
+    def _selection_words(self) -> str:
+        """What the selection stage claimed and cost (docs/selection.md)."""
+        chosen, rule = self.selection["chosen"], self.selection["rule"]
+        among = len(self.selection["candidates"])
+        if rule == "unanimous":
+            return (
+                f"'{chosen}' chosen among {among} candidates before training, each challenge "
+                "released only when every candidate subset agreed: I = 0, nothing added to "
+                "the figures above"
+            )
+        if rule == "best":
+            return (
+                f"'{chosen}' chosen among {among} candidates by the lowest pool loss (no guarantee)"
+            )
+        return f"'{chosen}', the first of {among} candidates, used without a selection (no cost)"
 
     def _report_lines(self) -> list[str]:
         return [f"  {self.guarantee}"]
