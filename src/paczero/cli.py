@@ -6,11 +6,16 @@ import argparse
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
+from paczero import deadline
+from paczero.deadline import RESUMABLE
 from paczero.errors import Interrupted, UserError
 from paczero.threads import MODEL_COMMANDS, fit_threads_to_load
+
+STARTED = time.monotonic()  # an --until deadline counts from here: set-up counts
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +53,7 @@ def _add_run_commands(sub) -> None:
     _add_overrides(p, "override a config key, e.g. --set train.steps=20 (repeatable)")
     p.add_argument("--out", help="run directory (default runs/<time>-<task>-<mechanism>-<random>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_until(p, "; with --out, the same command continues the run")
 
     # The demo recipe's defaults, written out so that start-up need not load it (a test
     # keeps them equal to the recipe).
@@ -68,6 +74,7 @@ def _add_run_commands(sub) -> None:
     p = sub.add_parser("resume", help="continue a killed or interrupted run exactly")
     p.add_argument("run_dir", help="the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_until(p)
     _add_overrides(
         p, "change train.lr, or train.steps (not for DP or PACZero-MI), from the next step on"
     )
@@ -115,6 +122,15 @@ def _add_model_commands(sub) -> None:
     _add_overrides(p)
 
 
+def _add_until(p, more: str = "") -> None:
+    p.add_argument(
+        "--until",
+        metavar="DURATION",
+        help="stop cleanly before this long (90s, 10m, 1h30m; set-up and evaluation count) "
+        f"and exit {RESUMABLE}, resumable{more}",
+    )
+
+
 def _add_study_commands(sub) -> None:
     """Commands over many runs: sweep, table, plot."""
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (resumable, J at a time)")
@@ -125,6 +141,7 @@ def _add_study_commands(sub) -> None:
         "--threads", type=int, help="threads per run (default $OMP_NUM_THREADS, else cores // jobs)"
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state only")
+    _add_until(p, "; the same command continues the sweep")
 
     p = sub.add_parser("table", help="one row per sweep cell: mean +- std over seeds")
     p.add_argument("sweep_dir", help="a directory made by `paczero sweep`")
@@ -238,9 +255,44 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     _check_config_path(args.config)
     _quiet_libraries()
-
-    result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
+    with deadline.until(_duration(args), STARTED):
+        if args.until and args.out and (Path(args.out) / "config.yaml").exists():
+            return _continue_run(args, train)  # the same command, again: continue the run
+        result = train(args.config, out=args.out, overrides=args.overrides, progress=not args.quiet)
     if _rank() == 0:  # under torchrun, rank 0 reports for the run
+        print(result)
+    return 0
+
+
+def _duration(args: argparse.Namespace) -> float | None:
+    return None if args.until is None else deadline.parse_duration(args.until)
+
+
+def _continue_run(args: argparse.Namespace, train) -> int:
+    """``train --until --out DIR`` where DIR holds a run of this very config: resume it (or
+    say it is finished); a run of another config is refused."""
+    from paczero.config import load_config
+    from paczero.durable import resume
+
+    out = Path(args.out)
+    ours = load_config(args.config, args.overrides).public_dict()
+    if load_config(str(out / "config.yaml")).public_dict() != ours:
+        raise UserError(
+            f"{out} holds a run of another config; choose another --out (or paczero resume {out})"
+        )
+    if (out / "result.json").exists():
+        print(f"{out} is finished (result.json exists); nothing to continue", file=sys.stderr)
+        return 0
+    if not (out / "releases.jsonl").exists() or not (out / "releases.jsonl").stat().st_size:
+        import shutil  # stopped in set-up, before any release: nothing to keep, start again
+
+        shutil.rmtree(out)
+        result = train(args.config, out=out, overrides=args.overrides, progress=not args.quiet)
+        if _rank() == 0:
+            print(result)
+        return 0
+    result = resume(out, progress=not args.quiet)
+    if _rank() == 0:
         print(result)
     return 0
 
@@ -301,7 +353,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from paczero.durable import resume
 
     _quiet_libraries()
-    result = resume(args.run_dir, progress=not args.quiet, overrides=args.overrides)
+    with deadline.until(_duration(args), STARTED):
+        result = resume(args.run_dir, progress=not args.quiet, overrides=args.overrides)
     if _rank() == 0:
         print(result)
     return 0
@@ -391,7 +444,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_spec(args.spec, out=args.out)
     if args.jobs == 1 and not args.dry_run:
         _quiet_libraries()  # runs in this process
-    summary = run_sweep(sweep, jobs=args.jobs, threads=args.threads, dry_run=args.dry_run)
+    with deadline.until(None if args.dry_run else _duration(args), STARTED):
+        summary = run_sweep(sweep, jobs=args.jobs, threads=args.threads, dry_run=args.dry_run)
     if not args.dry_run:
         print(f"table: paczero table {sweep.path}; plot: paczero plot {sweep.path}")
     return 1 if summary.failed else 0
@@ -541,6 +595,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paczero: error: {_ranked(text)}", file=sys.stderr)  # this rank's machine
         return 2
     except Interrupted as err:
+        if deadline.reached():
+            if _rank() == 0:
+                print(deadline.stopped_line(" ".join(["paczero", *sys.argv[1:]])), file=sys.stderr)
+            if argv is None:  # the program (not a caller's main([...])): the interpreter's
+                sys.stdout.flush()  # teardown takes seconds the deadline does not have; the
+                sys.stderr.flush()  # run's files are closed and synced by now
+                os._exit(RESUMABLE)
+            return RESUMABLE
         if _rank() == 0:
             print(f"paczero: {err}", file=sys.stderr)
         return err.exit_code

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paczero import deadline
 from paczero import progress as progress_lines
 from paczero import selection as selection_stage
 from paczero.config import RunConfig, load_config
@@ -263,7 +264,7 @@ class Trainer:
             self.evaluate_dev(done)
         if train.checkpoint_every and done % train.checkpoint_every == 0:
             self.save_checkpoint(done)
-        signum = self.world.broadcast(self._signal)  # rank 0 decides for every rank
+        signum = self.world.broadcast(self._stop_signal())  # rank 0 decides for every rank
         if signum is not None:
             self.save_checkpoint(done)
             raise Interrupted(self.run_dir.path, done, signum)
@@ -314,8 +315,12 @@ class Trainer:
             s.loaded.tokenizer.save_pretrained(model_dir)
         result = self.result(test_metrics, steps_run, setup_s)
         if self.timing_secret:  # measured, kept, not published (docs/algorithms.md 7.6)
-            run.write_private(TIMING_FILE, {k: result[k] for k in ("timing", "memory")})
+            # where a stop (an --until deadline) cut the run is a function of its step times
+            resumed = {"resumed_from_step": result["training"]["resumed_from_step"]}
+            kept = {k: result[k] for k in ("timing", "memory")}
+            run.write_private(TIMING_FILE, {**kept, "training": resumed})
             result.update(timing=dict(WITHHELD), memory=dict(WITHHELD))
+            result["training"]["resumed_from_step"] = WITHHELD["withheld"]
         run.write_result(result)
         write_run_card(model_dir, run.path, s.cfg, base, released or 0, result)
         if self.tracker is not None:
@@ -336,7 +341,7 @@ class Trainer:
                 )
         except _StopEvaluation:  # the step is logged; resume repeats this evaluation
             self.save_checkpoint(step)
-            raise Interrupted(self.run_dir.path, step, self._signal) from None
+            raise Interrupted(self.run_dir.path, step, self._stop_signal()) from None
         self.eval_s += time.perf_counter() - t0
         if not all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float)):
             raise Diverged(step, "the dev loss became non-finite")
@@ -443,6 +448,13 @@ class Trainer:
             post[f"dev_{metric[:3]}"] = value if self.best["step"] else f"{value} (step 0)"
         return post
 
+    def _stop_signal(self) -> int | None:
+        """The signal that stops the run: one received, or SIGTERM once an --until deadline
+        has come (its signal may have arrived during set-up, before this loop's handler)."""
+        if self._signal is None and deadline.due():
+            return signal.SIGTERM
+        return self._signal
+
     @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM finish the current step (or stop an evaluation between its
@@ -475,7 +487,7 @@ class Trainer:
             return
 
         def check(module, args):
-            if self._signal is not None:
+            if self._stop_signal() is not None:
                 raise _StopEvaluation
 
         hook = model.register_forward_pre_hook(check)

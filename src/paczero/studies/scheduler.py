@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from paczero import deadline
 from paczero.errors import Interrupted, UserError
 from paczero.signals import handled
 from paczero.studies.folder import check_same, grow, locked, prepare
@@ -154,6 +155,10 @@ def _run_here(sweep, todo, states, threads, summary: Summary, say) -> None:
         for i, (cell, seed) in enumerate(todo, 1):
             name = f"{cell.name}/seed-{seed}"
             state = states[(cell.name, seed)]
+            if deadline.due():  # the last run finished as the deadline came: no other
+                raise SweepInterrupted(
+                    f"sweep stopped before its deadline, before {name}", signal.SIGTERM
+                )
             say(start_text(i, len(todo), cell, seed, state, sweep))
             try:
                 watch = watch_run(sweep, cell, seed, f"[{i}/{len(todo)}]        {name}")
