@@ -95,13 +95,13 @@ def test_a_real_deadline_is_kept(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "paczero", "train", "smoke", "--quiet", "--until", "15s"]
+        [sys.executable, "-m", "paczero", "train", "smoke", "--quiet", "--until", "30s"]
         + ["--out", str(tmp_path / "run"), *sets(keys)],
         env=env,
         capture_output=True,
         text=True,
     )
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30
     assert done.returncode == RESUMABLE, done.stderr
     assert "stopped before the --until deadline" in done.stderr
 

@@ -27,7 +27,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600}
 _reached = threading.Event()  # the deadline came (kept after the block, for the exit status)
 _active = threading.Event()  # inside an until() block
 _done = threading.Event()  # the until() block was left
-HARD_MARGIN = 2.0  # seconds before the deadline at which a process still running is ended
+HARD_MARGIN = 3.0  # seconds before the deadline at which a process still running is ended
 
 
 class Reached(Interrupted):
