@@ -8,8 +8,8 @@ import stat
 import numpy as np
 import pytest
 
-from paczero.auditing import attacks as attacks_module
 from paczero.auditing import audit
+from paczero.auditing import rebuild as rebuild_module
 from paczero.cli import main
 from paczero.trainer import train
 
@@ -115,7 +115,7 @@ def test_a_recomputation_that_disagrees_with_the_log_is_reported(tmp_path, monke
     """The checks can fail: one recomputed sign vector off by one sign is caught."""
     zpl = ["data.num_train=32", "mechanism.name=paczero-zpl", "mechanism.subsets=8"]
     out = run(tmp_path, "zpl", *zpl, "train.steps=4", "seed.secret=1")
-    real, calls = attacks_module.subset_signs, []
+    real, calls = rebuild_module.subset_signs, []
 
     def off_by_one(means):
         signs = real(means)
@@ -125,7 +125,7 @@ def test_a_recomputation_that_disagrees_with_the_log_is_reported(tmp_path, monke
             signs[0] = -signs[0]
         return signs
 
-    monkeypatch.setattr(attacks_module, "subset_signs", off_by_one)
+    monkeypatch.setattr(rebuild_module, "subset_signs", off_by_one)
     report = audit(out, write=False).data
     assert report["checks"]["subset signs"] == {"checked": 4, "agree": 3, "ok": False}
     assert "disagrees with the release log" in report["summary"]
@@ -157,7 +157,7 @@ def test_the_canary_audit_flags_a_leak_beyond_the_claim(tmp_path, monkeypatch, c
     """The auditor can fail: scores that give the inclusion away beat epsilon 1."""
     out = run(tmp_path, "dp", *DP, "seed.secret=1")
     truth = json.loads((out / "private" / "canaries.json").read_text())["included"]
-    real = attacks_module.rebuild
+    real = rebuild_module.rebuild
 
     def leaky(view, **kwargs):
         rebuilt = real(view, **kwargs)

@@ -14,10 +14,10 @@ from paczero.auditing.attacks import (
     model_attack_canaries,
     model_attack_subsets,
     open_view,
-    rebuild,
     selection_attack,
     transcript_attack,
 )
+from paczero.auditing.rebuild import rebuild
 from paczero.auditing.report import (
     format_private_report,
     format_report,
