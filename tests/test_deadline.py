@@ -133,3 +133,48 @@ def test_a_sweep_stopped_by_its_deadline_continues_to_the_same_table(tmp_path, m
     for row in ours["rows"] + theirs["rows"]:
         row.pop("step_s")  # a wall-clock figure
     assert ours["rows"] == theirs["rows"]
+
+
+def test_a_packed_sweep_continues_in_another_folder_to_the_same_table(tmp_path, monkeypatch):
+    """paczero pack: the sweep without tensors, private/ owner-only; sweep --from continues
+    it elsewhere (log-only resume of the run the deadline cut)."""
+    import tarfile
+
+    from paczero.studies.tables import table
+
+    spec = {
+        "base": "smoke",
+        "set": {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in KEYS)},
+        "seeds": [0, 1],
+        "cells": [{"name": "zpl", "set": {"mechanism.name": "paczero-zpl"}}],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["sweep", str(path), "--out", str(tmp_path / "reference")]) == 0
+        here = ["sweep", str(path), "--out", str(tmp_path / "here"), "--until", "1h"]
+        _deadline_at(monkeypatch, 9)
+        assert main(here) == RESUMABLE  # seed 0 cut at step 9, seed 1 not begun
+        monkeypatch.undo()
+        pack = tmp_path / "moved" / "study.tar.gz"
+        assert main(["pack", str(tmp_path / "here"), "--to", str(pack)]) == 0
+        assert main(["pack", str(tmp_path / "here"), "--to", str(pack)]) == 2  # no overwrite
+        assert os.stat(pack).st_mode & 0o077 == 0
+        with tarfile.open(pack) as tar:
+            names = tar.getnames()
+            modes = {m.name: m.mode for m in tar.getmembers()}
+        assert not [n for n in names if "checkpoints" in n or n.endswith(".safetensors")]
+        assert any(n.endswith("zpl/seed-0/private/secret.json") for n in names)
+        assert all(mode & 0o077 == 0 for name, mode in modes.items() if "/private/" in name)
+        there = ["sweep", str(path), "--out", str(tmp_path / "there"), "--from", str(pack)]
+        assert main(there) == 0
+        assert main(there) == 2  # the folder exists now: --from is refused
+    run = tmp_path / "there" / "zpl" / "seed-0"
+    assert os.stat(run / "private").st_mode & 0o077 == 0
+    reference = tmp_path / "reference" / "zpl" / "seed-0"
+    assert (run / "releases.jsonl").read_bytes() == (reference / "releases.jsonl").read_bytes()
+    ours, theirs = (json.loads(table(tmp_path / d, fmt="json")) for d in ("there", "reference"))
+    for row in ours["rows"] + theirs["rows"]:
+        row.pop("step_s")  # a wall-clock figure
+    assert ours["rows"] == theirs["rows"]

@@ -142,6 +142,19 @@ def _add_study_commands(sub) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state only")
     _add_until(p, "; the same command continues the sweep")
+    p.add_argument(
+        "--from",
+        dest="from_pack",
+        metavar="PACK",
+        help="first unpack this `paczero pack` file where the sweep's folder goes (a study "
+        "moved from another machine), then continue it",
+    )
+
+    p = sub.add_parser(
+        "pack", help="a sweep or run folder without its tensors in one file, to move or continue"
+    )
+    p.add_argument("folder", help="a sweep (or run) directory")
+    p.add_argument("--to", required=True, help="the .tar.gz to write (it holds private/: a key)")
 
     p = sub.add_parser("table", help="one row per sweep cell: mean +- std over seeds")
     p.add_argument("sweep_dir", help="a directory made by `paczero sweep`")
@@ -442,6 +455,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from paczero.studies.spec import load_spec
 
     sweep = load_spec(args.spec, out=args.out)
+    if args.from_pack:
+        from paczero.studies.pack import unpack
+
+        unpack(args.from_pack, sweep.path)
     if args.jobs == 1 and not args.dry_run:
         _quiet_libraries()  # runs in this process
     with deadline.until(None if args.dry_run else _duration(args), STARTED):
@@ -449,6 +466,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.dry_run:
         print(f"table: paczero table {sweep.path}; plot: paczero plot {sweep.path}")
     return 1 if summary.failed else 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from paczero.studies.pack import pack
+
+    done = pack(args.folder, args.to)
+    print(
+        f"{args.to}: {args.folder} without tensors, {done['files']} files, {done['bytes']} bytes "
+        "(it holds private/, the secret: carry it like a key)"
+    )
+    return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -541,6 +569,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "prompt": cmd_prompt,
     "sweep": cmd_sweep,
+    "pack": cmd_pack,
     "table": cmd_table,
     "plot": cmd_plot,
     "recipes": cmd_recipes,
