@@ -5,6 +5,7 @@ step's test figures; the adapter card's snippet loads a GGUF-read base offline."
 from __future__ import annotations
 
 from paczero.modelcard import metadata, render
+from paczero.privacy.reports import NoGuaranteeReport, PrivacyReport
 
 CFG = {
     "task": {"name": "tickets", "type": "classification", "prompt": "{text}", "objective": "ce"},
@@ -26,14 +27,11 @@ RESULT = {
         "splits": {"pool": 10, "dev": 4, "test": 4},
     }
 }
-PRIVACY = {
-    "mechanism": "mezo",
-    "private": False,
-    "guarantee": "none: no privacy mechanism",
-    "unanimity_fraction": None,
-    "release_kinds": {"mezo": 5},
-    "steps": 5,
-}
+PRIVACY = PrivacyReport.from_json(
+    {"mechanism": "mezo", "framework": "none", "guarantee": NoGuaranteeReport.GUARANTEE,
+     "unanimity_fraction": None, "release_kinds": {"nonprivate": 5}, "steps": 5,
+     "releases": 5, "secret_source": "os-entropy"}
+)  # fmt: skip
 
 
 def _info(step: int, **more) -> dict:
