@@ -25,10 +25,10 @@ from paczero.mechanisms import Mechanism
 from paczero.models import LoadedModel, load_model
 from paczero.privacy.randomness import RandomStream, public_stream
 from paczero.selection import Selection
-from paczero.tasks import Splits, Task, TaskConfig, build_task, load_splits
+from paczero.tasks import Splits, Task, TaskConfig, build_task
 from paczero.tasks.base import Encoded
 from paczero.tasks.canaries import add_canaries
-from paczero.tasks.registry import choices
+from paczero.tasks.registry import choices, read_splits
 
 LORA_EXACT_FRACTION = 0.05  # snapshot-restore when the trainable set is this small
 
@@ -180,7 +180,7 @@ def build_session(
     here, before anything is trained; ``run_path``: an existing run (resume), whose
     choice is read from its public log instead."""
     public = public_stream(cfg.seed.public)
-    splits = load_splits(cfg.task, cfg.data)  # every row checked before the model loads
+    splits = read_splits(cfg.task, cfg.data)  # every row checked before the model loads
     loaded = load_model(cfg.model, seed=public.seed("model-init"))
     selection = None
     if run_path is not None:
