@@ -233,16 +233,17 @@ def _schedule(mu, delta, rate, steps, accountant, noise, count_epsilon, start) -
 
 class _Filler:
     """Values of a schedule computed in order by a daemon thread while the run trains; a
-    reader waits only for a value not computed yet. Holds no reference to its accountant,
-    so a dropped accountant stops it (weakref.finalize)."""
+    reader waits only for a value not computed yet. The thread starts at the first read, so
+    that it does not slow the run's set-up (it holds the GIL between numpy calls). Holds no
+    reference to its accountant, so a dropped accountant stops it (weakref.finalize)."""
 
     def __init__(self, values: Iterator[float], start: int):
         self.start, self.values, self.error = start, [], None
         self.done = threading.Condition()
         self.stopped = threading.Event()
-        worker = threading.Thread(target=self._fill, args=(values,), daemon=True)
-        worker.name = "paczero-epsilon"
-        worker.start()
+        self._worker = threading.Thread(target=self._fill, args=(values,), daemon=True)
+        self._worker.name = "paczero-epsilon"
+        self._started = False
 
     def _fill(self, values: Iterator[float]) -> None:
         try:
@@ -260,6 +261,9 @@ class _Filler:
     def get(self, steps: int) -> float:
         index = steps - self.start
         with self.done:
+            if not self._started:
+                self._started = True
+                self._worker.start()
             self.done.wait_for(lambda: len(self.values) > index or self.error is not None)
             if len(self.values) > index:
                 return self.values[index]
@@ -519,10 +523,10 @@ class DPAccountant:
         return accountant_name(self.accountant, self.noise, self.delta)
 
     def prepare(self, start: int = 1) -> None:
-        """Start computing epsilon after each planned step from ``start`` on, in order, in a
-        background thread, so that no step composes a PLD and start-up does not wait for
-        the whole schedule (99 s at T = 1000 with pld). A resumed run prepares again from
-        its next step; the previous filler stops."""
+        """Compute epsilon after each planned step from ``start`` on, in order, in a
+        background thread from the first step's read on, so that no step composes a PLD and
+        start-up does not wait for the whole schedule (99 s at T = 1000 with pld). A resumed
+        run prepares again from its next step; the previous filler stops."""
         if self._schedule is not None:
             if self._schedule.start == start:
                 return
