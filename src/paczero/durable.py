@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 
 from paczero.config import load_config
 from paczero.distributed import close_world, init_world, leave_together
+from paczero.divergence import DIVERGED, stop_diverged
 from paczero.errors import Diverged, Stopped, UserError
 from paczero.exporting import chosen_prompt, write_export
 from paczero.models import load_model
@@ -36,13 +37,7 @@ from paczero.runs import (
 )
 from paczero.session import build_session, load_named
 from paczero.signals import handled
-from paczero.trainer import (
-    DIVERGED,
-    Result,
-    Trainer,
-    check_ranks_agree,
-    stop_diverged,
-)
+from paczero.trainer import Result, Trainer, check_ranks_agree
 
 # What `resume --set` may change: not the releases' privacy (train.steps only where the
 # mechanism's guarantee does not count the steps: ``_check_steps``).

@@ -235,3 +235,14 @@ def privacy_curve(run_path: Path, records: list[ReleaseRecord]) -> dict[str, Any
     if not records:
         return None
     return run_privacy(run_path, None, records)[1].curve(records)
+
+
+def plot_run_or_warn(run_path: Path) -> None:
+    """training.png for every run: public values only (report.plot_run); a plot that
+    fails never fails the finished run."""
+    import warnings
+
+    try:
+        plot_run(run_path)
+    except Exception as err:
+        warnings.warn(f"paczero: training.png not drawn ({err})", stacklevel=2)

@@ -7,19 +7,15 @@ evaluation for the CLI is ``paczero.evaluation``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
-import platform
-import resource
 import signal
 import statistics
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +34,20 @@ from paczero.distributed import (
     init_world,
     leave_together,
 )
-from paczero.engine.optim import StepResult
-from paczero.errors import Diverged, Interrupted, UserError
+from paczero.divergence import stop_diverged
+from paczero.engine.optim import StepResult, private_record
+from paczero.environment import hardware, peak_memory, versions
+from paczero.errors import Diverged, Interrupted
 from paczero.exporting import base_identity, ready_to_share, write_run_card
 from paczero.privacy.randomness import secret_stream
-from paczero.records import ReleaseRecord, jsonable
+from paczero.records import ReleaseRecord
 from paczero.replay import rebuild
-from paczero.report import describe_result, privacy_report
+from paczero.report import describe_result, plot_run_or_warn, privacy_report
 from paczero.runs import (
     PRIVATE_FILE_MODE,
     RunDir,
     check_new_run_dir,
     default_run_dir,
-    write_json,
     write_jsonl,
 )
 from paczero.session import Session, build_session, learning_rate, load_named, pool_losses
@@ -123,9 +120,6 @@ def train(
             return result
     finally:
         close_world(world)  # after a failure: no barrier a dead peer would never reach
-
-
-DIVERGED = "diverged.json"  # written when a run stops on a non-finite loss
 
 
 def check_ranks_agree(session: Session) -> None:
@@ -254,7 +248,7 @@ class Trainer:
         """Write-ahead, private record first: a crash between the two writes leaves the
         private log one record ahead, which resume drops (that release was never public
         nor applied); the public log is never ahead of the private one."""
-        self.private_log.append(_private_record(result))
+        self.private_log.append(private_record(result))
         self._record = ReleaseRecord.of_step(result, self.s.mechanism)
         self.releases_log.append(self._record.to_json())
 
@@ -326,7 +320,7 @@ class Trainer:
         if self.tracker is not None:
             self.tracker.log_eval("test", released or 0, test_metrics)
             self.tracker.log_summary(result["privacy"], steps_run)
-        _plot(run.path)
+        plot_run_or_warn(run.path)
         return Result(run_dir=run.path, data=result)
 
     # ------------------------------------------------------------ pieces
@@ -551,9 +545,9 @@ class Trainer:
                 "train_s": round(sum(times), 3),
                 "step_s_median": round(statistics.median(times), 4) if times else None,
             },
-            "memory": _memory(),
-            "versions": _versions(),
-            "hardware": _hardware(s.loaded.device),
+            "memory": peak_memory(),
+            "versions": versions(),
+            "hardware": hardware(s.loaded.device),
         }
 
 
@@ -586,98 +580,8 @@ def _run_id(run: RunDir) -> str:
         return "run"
 
 
-def _plot(run_path: Path) -> None:
-    """training.png for every run: public values only (report.plot_run); a plot that
-    fails never fails the finished run."""
-    import warnings
-
-    from paczero.report import plot_run
-
-    try:
-        plot_run(run_path)
-    except Exception as err:
-        warnings.warn(f"paczero: training.png not drawn ({err})", stacklevel=2)
-
-
 def _rows_cap(s) -> int:
     from paczero.engine.batch_budget import micro_batch_rows
 
     zo = s.cfg.zo
     return micro_batch_rows(zo.micro_batch, zo.micro_batch_tokens, s.loaded.device)
-
-
-# ------------------------------------------------------------ divergence
-
-
-def stop_diverged(trainer: Trainer, err: Diverged) -> UserError:
-    """A non-finite loss at step k (before step k released anything): rebuild theta_k
-    (the live tensors are perturbed), checkpoint it, note the divergence so that ``resume``
-    wants a changed key, and return the one-line error to raise."""
-    s, run, step = trainer.s, trainer.run_dir, err.step
-    if step == 0 and "dev" in err.what:
-        return UserError(
-            f"the initial model gives a non-finite dev loss ({err.what}); the likely key is "
-            f"model.dtype ({s.cfg.model.dtype}): use float32"
-        )
-    if step == 0:
-        return UserError(
-            f"training diverged at step 0 ({err.what}): the perturbation theta + eps z already "
-            f"gives a non-finite loss; the likely key is zo.eps ({s.cfg.zo.eps:g}): lower it"
-        )
-    key, value = "train.lr", s.cfg.train.lr
-    if s.mechanism.replayable:  # a gradient step perturbs nothing: theta_k is live
-        rebuild(s, run, step, run.releases(), theta0=trainer.theta0)
-    trainer.save_checkpoint(step)
-    if trainer.main:
-        config_sha = hashlib.sha256(run.config_path.read_bytes()).hexdigest()
-        note = {"step": step, "what": err.what, "key": key, "config": config_sha}
-        write_json(run.path / DIVERGED, note)
-    return UserError(
-        f"training diverged at step {step} ({err.what}); the likely key is {key} ({value:g}): "
-        f"{run.path} is consistent and checkpointed at step {step}; continue with a smaller "
-        f"value: paczero resume {run.path} --set {key}=VALUE (or start a new run)"
-    )
-
-
-def _private_record(result: StepResult) -> dict[str, Any]:
-    """The secret side of a step: S*-dependent values and noise of every release and,
-    for secret rows, the rows' loss and count."""
-    record: dict[str, Any] = {
-        "step": result.step,
-        "releases": [jsonable(r.private) for r in result.releases],
-    }
-    if result.rows_secret:
-        loss = result.loss if math.isfinite(result.loss) else None  # None: an empty sample
-        record.update(loss=loss, batch_size=len(result.rows))
-    return record
-
-
-def _memory() -> dict[str, Any]:
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out: dict[str, Any] = {"peak_rss_mb": round(peak_kb / 1024, 1)}
-    if torch.cuda.is_available():
-        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
-
-
-def _versions() -> dict[str, str]:
-    names = ("torch", "transformers", "peft", "paczero")
-    versions = {"python": sys.version.split()[0]}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
-
-
-def _hardware(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "device": str(device),
-        "machine": platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info

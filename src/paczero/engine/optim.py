@@ -13,8 +13,10 @@ moves, then the update fused with the restore.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from paczero.distributed import SOLO, World
 from paczero.engine.zo import ZOEstimator
 from paczero.mechanisms.base import Mechanism, Release, StepContext
 from paczero.privacy.randomness import RandomStream, public_stream, secret_stream
+from paczero.records import jsonable
 
 RowLosses = Callable[[np.ndarray], torch.Tensor]  # pool rows -> their per-example losses
 
@@ -186,3 +189,16 @@ def _check_takes_rows(losses: Callable) -> None:
             "the loss function must take the step's pool rows (an index array) and return "
             "their per-example losses: opt.step(lambda rows: losses(model, pool[rows]))"
         )
+
+
+def private_record(result: StepResult) -> dict[str, Any]:
+    """The secret side of a step: S*-dependent values and noise of every release and,
+    for secret rows, the rows' loss and count."""
+    record: dict[str, Any] = {
+        "step": result.step,
+        "releases": [jsonable(r.private) for r in result.releases],
+    }
+    if result.rows_secret:
+        loss = result.loss if math.isfinite(result.loss) else None  # None: an empty sample
+        record.update(loss=loss, batch_size=len(result.rows))
+    return record
