@@ -611,7 +611,7 @@ def test_the_readme_commands_are_valid_runs():
     import re
     import shlex
 
-    from paczero.cli import _parser
+    from paczero.cli_parser import build_parser
 
     pages = ["README.md", "docs/own-data.md", "docs/predict.md"]
     text = "".join((EXAMPLES.parent / page).read_text() for page in pages)
@@ -624,7 +624,7 @@ def test_the_readme_commands_are_valid_runs():
     ]
     assert len(commands) >= 5
     for command in commands:
-        args = _parser().parse_args(shlex.split(command)[1:])
+        args = build_parser().parse_args(shlex.split(command)[1:])
         cfg = load_config(str(EXAMPLES.parent / args.config), args.overrides)
         assert cfg.data.train and cfg.task.type in ("classification", "generation")
 
