@@ -76,7 +76,9 @@ class PrivacyReport(BaseModel):
         """A copy with ``entries`` set (a new key goes last, as in a dict)."""
         return PrivacyReport.from_json({**self.to_json(), **entries})
 
-    def with_run(self, bookkeeping: dict[str, Any], coverage: dict[str, Any] | None) -> Any:
+    def with_run(
+        self, bookkeeping: dict[str, Any], coverage: dict[str, Any] | None
+    ) -> PrivacyReport:
         """The whole report of a run: its ``bookkeeping`` first, this section, and which
         data the guarantee covers (``coverage``: the splits' public facts) in words."""
         report = PrivacyReport.from_json({**bookkeeping, **self.to_json()})
