@@ -37,7 +37,7 @@ from paczero.runs import (
 )
 from paczero.session import build_session, load_named
 from paczero.signals import handled
-from paczero.trainer import Result, Trainer, check_ranks_agree
+from paczero.trainer import Result, Trainer, better_dev, check_ranks_agree
 
 # What `resume --set` may change: not the releases' privacy (train.steps only where the
 # mechanism's guarantee does not count the steps: ``_check_steps``).
@@ -373,7 +373,11 @@ def _export_step(run: RunDir, step: str | int, logged: int, metrics: list[dict])
         if not dev:
             raise UserError(f"{run.path} has no dev evaluation; use --step final or a number")
         metric = "f1" if "f1" in dev[0] else "accuracy"
-        return max(dev, key=lambda m: (m[metric], -m["step"]))["step"]
+        best = None
+        for line in dev:  # the trainer's rule: a tie in the metric goes to the lower loss
+            if better_dev(line, best, metric):
+                best = line
+        return best["step"]
     try:
         number = int(step)
     except ValueError:
