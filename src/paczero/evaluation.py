@@ -39,15 +39,19 @@ Weights = Callable[[LoadedModel], torch.nn.Module]
 
 
 def load_target(
-    target: str | Path, overrides: list[str] | tuple[str, ...] = (), rows: str | None = None
+    target: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    rows: str | None = None,
+    trained: bool = True,
 ) -> tuple[RunConfig, Weights]:
     """The config and the weights of what ``paczero eval`` and ``paczero predict`` name: a
-    run directory (its dev-best model), an export folder, or a base model (zero-shot; a
-    task of one's own then reads ``rows`` unless ``data.train`` is set)."""
+    run directory (its released model), an export folder, or a base model (zero-shot; a
+    task of one's own then reads ``rows`` unless ``data.train`` is set). ``trained``: the
+    weights will be used (an unfinished run has no released model: refused)."""
     target = Path(target)
     run_config, exported = target / "config.yaml", target / "paczero_export.json"
     if run_config.exists():
-        if not (target / "result.json").exists():  # its model so far is no released model
+        if trained and not (target / "result.json").exists():  # no released model yet
             raise UserError(
                 f"{target} has not finished (no result.json): continue it with paczero resume "
                 f"{target}, or export a logged step (paczero export {target} --step N --to "

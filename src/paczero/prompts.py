@@ -33,7 +33,7 @@ def show_prompts(
     if name in recipe_names() or (Path(name).is_file() and Path(name).suffix in (".yaml", ".yml")):
         cfg = load_config(name, [*rows_schema(str(data), overrides), *overrides])
     else:
-        cfg, _ = load_target(target, overrides, rows=str(data))
+        cfg, _ = load_target(target, overrides, rows=str(data), trained=False)
     table = read_table(str(data), "test", cfg.data, key="--data")
     loaded = load_model(cfg.model, seed=public_stream(cfg.seed.public).seed("model-init"))
     task = build_task_for(cfg, loaded)
