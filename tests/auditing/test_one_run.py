@@ -66,6 +66,11 @@ def test_a_non_private_ablation_is_caught(tmp_path, capsys):
     for name in ("audit.json", "audit.png"):
         assert stat.S_IMODE((out / "private" / name).stat().st_mode) == 0o600
     assert json.loads((out / "private" / "audit.json").read_text())["truth"]["secret_index"] >= 0
+    # A --json / --plot path of the user's holds the same secret: owner-only there too.
+    elsewhere = tmp_path / "elsewhere"
+    audit(out, json_path=elsewhere / "a.json", plot_path=elsewhere / "a.png")
+    for name in ("a.json", "a.png"):
+        assert stat.S_IMODE((elsewhere / name).stat().st_mode) == 0o600
     capsys.readouterr()
     assert main(["audit", str(out), "--check"]) == 2  # no bound to check
     err = capsys.readouterr().err.strip().splitlines()

@@ -169,9 +169,8 @@ def audit(
         private = view.run.private_dir
         data["json"] = str(json_path or private / "audit.json")
         data["plot"] = str(plot_audit(data, Path(plot_path or private / "audit.png")))
-        if plot_path is None:
-            os.chmod(data["plot"], PRIVATE_FILE_MODE)
-        _write_json(Path(data["json"]), data, private=json_path is None)
+        os.chmod(data["plot"], PRIVATE_FILE_MODE)  # it names S*, wherever it is written
+        _write_json(Path(data["json"]), data)
     return AuditReport(data)
 
 
@@ -205,7 +204,10 @@ def _notes(
     return public, notes
 
 
-def _write_json(path: Path, data: dict[str, Any], private: bool) -> None:
+def _write_json(path: Path, data: dict[str, Any], private: bool = True) -> None:
+    """One run's report holds ``truth`` (S* or the included canaries): owner-only, under
+    ``private/`` or at a ``--json`` path of the user's. Trials' reports are of throw-away
+    runs (``private=False``)."""
     from paczero.runs import write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import math
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from .channels import _kl_split
+from .channels import _kl_split, kl_bernoulli
 
 __all__ = [
     "mi_to_posterior_bound",
@@ -209,3 +209,47 @@ def describe_summary(summary: dict) -> str:
         "The match compares the two bounds on attacker success, not identical threat models."
     )
     return "\n".join(lines)
+
+
+def kl_upper_inverse(p0: float, budget: float) -> float:
+    """The largest p >= p0 with KL(Bern(p) || Bern(p0)) <= budget (1 if none is too large).
+
+    Data processing: if I(S*; O) <= budget, any event about (S*, O) whose probability is
+    p0 when O is independent of S* has probability at most this.
+    """
+    p0, budget = float(p0), float(budget)
+    if not 0.0 <= p0 <= 1.0:
+        raise ValueError(f"p0 must be in [0, 1], got {p0!r}")
+    if not budget >= 0.0:
+        raise ValueError(f"budget must be >= 0 nats, got {budget!r}")
+    if p0 >= 1.0:
+        return 1.0
+    if p0 <= 0.0:
+        return 1.0 - math.exp(-budget)  # KL(Bern(p) || Bern(0)) is infinite unless p = 0
+    if budget == 0.0:
+        return p0
+    if budget >= -math.log(p0):  # KL(Bern(1) || Bern(p0))
+        return 1.0
+    p = brentq(lambda x: kl_bernoulli(x, p0) - budget, p0, 1.0, xtol=1e-15, rtol=1e-15)
+    while p < 1.0 and kl_bernoulli(p, p0) < budget:  # round up: the bound must hold
+        p = math.nextafter(p, 2.0)
+    return min(p, 1.0)
+
+
+def identification_bound(mi: float, m: int) -> float:
+    """The most often any attacker names S* among ``m`` uniform candidates when I <= mi.
+
+    KL(Bern(P) || Bern(1/m)) <= I (data processing on the indicator "guess = S*", whose
+    probability is exactly 1/m when the output is independent of S*): the tight form of
+    Fano's inequality for this one event.
+    """
+    if m < 1:
+        raise ValueError(f"need at least one candidate, got {m}")
+    return kl_upper_inverse(1.0 / m, mi)
+
+
+def fano_bound(mi: float, m: int) -> float:
+    """Fano's inequality: P(naming S* among m candidates) <= (I + ln 2) / ln m (capped at 1)."""
+    if m < 2:
+        return 1.0
+    return min(1.0, (float(mi) + math.log(2.0)) / math.log(m))

@@ -9,6 +9,8 @@ from pydantic import Field
 
 from paczero.guarantee import a_or_an, fmt
 from paczero.privacy.bounds import (
+    fano_bound,
+    identification_bound,
     mi_to_epsilon,
     mi_to_posterior_bound,
 )
@@ -117,8 +119,6 @@ class PACReport(PrivacyReport):
 
     def claim(self) -> dict[str, Any] | None:
         """What I(S*; releases) <= mi_bound promises an attacker facing the M candidates."""
-        from paczero.auditing.stats import fano_bound, identification_bound
-
         mi, m = float(self.mi_bound), int(self.subsets or 0)
         return {
             "framework": "pac",
