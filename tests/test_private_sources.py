@@ -128,3 +128,23 @@ def test_a_separate_dev_file_keeps_the_dev_best_model():
     carved = load_config(str(EXAMPLES / "tickets.yaml"), CARVED)
     assert carved.train.select == "final"
     assert load_config("smoke").train.select == "dev-best"  # a public benchmark's split
+
+
+def test_a_non_finite_private_dev_loss_does_not_stop_the_run(tmp_path, monkeypatch):
+    """Where a run ends is public: a stop caused by private dev rows would publish them."""
+    from paczero.tasks.classification import ClassificationTask
+
+    real = ClassificationTask.evaluate_rows
+
+    def nan_dev(self, model, rows, *args, **kwargs):
+        metrics, scored = real(self, model, rows, *args, **kwargs)
+        if len(rows) == 3:  # the carved dev split (num_dev=3; num_test=2 here)
+            metrics = {**metrics, "loss": float("nan")}
+        return metrics, scored
+
+    monkeypatch.setattr(ClassificationTask, "evaluate_rows", nan_dev)
+    result = _train(tmp_path / "run", *CARVED, "data.num_test=2")
+    assert result["metrics"]["best_step"] == 2  # ran to the end, the final model released
+    assert not (tmp_path / "run" / "diverged.json").exists()
+    private = tmp_path / "run" / "private" / "metrics-dev.jsonl"
+    assert [json.loads(x)["loss"] for x in private.read_text().splitlines()] == [None] * 3

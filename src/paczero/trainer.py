@@ -337,9 +337,16 @@ class Trainer:
             self.save_checkpoint(step)
             raise Interrupted(self.run_dir.path, step, self._stop_signal()) from None
         self.eval_s += time.perf_counter() - t0
-        if not all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float)):
+        finite = all(math.isfinite(v) for v in dev_metrics.values() if isinstance(v, float))
+        if not finite and not self.private_dev:
             raise Diverged(step, "the dev loss became non-finite")
         if self.private_dev:  # kept for the user under private/; published nowhere
+            # Not even as a stop: where the run ends would tell what the private rows scored.
+            if not finite:  # JSON has no NaN: a non-finite value is logged as null
+                dev_metrics = {
+                    k: v if not isinstance(v, float) or math.isfinite(v) else None
+                    for k, v in dev_metrics.items()
+                }
             self.history.append({"step": step, **dev_metrics})
             self.best_dev_rows = dev_rows  # the last one: the final model's at the end
             if self.main:
