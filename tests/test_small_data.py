@@ -55,3 +55,25 @@ def test_the_thread_count_fits_the_idle_cores(monkeypatch):
         assert fit_threads_to_load() is None and torch.get_num_threads() == 2  # the user's
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_command_run_in_process_gives_the_threads_back(monkeypatch, tmp_path):
+    """The fitted count holds for the command only: a caller (this test suite) keeps its own."""
+    from paczero import cli
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def command(args):
+        seen.append(torch.get_num_threads())
+        return 0
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    monkeypatch.setitem(cli.COMMANDS, "eval", command)
+    try:
+        torch.set_num_threads(2)
+        assert cli.main(["eval", str(tmp_path)]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

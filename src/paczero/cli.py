@@ -14,7 +14,7 @@ from paczero import deadline
 from paczero.cli_parser import build_parser
 from paczero.deadline import RESUMABLE
 from paczero.errors import Interrupted, UserError
-from paczero.threads import MODEL_COMMANDS, fit_threads_to_load
+from paczero.threads import MODEL_COMMANDS, threads_fitted_to_load
 
 STARTED = time.monotonic()  # an --until deadline counts from here: set-up counts
 
@@ -407,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", module="transformers|peft|torch")
     try:
         _check_path_options(args)
-        if args.command in MODEL_COMMANDS:
-            fit_threads_to_load()  # a busy machine: fewer threads run faster (threads.py)
+        if args.command in MODEL_COMMANDS:  # a busy machine: fewer threads run faster
+            with threads_fitted_to_load():
+                return COMMANDS[args.command](args)
         return COMMANDS[args.command](args)
     except UserError as err:
         if args.debug:

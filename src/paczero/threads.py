@@ -9,6 +9,8 @@ machine tiny-llama took 2.29 s per step with 2 threads and 0.44 s with one (issu
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 MODEL_COMMANDS = ("train", "resume", "demo", "eval", "predict", "export", "audit", "bench")
 
@@ -41,3 +43,17 @@ def fit_threads_to_load() -> int | None:
         torch.set_num_threads(idle)
         return idle
     return None
+
+
+@contextmanager
+def threads_fitted_to_load() -> Iterator[None]:
+    """``fit_threads_to_load`` for the length of one command, then the count it found: a
+    command run in-process (a test suite, a notebook) leaves its caller's threads as they were."""
+    import torch
+
+    before = torch.get_num_threads()
+    fit_threads_to_load()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
