@@ -10,12 +10,14 @@ owner-only (0600) and must be carried like a key.
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import tempfile
 from pathlib import Path
 
 from paczero.errors import UserError
+from paczero.runs.files import atomic_write_bytes
 
 TENSOR_FOLDERS = ("checkpoints", "model")  # what resume, export and eval rebuild by replay
 LOCKS = (".lock",)
@@ -38,23 +40,14 @@ def pack(folder: str | Path, to: str | Path) -> dict[str, int]:
         raise UserError(f"{to} exists; choose another --to or remove it first")
     if to.resolve().is_relative_to(folder.resolve()):
         raise UserError(f"--to {to} is inside {folder}; write the pack elsewhere")
-    to.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=to.parent, prefix=f".{to.name}.")
-    os.fchmod(fd, 0o600)
-    files = 0
-    try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for path in sorted(folder.rglob("*")):
-                relative = path.relative_to(folder)
-                if path.is_file() and not path.is_symlink() and _kept(relative):
-                    tar.add(path, arcname=str(Path(folder.name) / relative), recursive=False)
-                    files += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(staging, to)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    buffer, files = io.BytesIO(), 0  # a pack holds logs only: a few MB a run at most
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and not path.is_symlink() and _kept(relative):
+                tar.add(path, arcname=str(Path(folder.name) / relative), recursive=False)
+                files += 1
+    atomic_write_bytes(to, buffer.getvalue(), mode=0o600)
     return {"files": files, "bytes": to.stat().st_size}
 
 
