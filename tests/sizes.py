@@ -7,3 +7,8 @@ SMALL_RUN = ("data.num_train=32", "data.num_dev=16", "data.num_test=16", "model.
 
 def small_run(*extra: str) -> list[str]:
     return [*SMALL_RUN, *extra]
+
+
+def sets(*items: str) -> list[str]:
+    """Overrides as the command line takes them: ``--set KEY=VALUE`` each."""
+    return [arg for item in items for arg in ("--set", item)]

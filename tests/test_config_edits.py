@@ -10,13 +10,9 @@ import yaml
 
 from paczero.cli import main
 
-from sizes import small_run
+from sizes import sets, small_run
 
 SMALL = small_run("train.steps=4", "train.batch_size=8", "train.eval_every=2")
-
-
-def sets(*items: str) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,11 @@ import pytest
 
 from paczero.cli import main
 
+from sizes import sets
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 QUICK = ["model.name=tiny-llama", "train.steps=2", "model.device=cpu", "train.eval_every=1"]
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-def sets(*items: str) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 def _train(out: Path, *extra: str) -> dict:

@@ -11,7 +11,7 @@ import pytest
 
 from paczero.cli import main
 
-from sizes import small_run
+from sizes import sets, small_run
 
 BASE = small_run("train.steps=2", "train.batch_size=8", "train.eval_at_start=false")
 MECHANISMS = {
@@ -26,10 +26,6 @@ MECHANISMS = {
         "mechanism.accountant=rdp",
     ],
 }
-
-
-def sets(*items: str) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 def _stopped(tmp_path, mechanism: str):
